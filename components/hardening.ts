@@ -1,0 +1,109 @@
+/**
+ * The container hardening profile, as data.
+ *
+ * This module is the single source of truth for how the backend container is locked down. The
+ * Pulumi program maps it to `docker.Container` arguments (see `backendService.ts`); the Docker
+ * integration tests map the very same data to `docker run` flags with {@link toDockerRunArgs}, so
+ * what is tested and what is deployed cannot drift apart.
+ */
+
+/** Resource limits applied to the container. */
+export interface ResourceLimits {
+  /** Hard memory limit in MiB (swap is capped at the same value, so the container never swaps). */
+  memoryMb: number;
+  /** CPU quota in cores, e.g. 0.5 or 2. */
+  cpus: number;
+  /** Maximum number of processes and threads inside the container. */
+  pids: number;
+}
+
+/** Everything that locks the backend container down. */
+export interface HardeningProfile {
+  /** Numeric `uid:gid` the process runs as; never root. Matches the image's app user. */
+  readonly user: string;
+  /** Mount the image's root file system read-only. */
+  readonly readOnlyRootFilesystem: boolean;
+  /** tmpfs mounts: path -> mount options. `/tmp` is the only writable path besides the data volume. */
+  readonly tmpfs: Readonly<Record<string, string>>;
+  /** Where the named data volume is mounted (SQLite file and other local data). */
+  readonly dataPath: string;
+  /** Linux capabilities dropped; `ALL` drops every one. */
+  readonly capDrop: readonly string[];
+  /** Linux capabilities added back after the drop; none are needed to listen on a port above 1024. */
+  readonly capAdd: readonly string[];
+  /** Security options passed to the engine (`no-new-privileges` blocks setuid escalation). */
+  readonly securityOpts: readonly string[];
+  /** Default resource limits; stack config may override them. */
+  readonly resources: Readonly<ResourceLimits>;
+  /** Restart policy of the engine. */
+  readonly restart: "no" | "on-failure" | "always" | "unless-stopped";
+  /** Log driver and its rotation options, so a chatty container cannot fill the disk. */
+  readonly logDriver: string;
+  readonly logOpts: Readonly<Record<string, string>>;
+  /** Seconds the engine waits after SIGTERM before SIGKILL; above the app's shutdown timeout. */
+  readonly stopTimeoutSeconds: number;
+  /** Signal that starts a graceful shutdown. */
+  readonly stopSignal: string;
+}
+
+/** The profile every backend container runs with, staging and prod alike. */
+export const hardeningProfile: HardeningProfile = Object.freeze({
+  user: "10001:10001",
+  readOnlyRootFilesystem: true,
+  tmpfs: Object.freeze({ "/tmp": "rw,noexec,nosuid,nodev,size=64m" }),
+  dataPath: "/data",
+  capDrop: Object.freeze(["ALL"]),
+  capAdd: Object.freeze([]),
+  securityOpts: Object.freeze(["no-new-privileges:true"]),
+  resources: Object.freeze({ memoryMb: 512, cpus: 1, pids: 256 }),
+  restart: "unless-stopped",
+  logDriver: "json-file",
+  logOpts: Object.freeze({ "max-size": "10m", "max-file": "3" }),
+  stopTimeoutSeconds: 30,
+  stopSignal: "SIGTERM",
+}) as HardeningProfile;
+
+/** The profile with stack-specific resource limits merged over the defaults. */
+export function withResources(
+  profile: HardeningProfile,
+  resources: Partial<ResourceLimits> = {},
+): HardeningProfile {
+  return {
+    ...profile,
+    resources: {
+      memoryMb: resources.memoryMb ?? profile.resources.memoryMb,
+      cpus: resources.cpus ?? profile.resources.cpus,
+      pids: resources.pids ?? profile.resources.pids,
+    },
+  };
+}
+
+/**
+ * The `docker run` flags that apply the profile. `dataVolume` is the named volume (or host path)
+ * mounted at {@link HardeningProfile.dataPath}; leave it out to mount a tmpfs there instead.
+ */
+export function toDockerRunArgs(profile: HardeningProfile, dataVolume?: string): string[] {
+  const args: string[] = ["--user", profile.user];
+  if (profile.readOnlyRootFilesystem) args.push("--read-only");
+  for (const [path, options] of Object.entries(profile.tmpfs)) {
+    args.push("--tmpfs", `${path}:${options}`);
+  }
+  if (dataVolume === undefined) {
+    args.push("--tmpfs", `${profile.dataPath}:rw,nosuid,nodev,size=64m,uid=10001,gid=10001`);
+  } else {
+    args.push("--volume", `${dataVolume}:${profile.dataPath}`);
+  }
+  for (const cap of profile.capDrop) args.push("--cap-drop", cap);
+  for (const cap of profile.capAdd) args.push("--cap-add", cap);
+  for (const opt of profile.securityOpts) args.push("--security-opt", opt);
+  const memory = `${profile.resources.memoryMb}m`;
+  args.push("--memory", memory, "--memory-swap", memory);
+  args.push("--cpus", String(profile.resources.cpus));
+  args.push("--pids-limit", String(profile.resources.pids));
+  args.push("--restart", profile.restart);
+  args.push("--log-driver", profile.logDriver);
+  for (const [key, value] of Object.entries(profile.logOpts)) args.push("--log-opt", `${key}=${value}`);
+  args.push("--stop-timeout", String(profile.stopTimeoutSeconds));
+  args.push("--stop-signal", profile.stopSignal);
+  return args;
+}
