@@ -1,0 +1,55 @@
+/**
+ * The contract between stacks: the shapes of the stack outputs that staging publishes and prod
+ * reads (see DESIGN.md, "Stack outputs are the contract between stacks"). The zod schemas are the
+ * single definition; the TypeScript types are inferred from them.
+ */
+import { z } from "zod";
+
+/** `sha256:` followed by 64 lowercase hex digits. */
+export const Digest = z.string().regex(/^sha256:[0-9a-f]{64}$/, "expected sha256:<64 hex digits>");
+export type Digest = z.infer<typeof Digest>;
+
+/** Where a stack runs: decides its role. */
+export const Environment = z.enum(["staging", "prod"]);
+export type Environment = z.infer<typeof Environment>;
+
+/** Hardening facts observed on the running container (not copied from config). */
+export const Hardening = z.object({
+  /** The user the container runs as, e.g. "10001" or "10001:10001"; never "", "root" or "0". */
+  user: z.string(),
+  readOnlyRootFilesystem: z.boolean(),
+  capabilitiesDropped: z.array(z.string()),
+  noNewPrivileges: z.boolean(),
+});
+export type Hardening = z.infer<typeof Hardening>;
+
+/** What a readiness check recorded about one running image. */
+export const Readiness = z.object({
+  ready: z.boolean(),
+  imageDigest: Digest,
+  /** ISO-8601, UTC. */
+  checkedAt: z.iso.datetime(),
+  /** The URL that was probed. */
+  url: z.string(),
+  /** From the backend's `/version`. */
+  version: z.string(),
+  hardening: Hardening,
+});
+export type Readiness = z.infer<typeof Readiness>;
+
+/** The outputs every backend stack exports, staging and prod alike. */
+export const StackOutputs = z.object({
+  environment: Environment,
+  /** Pinned by digest where a registry is used, else the local image id. */
+  imageRef: z.string().min(1),
+  imageDigest: Digest,
+  url: z.string(),
+  readiness: Readiness,
+});
+export type StackOutputs = z.infer<typeof StackOutputs>;
+
+/** Whether a user string from `docker inspect` names root (or nobody at all). */
+export function isRootUser(user: string): boolean {
+  const name = user.split(":")[0]?.trim() ?? "";
+  return name === "" || name === "root" || name === "0";
+}
