@@ -1,0 +1,1 @@
+"""The FastAPI backend delivered by this repository's Pulumi program."""

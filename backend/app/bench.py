@@ -1,0 +1,43 @@
+"""Benchmark entry: ``python -m app.bench --middleware off|on``.
+
+Runs the same server configuration as ``python -m app`` but can leave out the security and
+logging middleware, so one benchmark run can measure their overhead. It refuses to run with
+APP_ENV=production: the shipped entry point has no such switch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from fastapi import FastAPI
+
+from app.__main__ import EX_CONFIG, serve
+from app.core.config import ConfigError, get_settings, load_settings
+from app.main import create_app
+
+
+def create_bare_app() -> FastAPI:
+    """Factory for uvicorn: the app without its middleware."""
+    return create_app(get_settings(), middleware=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app.bench", description=__doc__)
+    parser.add_argument("--middleware", choices=("on", "off"), required=True)
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr, flush=True)
+        return EX_CONFIG
+    if settings.is_production:
+        print("app.bench refuses APP_ENV=production; use python -m app", file=sys.stderr)
+        return EX_CONFIG
+    factory = "app.main:create_app_from_env" if args.middleware == "on" else "app.bench:create_bare_app"
+    serve(settings, factory)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

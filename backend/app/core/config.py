@@ -1,0 +1,259 @@
+"""Settings from environment variables, validated all at once.
+
+Every field is named exactly like the environment variable that sets it. Problems are collected
+into one :class:`ConfigError` whose text lists each bad variable with what it expects and never
+contains a secret value.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+AppEnv = Literal["development", "staging", "production"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+MIN_SECRET_KEY_LENGTH = 32
+DEFAULT_ALLOWED_HOSTS = ("localhost", "127.0.0.1")
+
+#: Fields whose values must never be echoed, in errors or anywhere else.
+SECRET_FIELDS = frozenset({"DATABASE_URL", "SECRET_KEY"})
+
+#: What each variable expects, shown next to every problem with it.
+EXPECTATIONS: dict[str, str] = {
+    "APP_ENV": "one of development, staging, production",
+    "DATABASE_URL": (
+        "postgresql://USER:PASSWORD@HOST:PORT/DB (or postgresql+psycopg://...); "
+        "sqlite:///PATH only when APP_ENV is development or staging"
+    ),
+    "SECRET_KEY": (
+        f"a random value of at least {MIN_SECRET_KEY_LENGTH} characters, e.g. the output of "
+        "`python3 -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+    ),
+    "ALLOWED_HOSTS": (
+        "comma-separated host names, e.g. api.example.com,*.example.com "
+        f"(default {','.join(DEFAULT_ALLOWED_HOSTS)}; '*' is refused in production)"
+    ),
+    "CORS_ORIGINS": (
+        "comma-separated origins such as https://app.example.com (scheme, host, optional port; "
+        "no path); empty disables CORS; '*' is refused in production"
+    ),
+    "LOG_LEVEL": "one of DEBUG, INFO, WARNING, ERROR, CRITICAL (default INFO)",
+    "PORT": "an integer from 1 to 65535 (default 8000)",
+    "WEB_CONCURRENCY": "an integer from 1 to 64, the number of worker processes (default 1)",
+    "SHUTDOWN_TIMEOUT_SECONDS": "an integer from 1 to 300 (default 20)",
+    "MAX_BODY_BYTES": "an integer from 1 to 1073741824, the largest request body (default 1048576)",
+    "APP_VERSION": "a non-empty version string (default 0.0.0-dev)",
+    "GIT_SHA": "a non-empty commit id (default unknown)",
+}
+
+# Values people leave in place of a real key. Matched as substrings of the lower-cased key, so
+# "changemechangeme..." and "my-secret-key-..." are refused as well.
+_PLACEHOLDER_WORDS = (
+    "changeme",
+    "change-me",
+    "change_me",
+    "replaceme",
+    "replace-me",
+    "replace_me",
+    "placeholder",
+    "insecure",
+    "secret",
+    "password",
+    "example",
+    "default",
+    "dummy",
+    "notset",
+    "todo",
+)
+_MIN_DISTINCT_KEY_CHARS = 10
+_HOST_RE = re.compile(r"^(\*|(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*)$")
+_ORIGIN_RE = re.compile(r"^https?://[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$")
+_POSTGRES_DRIVERS = {"postgresql", "postgres", "postgresql+psycopg"}
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def _is_periodic(value: str) -> bool:
+    """True when the value is a shorter chunk repeated, e.g. 'abcabcabc...'."""
+    n = len(value)
+    return any(n % p == 0 and value[:p] * (n // p) == value for p in range(1, n // 2 + 1))
+
+
+def normalise_database_url(raw: str) -> URL:
+    """Parse a DATABASE_URL and pin PostgreSQL URLs to the psycopg 3 driver.
+
+    Raises ValueError with a message that never contains the URL itself.
+    """
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise ValueError("not a valid URL") from None
+    if url.drivername in _POSTGRES_DRIVERS:
+        if not url.host and "host" not in url.query:
+            raise ValueError("PostgreSQL URL has no host")
+        if not url.database:
+            raise ValueError("PostgreSQL URL has no database name")
+        return url.set(drivername="postgresql+psycopg")
+    if url.drivername == "sqlite":
+        if not url.database or url.database == ":memory:":
+            raise ValueError("SQLite URL needs a file path, e.g. sqlite:////data/app.db")
+        return url
+    if url.drivername.startswith(("postgresql+", "sqlite+")):
+        raise ValueError(f"driver {url.drivername!r} is not installed; use postgresql:// (psycopg 3)")
+    raise ValueError(f"unsupported database scheme {url.drivername!r}")
+
+
+class Settings(BaseSettings):
+    """The backend's configuration; field names equal the environment variable names."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", frozen=True)
+
+    # APP_ENV comes first: later validators read it from ValidationInfo.data.
+    APP_ENV: AppEnv
+    DATABASE_URL: SecretStr
+    SECRET_KEY: SecretStr
+    ALLOWED_HOSTS: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_ALLOWED_HOSTS))
+    CORS_ORIGINS: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    LOG_LEVEL: LogLevel = "INFO"
+    PORT: int = Field(default=8000, ge=1, le=65535)
+    WEB_CONCURRENCY: int = Field(default=1, ge=1, le=64)
+    SHUTDOWN_TIMEOUT_SECONDS: int = Field(default=20, ge=1, le=300)
+    MAX_BODY_BYTES: int = Field(default=1024 * 1024, ge=1, le=1024 * 1024 * 1024)
+    APP_VERSION: str = Field(default="0.0.0-dev", min_length=1, max_length=128)
+    GIT_SHA: str = Field(default="unknown", min_length=1, max_length=64)
+
+    @field_validator("LOG_LEVEL", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _check_database_url(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        url = normalise_database_url(value.get_secret_value().strip())
+        if url.drivername == "sqlite" and info.data.get("APP_ENV") == "production":
+            raise ValueError("SQLite is not allowed in production")
+        return SecretStr(url.render_as_string(hide_password=False))
+
+    @field_validator("SECRET_KEY")
+    @classmethod
+    def _check_secret_key(cls, value: SecretStr) -> SecretStr:
+        key = value.get_secret_value()
+        if len(key) < MIN_SECRET_KEY_LENGTH:
+            raise ValueError(f"too short (fewer than {MIN_SECRET_KEY_LENGTH} characters)")
+        lowered = key.lower()
+        if any(word in lowered for word in _PLACEHOLDER_WORDS) or _is_periodic(lowered):
+            raise ValueError("looks like a placeholder, not a random key")
+        if len(set(key)) < _MIN_DISTINCT_KEY_CHARS:
+            raise ValueError("too few distinct characters to be a random key")
+        return value
+
+    @field_validator("ALLOWED_HOSTS", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("ALLOWED_HOSTS")
+    @classmethod
+    def _check_hosts(cls, hosts: list[str], info: ValidationInfo) -> list[str]:
+        hosts = [host.lower() for host in hosts]
+        if not hosts:
+            raise ValueError("empty; no request could be served")
+        bad = [host for host in hosts if not _HOST_RE.match(host)]
+        if bad:
+            raise ValueError(f"invalid host pattern(s): {', '.join(map(repr, bad))}")
+        if "*" in hosts and info.data.get("APP_ENV") == "production":
+            raise ValueError("'*' (any host) is not allowed in production")
+        return hosts
+
+    @field_validator("CORS_ORIGINS", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("CORS_ORIGINS")
+    @classmethod
+    def _check_origins(cls, origins: list[str], info: ValidationInfo) -> list[str]:
+        origins = [origin.lower().rstrip("/") for origin in origins]
+        if "*" in origins:
+            if info.data.get("APP_ENV") == "production":
+                raise ValueError("'*' (any origin) is not allowed in production")
+            return origins
+        bad = [origin for origin in origins if not _ORIGIN_RE.match(origin)]
+        if bad:
+            raise ValueError(f"invalid origin(s): {', '.join(map(repr, bad))}")
+        return origins
+
+    @property
+    def is_production(self) -> bool:
+        return self.APP_ENV == "production"
+
+    @property
+    def database_url(self) -> URL:
+        """The parsed database URL (carries the password: never log or render it)."""
+        return make_url(self.DATABASE_URL.get_secret_value())
+
+
+class ConfigError(Exception):
+    """Invalid or missing configuration; ``str()`` is the one block shown to the operator."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__(self.render())
+
+    @property
+    def variables(self) -> list[str]:
+        return [name for name, _ in self.problems]
+
+    def render(self) -> str:
+        count = len(self.problems)
+        lines = [f"Configuration error: the backend cannot start ({count} problem{'s' if count != 1 else ''}):"]
+        for name, problem in self.problems:
+            expected = EXPECTATIONS.get(name)
+            lines.append(f"  - {name}: {problem}" + (f"; expected {expected}" if expected else ""))
+        lines.append("Set these environment variables and start the backend again.")
+        return "\n".join(lines)
+
+
+def _describe(error: dict[str, Any]) -> tuple[str, str]:
+    name = str(error["loc"][0]) if error.get("loc") else "configuration"
+    kind = error.get("type")
+    if kind == "missing":
+        return name, "missing"
+    if kind == "value_error":
+        return name, str(error.get("ctx", {}).get("error", error["msg"]))
+    problem = str(error["msg"]).rstrip(".")
+    if name not in SECRET_FIELDS and "input" in error and isinstance(error["input"], str):
+        shown = error["input"] if len(error["input"]) <= 40 else error["input"][:40] + "..."
+        problem = f"{problem} (got {shown!r})"
+    return name, problem
+
+
+def load_settings() -> Settings:
+    """Read and validate the environment; raise :class:`ConfigError` listing every problem."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems: list[tuple[str, str]] = []
+        for error in exc.errors():
+            described = _describe(dict(error))
+            if described not in problems:
+                problems.append(described)
+        raise ConfigError(problems) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once. Tests call ``get_settings.cache_clear()``."""
+    return load_settings()

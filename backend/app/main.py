@@ -1,0 +1,97 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+from app.api.routes import health, items
+from app.core.config import Settings, get_settings
+from app.core.db import Backoff, Database
+from app.core.logging import configure_logging
+from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware, SecurityHeadersMiddleware
+
+log = logging.getLogger("app")
+
+DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # Losing the database mid-request is an outage of a dependency, not a bug: 503, not 500.
+    log.warning("database error on %s: %s", request.url.path, type(exc).__name__)
+    return JSONResponse({"detail": "database unavailable"}, status_code=503)
+
+
+def create_app(settings: Settings, *, middleware: bool = True, backoff: Backoff | None = None) -> FastAPI:
+    """Build the app for ``settings``.
+
+    ``middleware=False`` leaves out the security, request-context and CORS middleware; it exists
+    only so the benchmark can measure their overhead (see ``app.bench``) and is not reachable
+    through ``python -m app``.
+    """
+    configure_logging(settings)
+    database = Database(settings.database_url, backoff=backoff)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        log.info(
+            "starting",
+            extra={"event": {"env": settings.APP_ENV, "version": settings.APP_VERSION, "gitSha": settings.GIT_SHA}},
+        )
+        database.start()
+        try:
+            yield
+        finally:
+            await database.stop()
+            log.info("stopped")
+
+    docs = not settings.is_production
+    app = FastAPI(
+        title="backend",
+        version=settings.APP_VERSION,
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
+    app.state.settings = settings
+    app.state.database = database
+    app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(DBAPIError, _database_unavailable)
+    app.include_router(health.router)
+    app.include_router(items.router)
+
+    if middleware:
+        # add_middleware wraps: the last added runs first. Outermost to innermost: security
+        # headers (so every response, errors included, carries them) -> request context (id,
+        # access log, 500) -> trusted host -> CORS -> body size limit -> routes.
+        app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_BODY_BYTES)
+        if settings.CORS_ORIGINS:
+            app.add_middleware(
+                CORSMiddleware,
+                allow_origins=settings.CORS_ORIGINS,
+                allow_methods=["GET", "POST", "DELETE"],
+                allow_headers=["Content-Type", "Authorization", "X-Request-ID"],
+                expose_headers=["X-Request-ID"],
+                max_age=600,
+            )
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.ALLOWED_HOSTS, www_redirect=False)
+        app.add_middleware(RequestContextMiddleware)
+        app.add_middleware(
+            SecurityHeadersMiddleware,
+            hsts=settings.APP_ENV in ("staging", "production"),
+            docs_paths=DOCS_PATHS if docs else frozenset(),
+        )
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for uvicorn (``app.main:create_app_from_env``): settings from the environment."""
+    return create_app(get_settings())
