@@ -46,7 +46,7 @@ export class GitHubDelivery extends pulumi.ComponentResource {
     }
     const provider = new github.Provider(
       `${name}-provider`,
-      { owner: args.owner, token: pulumi.secret(args.token) },
+      { owner: args.owner, token: args.token },
       { parent: this },
     );
     const child = { parent: this, provider };
@@ -93,9 +93,9 @@ export class GitHubDelivery extends pulumi.ComponentResource {
       for (const [secretName, value] of Object.entries(args.environmentSecrets)) {
         resources.push(new github.ActionsEnvironmentSecret(
           `${name}-${key}-${secretName}`,
-          // `value` replaces the deprecated `plaintextValue` in @pulumi/github v6; wrapping keeps it
-          // secret in state even if a caller passed a plain string.
-          { repository, environment: env.environment, secretName, value: pulumi.secret(value) },
+          // `value` replaces the deprecated `plaintextValue` in @pulumi/github v6, which marks it
+          // secret itself; the test asserts that it reaches the engine only as a secret.
+          { repository, environment: env.environment, secretName, value },
           child,
         ));
       }
