@@ -1,0 +1,331 @@
+/**
+ * The readiness probe, as a plain function: polls the backend's readiness URL from outside the
+ * container, asks the Docker engine between polls whether the container is still alive, and on
+ * success records what it observed (see DESIGN.md, the `readiness` output).
+ *
+ * This module is also the body of the `ReadinessCheck` dynamic provider, which Pulumi serializes
+ * with its closure and runs in a separate Node process. So the functions here must stay
+ * serializable: no zod schema values (they hold native bound functions the serializer cannot
+ * carry), only Node globals, `dockerode` (captured as `require("dockerode")`) and plain functions.
+ * The record is validated with the contract schema where it lands, in `readinessCheck.ts`.
+ */
+import Docker from "dockerode";
+import type { Hardening, Readiness } from "./contract";
+import { isRootUser } from "./contract";
+
+/** What the engine says about the container's life. */
+export interface ContainerState {
+  /** Docker's `State.Status`: created, running, paused, restarting, removing, exited or dead. */
+  status: string;
+  exitCode: number;
+  /** Docker's `State.Health.Status` (starting, healthy, unhealthy); absent without a health check. */
+  health?: string;
+  /** How often the engine restarted the container under its restart policy. */
+  restartCount: number;
+}
+
+/** The Docker side of the probe; real ({@link dockerContainerView}) in production, injectable in tests. */
+export interface ContainerView {
+  state(): Promise<ContainerState>;
+  /** The last `lines` log lines, stdout and stderr interleaved. */
+  logs(lines: number): Promise<string[]>;
+  /** Hardening facts as the engine reports them for the running container. */
+  hardening(): Promise<Hardening>;
+}
+
+/** One HTTP attempt against the readiness URL. */
+export interface ProbeAttempt {
+  attempt: number;
+  /** Milliseconds since the probe started. */
+  atMs: number;
+  durationMs: number;
+  /** HTTP status, when a response arrived. */
+  status?: number;
+  /** Why no response arrived (ECONNREFUSED, timeout after N ms, ...). */
+  error?: string;
+}
+
+/** What to probe and how patiently. */
+export interface ProbeOptions {
+  /** Base URL of the service, e.g. http://127.0.0.1:8080. */
+  url: string;
+  /** Readiness path, e.g. /readyz. */
+  path: string;
+  /** The image digest the container runs (sha256:...); recorded as is. */
+  imageDigest: string;
+  /** Overall budget; the probe fails with its history when it runs out. */
+  timeoutSeconds: number;
+  /** Pause between attempts. */
+  intervalMs: number;
+  /** Consecutive 200 answers needed; any other answer starts the count again. */
+  successThreshold: number;
+  /** Budget of one HTTP request; defaults to the interval, clamped to 1-5 s. */
+  requestTimeoutMs?: number;
+  /** Called after every attempt, e.g. to show progress while `pulumi up` waits. */
+  onAttempt?: (attempt: ProbeAttempt) => void;
+}
+
+/** Attempts kept in an error message: the first few and the latest ones. */
+export const HISTORY_LIMIT = 20;
+/** Container log lines quoted in a fail-fast error. */
+export const LOG_LINES = 20;
+
+/** A readiness failure: why, the probe history, and for a dead container its last log lines. */
+export class ReadinessError extends Error {
+  constructor(
+    message: string,
+    public readonly reason: "exited" | "restarted" | "unhealthy" | "timeout" | "inspect" | "version",
+    public readonly history: ProbeAttempt[],
+    public readonly logLines: string[] = [],
+  ) {
+    super(message);
+    this.name = "ReadinessError";
+  }
+}
+
+/** Every problem with the options, each naming the field and what it expects. */
+export function optionProblems(options: ProbeOptions): string[] {
+  const problems: string[] = [];
+  if (!/^https?:\/\/[^/\s]+$/.test(options.url.replace(/\/+$/, ""))) {
+    problems.push(`url: expected a base URL such as http://127.0.0.1:8080, got ${JSON.stringify(redact(options.url))}`);
+  }
+  if (!options.path.startsWith("/")) problems.push(`path: expected a path starting with "/", e.g. /readyz`);
+  if (!/^sha256:[0-9a-f]{64}$/.test(options.imageDigest)) {
+    problems.push(`imageDigest: expected sha256:<64 hex digits>, got ${JSON.stringify(options.imageDigest)}`);
+  }
+  if (!(Number.isFinite(options.timeoutSeconds) && options.timeoutSeconds > 0)) {
+    problems.push(`timeoutSeconds: expected a number above 0, got ${options.timeoutSeconds}`);
+  }
+  if (!(Number.isInteger(options.intervalMs) && options.intervalMs > 0)) {
+    problems.push(`intervalMs: expected a whole number of milliseconds above 0, got ${options.intervalMs}`);
+  }
+  if (!(Number.isInteger(options.successThreshold) && options.successThreshold >= 1)) {
+    problems.push(`successThreshold: expected a whole number >= 1, got ${options.successThreshold}`);
+  }
+  return problems;
+}
+
+/** The probed URL: base URL plus readiness path, without a doubled slash. */
+export function joinUrl(base: string, path: string): string {
+  return `${base.replace(/\/+$/, "")}${path.startsWith("/") ? path : `/${path}`}`;
+}
+
+/**
+ * Masks credentials that may appear in log lines or URLs: the password of `scheme://user:pass@`
+ * and values of `password=`, `secret=`, `token=`, `key=` style assignments.
+ */
+export function redact(text: string): string {
+  return text
+    .replace(/([a-z][a-z0-9+.-]*:\/\/[^:/@\s]*:)[^@\s]*@/gi, "$1***@")
+    .replace(/\b([A-Z0-9_]*(?:PASSWORD|PASSWD|SECRET|TOKEN|KEY)[A-Z0-9_]*)(\s*[=:]\s*)("[^"]*"|'[^']*'|\S+)/gi, "$1$2***");
+}
+
+/** The history as text lines: the first attempts and the latest, bounded by {@link HISTORY_LIMIT}. */
+export function formatHistory(history: readonly ProbeAttempt[]): string {
+  const line = (a: ProbeAttempt) =>
+    `  #${a.attempt} +${(a.atMs / 1000).toFixed(1)}s ${a.status !== undefined ? `HTTP ${a.status}` : `error ${a.error ?? "unknown"}`} (${a.durationMs} ms)`;
+  if (history.length <= HISTORY_LIMIT) return history.map(line).join("\n");
+  const head = history.slice(0, 5).map(line);
+  const tail = history.slice(history.length - (HISTORY_LIMIT - 5)).map(line);
+  return [...head, `  ... ${history.length - HISTORY_LIMIT} more attempts ...`, ...tail].join("\n");
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
+}
+
+/** Why a request failed, in the words an operator searches for (ECONNREFUSED, timeout ...). */
+function describeFetchError(error: unknown, timeoutMs: number): string {
+  if (error instanceof Error) {
+    if (error.name === "TimeoutError" || error.name === "AbortError") return `timeout after ${timeoutMs} ms`;
+    const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+    if (cause?.code) return cause.code;
+    return redact(cause?.message ?? error.message);
+  }
+  return redact(String(error));
+}
+
+/** One GET with its own time budget; the body is read so the socket is released. */
+async function httpGet(url: string, timeoutMs: number): Promise<{ status: number; body: string }> {
+  const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), redirect: "manual" });
+  const body = await response.text();
+  return { status: response.status, body };
+}
+
+/**
+ * Polls `url + path` until `successThreshold` consecutive 200s, failing fast when the engine says
+ * the container exited, restarted or turned unhealthy, and with the probe history at the timeout.
+ * On success it reads `/version` and the container's hardening facts and returns the record.
+ */
+export async function probeReadiness(options: ProbeOptions, container: ContainerView): Promise<Readiness> {
+  const problems = optionProblems(options);
+  if (problems.length > 0) throw new Error(`Readiness check options are invalid:\n  ${problems.join("\n  ")}`);
+  const probeUrl = joinUrl(options.url, options.path);
+  const shownUrl = redact(probeUrl);
+  const requestTimeoutMs = options.requestTimeoutMs ?? Math.min(5000, Math.max(1000, options.intervalMs));
+  const started = Date.now();
+  const deadline = started + options.timeoutSeconds * 1000;
+  const history: ProbeAttempt[] = [];
+  let consecutive = 0;
+  let initialRestarts: number | undefined;
+
+  const failWithLogs = async (reason: "exited" | "restarted" | "unhealthy", what: string): Promise<never> => {
+    const lines = (await container.logs(LOG_LINES).catch((e: unknown) => [`(logs unavailable: ${String(e)})`])).map(redact);
+    const logText = lines.length > 0 ? lines.map((l) => `  | ${l}`).join("\n") : "  (no log output)";
+    throw new ReadinessError(
+      `Readiness check of ${shownUrl} failed after ${((Date.now() - started) / 1000).toFixed(1)} s: ${what}.\n` +
+        `Last ${lines.length} container log lines:\n${logText}\n` +
+        `Probe history (${history.length} attempts):\n${formatHistory(history) || "  (none yet)"}\n` +
+        `Fix the cause shown in the logs (often a missing or invalid setting), then run \`pulumi up\` again.`,
+      reason,
+      history,
+      lines,
+    );
+  };
+
+  for (let attempt = 1; ; attempt++) {
+    let state: ContainerState;
+    try {
+      state = await container.state();
+    } catch (error) {
+      throw new ReadinessError(
+        `Readiness check of ${shownUrl} could not inspect the container: ${redact(String(error))}. ` +
+          `Check that the container exists and that the Docker host setting points to its engine.`,
+        "inspect",
+        history,
+      );
+    }
+    initialRestarts ??= state.restartCount;
+    if (state.status === "exited" || state.status === "dead") {
+      await failWithLogs("exited", `the container ${state.status} with code ${state.exitCode}`);
+    }
+    // A restart policy hides a crash loop behind "running"; a restart while probing is a crash.
+    if (state.status === "restarting" || state.restartCount > initialRestarts) {
+      await failWithLogs("restarted", `the container is crash-looping (restarted ${state.restartCount} times, last exit code ${state.exitCode})`);
+    }
+    if (state.health === "unhealthy") await failWithLogs("unhealthy", "the engine reports the container unhealthy");
+
+    const atMs = Date.now() - started;
+    const budget = Math.max(1, Math.min(requestTimeoutMs, deadline - Date.now()));
+    const record: ProbeAttempt = { attempt, atMs, durationMs: 0 };
+    try {
+      record.status = (await httpGet(probeUrl, budget)).status;
+    } catch (error) {
+      record.error = describeFetchError(error, budget);
+    }
+    record.durationMs = Date.now() - started - atMs;
+    history.push(record);
+    options.onAttempt?.(record);
+    consecutive = record.status === 200 ? consecutive + 1 : 0;
+    if (consecutive >= options.successThreshold) break;
+
+    const timedOut = () =>
+      new ReadinessError(
+        `Readiness check of ${shownUrl} timed out after ${options.timeoutSeconds} s without ` +
+          `${options.successThreshold} consecutive HTTP 200 answers.\n` +
+          `Probe history (${history.length} attempts):\n${formatHistory(history)}\n` +
+          `Check the service's readiness (its database connection), or raise readiness.timeoutSeconds ` +
+          `with \`pulumi config set --path readiness.timeoutSeconds <seconds>\`.`,
+        "timeout",
+        history,
+      );
+    const left = deadline - Date.now();
+    if (left <= 0) throw timedOut();
+    await sleep(Math.min(options.intervalMs, left));
+    // No attempt starts at the deadline: it would have no time left to get an answer.
+    if (Date.now() >= deadline - 1) throw timedOut();
+  }
+
+  const versionUrl = joinUrl(options.url, "/version");
+  let version: string;
+  try {
+    const answer = await httpGet(versionUrl, requestTimeoutMs);
+    const parsed = answer.status === 200 ? (JSON.parse(answer.body) as { version?: unknown }) : {};
+    if (typeof parsed.version !== "string" || parsed.version === "") throw new Error(`HTTP ${answer.status}, no "version" string`);
+    version = parsed.version;
+  } catch (error) {
+    throw new ReadinessError(
+      `The service is ready but ${redact(versionUrl)} did not return {"version": "..."}: ${describeFetchError(error, requestTimeoutMs)}.`,
+      "version",
+      history,
+    );
+  }
+
+  const hardening = await container.hardening();
+  if (isRootUser(hardening.user)) {
+    throw new ReadinessError(
+      `The container runs as root (user ${JSON.stringify(hardening.user)}); the hardening profile requires a non-root user.`,
+      "inspect",
+      history,
+    );
+  }
+  return { ready: true, imageDigest: options.imageDigest, checkedAt: new Date().toISOString(), url: probeUrl, version, hardening };
+}
+
+/**
+ * dockerode connection options for a Docker host string: `unix:///path`, `tcp://host:port`,
+ * `http(s)://host:port`, `ssh://user@host`; empty means `DOCKER_HOST`, then the local socket.
+ */
+export function dockerConnection(host: string | undefined): Docker.DockerOptions {
+  const value = (host ?? "").trim() || (process.env.DOCKER_HOST ?? "").trim() || "unix:///var/run/docker.sock";
+  const match = /^([a-z]+):\/\/(.*)$/.exec(value);
+  if (match === null) {
+    throw new Error(`Docker host ${JSON.stringify(value)} is not understood; use unix:///var/run/docker.sock or tcp://HOST:PORT.`);
+  }
+  const [, scheme, rest] = match as unknown as [string, string, string];
+  if (scheme === "unix") return { socketPath: rest.startsWith("/") ? rest : `/${rest}` };
+  const url = new URL(`${scheme === "tcp" ? "http" : scheme}://${rest}`);
+  if (scheme === "tcp" || scheme === "http" || scheme === "https") {
+    const protocol = url.protocol === "https:" ? "https" : "http";
+    return { protocol, host: url.hostname, port: url.port || (protocol === "https" ? 2376 : 2375) };
+  }
+  if (scheme === "ssh") {
+    return { protocol: "ssh", host: url.hostname, port: url.port || 22, username: url.username || undefined };
+  }
+  throw new Error(`Docker host scheme ${JSON.stringify(scheme)} is not supported; use unix://, tcp://, http(s):// or ssh://.`);
+}
+
+/** Splits Docker's multiplexed log stream (8-byte frame headers) into text; a TTY stream is raw. */
+export function demuxDockerLogs(buffer: Buffer, tty: boolean): string {
+  if (tty) return buffer.toString("utf8");
+  const parts: Buffer[] = [];
+  let offset = 0;
+  while (offset + 8 <= buffer.length) {
+    const size = buffer.readUInt32BE(offset + 4);
+    parts.push(buffer.subarray(offset + 8, offset + 8 + size));
+    offset += 8 + size;
+  }
+  return Buffer.concat(parts).toString("utf8");
+}
+
+/** The engine's view of one container, through dockerode. */
+export function dockerContainerView(containerId: string, dockerHost?: string): ContainerView {
+  const container = new Docker(dockerConnection(dockerHost)).getContainer(containerId);
+  return {
+    async state() {
+      const info = await container.inspect();
+      return {
+        status: info.State.Status,
+        exitCode: info.State.ExitCode,
+        health: info.State.Health?.Status,
+        restartCount: info.RestartCount,
+      };
+    },
+    async logs(lines) {
+      const info = await container.inspect();
+      const raw = (await container.logs({ stdout: true, stderr: true, follow: false, tail: lines })) as unknown as Buffer;
+      const text = demuxDockerLogs(Buffer.isBuffer(raw) ? raw : Buffer.from(String(raw)), info.Config.Tty);
+      return text.split(/\r?\n/).filter((l) => l.length > 0).slice(-lines);
+    },
+    async hardening() {
+      const info = await container.inspect();
+      const securityOpts: string[] = info.HostConfig.SecurityOpt ?? [];
+      return {
+        user: info.Config.User ?? "",
+        readOnlyRootFilesystem: info.HostConfig.ReadonlyRootfs === true,
+        capabilitiesDropped: [...(info.HostConfig.CapDrop ?? [])],
+        noNewPrivileges: securityOpts.some((o) => o === "no-new-privileges" || o === "no-new-privileges:true" || o === "no-new-privileges=true"),
+      };
+    },
+  };
+}
