@@ -1,0 +1,105 @@
+"""Shared fixtures: a clean environment, settings factories, real databases, test clients."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+
+from app.core.config import EXPECTATIONS, Settings, get_settings, load_settings
+from app.core.db import Backoff
+from app.main import create_app
+from tests.support.postgres import PostgresCluster
+
+#: A valid key for tests; random per run so no fixed value can leak into a passing assertion.
+TEST_SECRET_KEY = secrets.token_urlsafe(40)
+#: Fast reconnection for tests that watch the database come back.
+FAST_BACKOFF = Backoff(initial=0.1, maximum=0.5)
+
+SettingsFactory = Callable[..., Settings]
+ClientFactory = Callable[..., TestClient]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No setting leaks in from the machine running the tests."""
+    for name in EXPECTATIONS:
+        monkeypatch.delenv(name, raising=False)
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'app.db'}"
+
+
+@pytest.fixture
+def make_settings(monkeypatch: pytest.MonkeyPatch, sqlite_url: str) -> SettingsFactory:
+    """Settings read from the environment like production does; keyword args set variables."""
+
+    def factory(**env: str) -> Settings:
+        values = {"APP_ENV": "development", "DATABASE_URL": sqlite_url, "SECRET_KEY": TEST_SECRET_KEY, **env}
+        for name, value in values.items():
+            monkeypatch.setenv(name, value)
+        return load_settings()
+
+    return factory
+
+
+@pytest.fixture
+def make_client(make_settings: SettingsFactory) -> Iterator[ClientFactory]:
+    """Builds the app from env settings and enters its lifespan; every client is closed at the end."""
+    opened: list[TestClient] = []
+
+    def factory(*, raise_server_exceptions: bool = True, **env: str) -> TestClient:
+        app = create_app(make_settings(**env), backoff=FAST_BACKOFF)
+        client = TestClient(app, base_url="http://localhost", raise_server_exceptions=raise_server_exceptions)
+        client.__enter__()
+        opened.append(client)
+        return client
+
+    yield factory
+    for client in opened:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client: ClientFactory) -> TestClient:
+    return make_client()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """One running PostgreSQL cluster for the whole session."""
+    cluster = PostgresCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresCluster) -> Iterator[str]:
+    """The session cluster's URL, with the items table dropped afterwards for isolation."""
+    yield postgres.url
+    engine = create_engine(postgres.url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS items"))
+    engine.dispose()
+
+
+@pytest.fixture
+def stopped_postgres() -> Iterator[PostgresCluster]:
+    """A cluster of its own, initialised and started once (to create the database), then stopped."""
+    cluster = PostgresCluster()
+    try:
+        cluster.start()
+        cluster.stop()
+        yield cluster
+    finally:
+        cluster.destroy()
