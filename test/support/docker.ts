@@ -1,0 +1,240 @@
+/**
+ * A thin wrapper around the `docker` command line for integration tests and benchmarks: run a
+ * command and get its output, build an image, inspect images and containers, wait for health.
+ *
+ * The CLI rather than the engine API, because what the tests prove is what a user can reproduce
+ * by typing the same command. Every failure message carries the command and its stderr.
+ */
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { waitFor } from "./wait";
+
+/** The local Python base image that stands in for the official one (nothing can be pulled here). */
+export const LOCAL_PYTHON_BASE = process.env.BASE_IMAGE ?? "local/python-base:3.11-bookworm";
+
+/** The outcome of one `docker` command. */
+export interface DockerResult {
+  /** Exit code; -1 when the process was killed by a signal. */
+  code: number;
+  stdout: string;
+  stderr: string;
+  /** Wall-clock time of the command. */
+  durationMs: number;
+}
+
+/** Options of {@link docker}. */
+export interface DockerOptions {
+  /** Return a non-zero exit instead of throwing. */
+  allowFailure?: boolean;
+  /** Extra environment for the CLI process (merged over this process's environment). */
+  env?: Record<string, string>;
+  /** Kill the command after this many milliseconds; 5 minutes unless told. */
+  timeoutMs?: number;
+}
+
+/** Runs `docker <args>`. Throws on a non-zero exit unless `allowFailure` is set. */
+export function docker(args: readonly string[], options: DockerOptions = {}): Promise<DockerResult> {
+  const started = Date.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn("docker", [...args], {
+      env: { ...process.env, ...options.env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on("data", (chunk: Buffer) => out.push(chunk));
+    child.stderr.on("data", (chunk: Buffer) => err.push(chunk));
+    const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 300_000);
+    child.on("error", (error) => {
+      clearTimeout(timer);
+      reject(new Error(`cannot run docker (is the Docker CLI installed?): ${error.message}`));
+    });
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      const result: DockerResult = {
+        code: code ?? -1,
+        stdout: Buffer.concat(out).toString("utf8"),
+        stderr: Buffer.concat(err).toString("utf8"),
+        durationMs: Date.now() - started,
+      };
+      if (result.code !== 0 && options.allowFailure !== true) {
+        const shown = args.length > 6 ? `${args.slice(0, 6).join(" ")} ...` : args.join(" ");
+        reject(new Error(`docker ${shown} exited ${result.code}: ${result.stderr.trim().slice(-2000)}`));
+      } else {
+        resolve(result);
+      }
+    });
+  });
+}
+
+/**
+ * Throws unless a Docker engine answers and, when given, the image exists locally. Integration
+ * tests call it first so that a missing engine fails them with the fix instead of skipping them.
+ */
+export async function requireDockerEngine(image?: string): Promise<void> {
+  const info = await docker(["info", "--format", "{{.ServerVersion}}"], { allowFailure: true });
+  if (info.code !== 0) {
+    throw new Error(
+      `no Docker engine answers (docker info: ${info.stderr.trim()}). Start dockerd (see .ci/run) and rerun.`,
+    );
+  }
+  if (image !== undefined) {
+    const found = await docker(["image", "inspect", image], { allowFailure: true });
+    if (found.code !== 0) {
+      throw new Error(`image ${image} is missing. Build it with: bash scripts/build-base-image.sh`);
+    }
+  }
+}
+
+/** A name that no parallel test run uses: `<prefix>-<12 hex>`, valid for images, containers, volumes. */
+export function uniqueName(prefix: string): string {
+  return `${prefix}-${randomBytes(6).toString("hex")}`;
+}
+
+/** Options of {@link buildImage}. */
+export interface BuildOptions {
+  /** Build context directory (holds the Dockerfile). */
+  context: string;
+  /** Tag of the built image. */
+  tag: string;
+  /** `--build-arg` values; never put a secret here (build args are recorded in the image). */
+  buildArgs?: Record<string, string>;
+  /** Build every layer from scratch. */
+  noCache?: boolean;
+  /** Extra environment for the CLI process. */
+  env?: Record<string, string>;
+}
+
+/** What {@link buildImage} reports. */
+export interface BuildResult {
+  /** `sha256:...` id of the built image. */
+  imageId: string;
+  /** The builder's combined progress output. */
+  output: string;
+  durationMs: number;
+}
+
+/**
+ * Builds with the classic builder, which every engine version has and which needs no frontend
+ * image (BuildKit's would have to be pulled). Its output names each step and says `Using cache`
+ * for reused ones, which is what layer-reuse checks read.
+ */
+export async function buildImage(options: BuildOptions): Promise<BuildResult> {
+  const args = ["build", "--tag", options.tag];
+  for (const [key, value] of Object.entries(options.buildArgs ?? {})) args.push("--build-arg", `${key}=${value}`);
+  if (options.noCache === true) args.push("--no-cache");
+  args.push(options.context);
+  const result = await docker(args, { env: { DOCKER_BUILDKIT: "0", ...options.env }, timeoutMs: 900_000 });
+  const imageId = (await docker(["image", "inspect", "--format", "{{.Id}}", options.tag])).stdout.trim();
+  return { imageId, output: `${result.stdout}\n${result.stderr}`, durationMs: result.durationMs };
+}
+
+/** The parts of `docker image inspect` the tests read. */
+export interface ImageInspect {
+  Id: string;
+  Size: number;
+  Config: {
+    User: string;
+    Env: string[] | null;
+    Labels: Record<string, string> | null;
+    Entrypoint: string[] | null;
+    Cmd: string[] | null;
+    WorkingDir: string;
+    ExposedPorts: Record<string, object> | null;
+    Healthcheck?: { Test: string[]; Interval: number; Timeout: number; StartPeriod: number; Retries: number };
+  };
+  RootFS: { Layers: string[] };
+}
+
+/** `docker image inspect` of one image, parsed. */
+export async function inspectImage(ref: string): Promise<ImageInspect> {
+  const { stdout } = await docker(["image", "inspect", ref]);
+  return (JSON.parse(stdout) as ImageInspect[])[0] as ImageInspect;
+}
+
+/** The parts of `docker container inspect` the tests read. */
+export interface ContainerInspect {
+  Id: string;
+  State: {
+    Status: string;
+    Running: boolean;
+    ExitCode: number;
+    OOMKilled: boolean;
+    Health?: { Status: string; Log: { ExitCode: number; Output: string }[] };
+  };
+  Config: { User: string; Env: string[] };
+  HostConfig: {
+    ReadonlyRootfs: boolean;
+    CapDrop: string[] | null;
+    CapAdd: string[] | null;
+    SecurityOpt: string[] | null;
+    Memory: number;
+    PidsLimit: number | null;
+    NanoCpus: number;
+    Tmpfs: Record<string, string> | null;
+  };
+}
+
+/** `docker container inspect` of one container, parsed. */
+export async function inspectContainer(name: string): Promise<ContainerInspect> {
+  const { stdout } = await docker(["container", "inspect", name]);
+  return (JSON.parse(stdout) as ContainerInspect[])[0] as ContainerInspect;
+}
+
+/**
+ * Waits until the engine reports the container `healthy`. Fails early, with the container's logs,
+ * when it turns `unhealthy` or stops running.
+ */
+export async function waitForHealthy(name: string, timeoutMs = 60_000): Promise<ContainerInspect> {
+  return waitFor(
+    async () => {
+      const state = await inspectContainer(name);
+      const health = state.State.Health?.Status;
+      if (health === "healthy") return state;
+      if (!state.State.Running || health === "unhealthy") {
+        const logs = await docker(["logs", "--tail", "50", name], { allowFailure: true });
+        throw new FatalWaitError(
+          `container ${name} is ${state.State.Status}/${health ?? "no health"} ` +
+            `(exit ${state.State.ExitCode}); logs:\n${logs.stdout}${logs.stderr}`,
+        );
+      }
+      return undefined;
+    },
+    { timeoutMs, intervalMs: 250, what: `container ${name} to become healthy`, fatal: isFatal },
+  );
+}
+
+/** Waits for the container to stop and returns its exit code. */
+export async function waitForExit(name: string, timeoutMs = 60_000): Promise<number> {
+  const { stdout } = await docker(["container", "wait", name], { timeoutMs });
+  return Number.parseInt(stdout.trim(), 10);
+}
+
+/** Removes containers (running or not) and their anonymous volumes; missing ones are ignored. */
+export async function removeContainers(...names: string[]): Promise<void> {
+  if (names.length === 0) return;
+  await docker(["container", "rm", "--force", "--volumes", ...names], { allowFailure: true });
+}
+
+/** Removes images by tag or id; missing ones are ignored. */
+export async function removeImages(...refs: string[]): Promise<void> {
+  if (refs.length === 0) return;
+  await docker(["image", "rm", "--force", ...refs], { allowFailure: true });
+}
+
+/** Sizes of an image's layers from `docker history`, newest first, with the step that made each. */
+export async function imageHistory(ref: string): Promise<{ id: string; createdBy: string; size: number }[]> {
+  const { stdout } = await docker(["history", "--no-trunc", "--human=false", "--format", "{{json .}}", ref]);
+  return stdout
+    .split("\n")
+    .filter((line) => line.trim() !== "")
+    .map((line) => {
+      const row = JSON.parse(line) as { ID: string; CreatedBy: string; Size: string };
+      return { id: row.ID, createdBy: row.CreatedBy, size: Number(row.Size) };
+    });
+}
+
+class FatalWaitError extends Error {}
+function isFatal(error: unknown): boolean {
+  return error instanceof FatalWaitError;
+}
