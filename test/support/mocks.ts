@@ -1,0 +1,193 @@
+/**
+ * Pulumi mocks shared by the program tests: every registered resource is recorded, any provider
+ * function call fails the test, and stack references answer from a fixed table of stack outputs.
+ */
+import { createHash } from "node:crypto";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import * as pulumi from "@pulumi/pulumi";
+import { stringify as toYaml } from "yaml";
+
+export const PROJECT = "backend-delivery";
+
+/** A resource as the engine saw it. */
+export interface RecordedResource {
+  type: string;
+  name: string;
+  inputs: Record<string, unknown>;
+}
+
+/** `sha256:<64 hex>` derived from `seed`, so fakes are stable across runs. */
+export function fakeDigest(seed: string): string {
+  return `sha256:${createHash("sha256").update(seed).digest("hex")}`;
+}
+
+/** The readiness record the fake readiness check reports. */
+export const FAKE_CHECKED_AT = "2030-01-01T00:00:00.000Z";
+export const FAKE_VERSION = "0.1.0";
+
+export interface MockOptions {
+  /** Outputs of stacks that `pulumi.StackReference` may read, by fully qualified stack name. */
+  stacks?: Record<string, Record<string, unknown>>;
+  /** What a reference to a stack missing from `stacks` does; the default is to fail like the engine. */
+  unknownStack?: "throw" | "empty";
+  /** Overrides the readiness record the fake readiness check returns. */
+  readiness?: (inputs: Record<string, unknown>) => Record<string, unknown>;
+}
+
+/** Records resources and answers with plausible provider outputs. */
+export class RecordingMocks implements pulumi.runtime.Mocks {
+  readonly resources: RecordedResource[] = [];
+  constructor(private readonly options: MockOptions = {}) {}
+
+  newResource(args: pulumi.runtime.MockResourceArgs): { id: string | undefined; state: Record<string, unknown> } {
+    const inputs = (args.inputs ?? {}) as Record<string, unknown>;
+    this.resources.push({ type: args.type, name: args.name, inputs });
+    const id = `${args.name}-id`;
+    switch (args.type) {
+      case "docker:index/image:Image": {
+        const digest = fakeDigest(args.name);
+        const pushed = inputs.skipPush !== true;
+        return { id, state: { ...inputs, repoDigest: pushed ? `${String(inputs.imageName)}@${digest}` : digest } };
+      }
+      case "docker:index/container:Container":
+        return { id: fakeDigest(`container-${args.name}`).slice("sha256:".length), state: { ...inputs } };
+      case "pulumi:pulumi:StackReference": {
+        const stackName = String(inputs.name);
+        const outputs = this.options.stacks?.[stackName];
+        if (outputs === undefined && this.options.unknownStack !== "empty") {
+          throw new Error(`unknown stack "${stackName}"`);
+        }
+        return { id: stackName, state: { name: stackName, outputs: outputs ?? {}, secretOutputNames: [] } };
+      }
+      case "pulumi-nodejs:dynamic:Resource": {
+        const readiness = this.options.readiness?.(inputs) ?? {
+          ready: true,
+          imageDigest: inputs.imageDigest,
+          checkedAt: FAKE_CHECKED_AT,
+          url: `${String(inputs.url)}${String(inputs.path)}`,
+          version: FAKE_VERSION,
+          hardening: {
+            user: "10001:10001",
+            readOnlyRootFilesystem: true,
+            capabilitiesDropped: ["ALL"],
+            noNewPrivileges: true,
+          },
+        };
+        return { id, state: { ...inputs, readiness } };
+      }
+      default:
+        return { id, state: { ...inputs } };
+    }
+  }
+
+  call(args: pulumi.runtime.MockCallArgs): Record<string, unknown> {
+    throw new Error(`unexpected provider call ${args.token}`);
+  }
+
+  /** Recorded resources of one type. */
+  ofType(type: string): RecordedResource[] {
+    return this.resources.filter((r) => r.type === type);
+  }
+
+  /** The one resource with this name; fails when there is none or several. */
+  byName(name: string): RecordedResource {
+    const found = this.resources.filter((r) => r.name === name);
+    if (found.length !== 1) throw new Error(`expected one resource named ${name}, found ${found.length}`);
+    return found[0]!;
+  }
+}
+
+/** The value of an Output (or plain input) once it resolves. */
+export function awaitOutput<T>(value: pulumi.Input<T>): Promise<T> {
+  return new Promise<T>((resolve) => pulumi.output(value).apply((v) => resolve(v as T)));
+}
+
+/**
+ * URNs the mock engine registered; a child's URN carries its parent's type
+ * (`...::<parentType>$<childType>::<name>`), which is how tests check parents.
+ */
+export function registeredUrns(): string[] {
+  const monitor = pulumi.runtime.getMonitor() as unknown as { getRegisteredResources(): Map<string, unknown> };
+  return [...monitor.getRegisteredResources().keys()];
+}
+
+/** The type of the parent of the resource named `name`, or undefined for a top-level resource. */
+export function parentTypeOf(name: string): string | undefined {
+  const urns = registeredUrns().filter((urn) => urn.endsWith(`::${name}`));
+  if (urns.length !== 1) throw new Error(`expected one URN for ${name}, found ${urns.length}`);
+  const chain = urns[0]!.split("::")[2]!.split("$");
+  return chain.length > 1 ? chain[chain.length - 2] : undefined;
+}
+
+/** A stack's settings, as `pulumi config` would store them. */
+export interface StackSetup {
+  stack: string;
+  /** Project config values by key (without the project prefix); objects as objects. */
+  config: Record<string, unknown>;
+  /** Values the stack file stores encrypted, as key paths (`secrets.DATABASE_URL`, `registryPassword`). */
+  encrypted?: string[];
+  /** Full keys the SDK reports as secret (`backend-delivery:secrets`); default: the encrypted tops. */
+  sdkSecretKeys?: string[];
+  /** Config of other namespaces, by full key (`docker:host`). */
+  otherConfig?: Record<string, string>;
+  preview?: boolean;
+  mocks?: MockOptions;
+}
+
+function setIn(target: Record<string, unknown>, segments: string[], value: unknown): void {
+  let node = target;
+  for (const segment of segments.slice(0, -1)) node = node[segment] as Record<string, unknown>;
+  node[segments[segments.length - 1]!] = value;
+}
+
+/**
+ * Writes the stack settings file (encrypted leaves as `secure:` placeholders), sets the engine's
+ * config and mocks. Returns the mocks and the path of the stack file.
+ */
+export async function setUpStack(setup: StackSetup): Promise<{ mocks: RecordingMocks; stackFile: string }> {
+  const fileConfig: Record<string, unknown> = JSON.parse(JSON.stringify(setup.config)) as Record<string, unknown>;
+  for (const keyPath of setup.encrypted ?? []) {
+    setIn(fileConfig, keyPath.split("."), { secure: "v1:ZmFrZQ==:ZW5jcnlwdGVk" });
+  }
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bd-stack-"));
+  const stackFile = path.join(dir, `Pulumi.${setup.stack}.yaml`);
+  fs.writeFileSync(
+    stackFile,
+    toYaml({ config: Object.fromEntries(Object.entries(fileConfig).map(([k, v]) => [`${PROJECT}:${k}`, v])) }),
+  );
+  process.env.BACKEND_DELIVERY_STACK_FILE = stackFile;
+
+  const values: Record<string, string> = { ...setup.otherConfig };
+  for (const [key, value] of Object.entries(setup.config)) {
+    values[`${PROJECT}:${key}`] = typeof value === "string" ? value : JSON.stringify(value);
+  }
+  const secretKeys =
+    setup.sdkSecretKeys ?? [...new Set((setup.encrypted ?? []).map((p) => `${PROJECT}:${p.split(".")[0]}`))];
+  pulumi.runtime.setAllConfig(values, secretKeys);
+  const mocks = new RecordingMocks(setup.mocks);
+  await pulumi.runtime.setMocks(mocks, PROJECT, setup.stack, setup.preview ?? false);
+  return { mocks, stackFile };
+}
+
+/** A valid staging stack; tests derive bad variants from it. */
+export function stagingSetup(overrides: Partial<StackSetup> = {}): StackSetup {
+  return {
+    stack: "staging",
+    config: {
+      environment: "staging",
+      image: { baseImage: "local/python-base:3.11-bookworm" },
+      service: { hostPort: 8080, env: { LOG_LEVEL: "info" } },
+      secrets: {
+        DATABASE_URL: "sqlite:////data/canary-db-7f3a.sqlite3",
+        SECRET_KEY: "canary-secret-key-7f3a-0123456789abcdef0123",
+      },
+    },
+    encrypted: ["secrets.DATABASE_URL", "secrets.SECRET_KEY"],
+    ...overrides,
+  };
+}
+
+/** Canary substrings of the secrets in {@link stagingSetup}; none may reach a stack output. */
+export const STAGING_CANARIES = ["canary-db-7f3a", "canary-secret-key-7f3a"];
