@@ -1,0 +1,96 @@
+/**
+ * Local quick start: `npm run up -- <stack> [-- <pulumi up arguments>]`.
+ *
+ * Uses the project-local file state backend (`.pulumi-state/`) unless you already use a backend of
+ * your own, keeps a generated passphrase there, creates the stack when it is missing, gives unset
+ * secrets local defaults (and says so), then runs `pulumi up`. Secret values travel to `pulumi` on
+ * stdin only and are never printed. A prod stack never gets invented secrets.
+ */
+import { parseUpArgs } from "./lib/cliArgs";
+import {
+  CliError,
+  ExitCode,
+  configState,
+  describeSession,
+  openSession,
+  projectDir,
+  pulumiFailure,
+  runMain,
+  setSecret,
+  stackExists,
+} from "./lib/pulumiCli";
+import {
+  REQUIRED_SECRETS,
+  type RequiredSecret,
+  isProdStack,
+  localDefault,
+  prodRefusal,
+  secretPath,
+  setSecretCommands,
+} from "./lib/stackSecrets";
+
+/** Values generated during this run; every line printed is checked against them. */
+const generated: string[] = [];
+
+function say(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+async function main(): Promise<number> {
+  const parsed = parseUpArgs(process.argv.slice(2));
+  if (!parsed.ok) throw new CliError(parsed.error, ExitCode.usage);
+  const { stack, extra } = parsed.value;
+
+  const dir = projectDir();
+  const session = await openSession(dir, process.env, true);
+  const { cli } = session;
+  for (const line of describeSession(session, dir)) say(line);
+
+  if (!(await stackExists(cli, stack))) {
+    const res = await cli.capture(["stack", "init", stack, "--non-interactive"]);
+    if (res.code !== 0) throw pulumiFailure(`pulumi stack init ${stack}`, res);
+    say(`Created stack ${stack}.`);
+  }
+
+  const env = await configState(cli, stack, "environment", false);
+  const environment = env.set && !env.secret ? env.value : undefined;
+  const prod = isProdStack(stack, environment);
+  if (!env.set && !prod) {
+    const res = await cli.capture(["config", "set", "environment", "staging", "--stack", stack, "--non-interactive"]);
+    if (res.code !== 0) throw pulumiFailure("pulumi config set environment staging", res);
+    say(`environment was unset: set it to staging.`);
+  }
+
+  const missing: RequiredSecret[] = [];
+  const plaintext: string[] = [];
+  for (const name of REQUIRED_SECRETS) {
+    const state = await configState(cli, stack, secretPath(name), true);
+    if (!state.set) missing.push(name);
+    else if (!state.secret) plaintext.push(name);
+  }
+
+  if (prod && (missing.length > 0 || plaintext.length > 0)) {
+    throw new CliError(prodRefusal(stack, missing, plaintext), ExitCode.refused);
+  }
+  if (plaintext.length > 0) {
+    // Overwriting would lose a value someone chose; encrypting it is their call.
+    const lines = [`${plaintext.map(secretPath).join(", ")} of stack ${stack} is stored in plain text. Store it encrypted:`];
+    for (const name of plaintext) for (const cmd of setSecretCommands(stack, name)) lines.push(`  ${cmd}`);
+    throw new CliError(lines.join("\n"), ExitCode.refused);
+  }
+
+  for (const name of missing) {
+    const { value, description } = localDefault(name);
+    generated.push(value);
+    await setSecret(cli, stack, secretPath(name), value);
+    say(
+      `${secretPath(name)} was unset: set it to a local default, ${description}` +
+        `${name === "DATABASE_URL" ? ` (${value})` : ""}, stored encrypted. Local use only.`,
+    );
+  }
+
+  say(`Running: pulumi up --stack ${stack}${extra.length > 0 ? ` ${extra.join(" ")}` : ""}`);
+  return cli.interactive(["up", "--stack", stack, ...extra]);
+}
+
+runMain(main, () => generated);
