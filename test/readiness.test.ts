@@ -2,7 +2,7 @@
 // container is injected, so each container fate (alive, exited, crash-looping, unhealthy) is exact.
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { Readiness, type Hardening } from "../components/contract";
 import {
   demuxDockerLogs,
@@ -303,5 +303,102 @@ describe("readiness helpers", () => {
       'Docker host scheme "npipe" is not supported; use unix://, tcp://, http(s):// or ssh://.',
     );
     expect(() => dockerConnection("localhost:2375")).toThrow('Docker host "localhost:2375" is not understood');
+  });
+});
+
+describe("ReadinessCheck under Pulumi's mocks", () => {
+  const RECORD = {
+    ready: true,
+    imageDigest: DIGEST,
+    checkedAt: "2025-01-02T03:04:05.678Z",
+    url: "http://127.0.0.1:8080/readyz",
+    version: "1.2.3",
+    hardening: HARDENING,
+  };
+  const ARGS = {
+    url: "http://127.0.0.1:8080",
+    containerName: "backend-staging",
+    containerId: "c0ffee".repeat(10) + "abcd",
+    imageDigest: DIGEST,
+    path: "/readyz",
+    timeoutSeconds: 60,
+    intervalMs: 500,
+    successThreshold: 2,
+  };
+
+  async function construct(readinessState: unknown) {
+    vi.resetModules();
+    const pulumi = await import("@pulumi/pulumi");
+    const registered: { type: string; name: string; inputs: Record<string, unknown> }[] = [];
+    await pulumi.runtime.setMocks(
+      {
+        newResource: (args) => {
+          registered.push({ type: args.type, name: args.name, inputs: args.inputs });
+          return { id: `${args.name}-id`, state: { ...args.inputs, readiness: readinessState } };
+        },
+        call: (args) => {
+          throw new Error(`unexpected call ${args.token}`);
+        },
+      },
+      "backend-delivery",
+      "staging",
+    );
+    const { ReadinessCheck } = await import("../components/readinessCheck");
+    const check = new ReadinessCheck("backend-staging-readiness", ARGS);
+    // Output's own promise carries a rejection of the apply callback, where `apply` would hide it.
+    const readiness = (check.readiness as unknown as { promise(): Promise<unknown> }).promise();
+    return { check, registered, readiness };
+  }
+
+  it("registers one dynamic resource with the args and a serialized provider, and passes the record through", async () => {
+    const { registered, readiness } = await construct(RECORD);
+    expect(await readiness).toEqual(RECORD);
+    expect(registered).toHaveLength(1);
+    const [resource] = registered;
+    expect(resource!.type).toBe("pulumi-nodejs:dynamic:Resource");
+    expect(resource!.name).toBe("backend-staging-readiness");
+    const { __provider: provider, ...inputs } = resource!.inputs;
+    expect(inputs).toEqual(ARGS);
+    expect(typeof provider).toBe("string");
+    expect(provider as string).toContain("probeReadiness");
+    expect(provider as string).toContain('require("dockerode');
+  });
+
+  it("rejects a record that breaks the contract schema, naming the check and the field", async () => {
+    const { checkedRecord } = await import("../components/readinessCheck");
+    expect(checkedRecord("api", RECORD)).toEqual(RECORD);
+    expect(() => checkedRecord("api", { ...RECORD, imageDigest: "sha256:short", checkedAt: "yesterday" })).toThrow(
+      "Readiness check api recorded a readiness output that breaks the contract:\n" +
+        "✖ expected sha256:<64 hex digits>\n  → at imageDigest\n" +
+        "✖ Invalid ISO datetime\n  → at checkedAt",
+    );
+  });
+
+  it("runs the serialized provider in a plain Node process, as Pulumi's dynamic-provider host does", async () => {
+    const { registered, readiness } = await construct(RECORD);
+    await readiness;
+    const source = registered[0]!.inputs.__provider as string;
+    const script = `
+      const provider = require("require-from-string")(require("fs").readFileSync(0, "utf8")).handler();
+      Promise.all([
+        provider.diff("id", ${JSON.stringify(ARGS)}, ${JSON.stringify({ ...ARGS, intervalMs: 250 })}),
+        provider.diff("id", ${JSON.stringify(ARGS)}, ${JSON.stringify({ ...ARGS, imageDigest: "sha256:" + "cd".repeat(32), containerId: "new" })}),
+      ]).then((r) => console.log(JSON.stringify(r)));`;
+    const { execFileSync } = await import("node:child_process");
+    const out = execFileSync(process.execPath, ["-e", script], { input: source, cwd: process.cwd(), encoding: "utf8" });
+    expect(JSON.parse(out)).toEqual([
+      { changes: true, replaces: [] },
+      { changes: true, replaces: ["imageDigest", "containerId"] },
+    ]);
+  });
+});
+
+describe("diffReadinessInputs", () => {
+  it("replaces for a new digest, container, url or path and updates for probe settings", async () => {
+    const { diffReadinessInputs } = await import("../components/readinessCheck");
+    const base = { url: "http://127.0.0.1:1", containerName: "c", containerId: "id1", imageDigest: DIGEST, path: "/readyz", timeoutSeconds: 5, intervalMs: 100, successThreshold: 1 };
+    expect(diffReadinessInputs(base, { ...base })).toEqual({ changes: false, replaces: [] });
+    expect(diffReadinessInputs(base, { ...base, url: "http://127.0.0.1:2", path: "/ready" })).toEqual({ changes: true, replaces: ["url", "path"] });
+    expect(diffReadinessInputs(base, { ...base, successThreshold: 3, dockerHost: "tcp://127.0.0.1:2375" })).toEqual({ changes: true, replaces: [] });
   });
 });

@@ -1,0 +1,135 @@
+/**
+ * `ReadinessCheck`: a Pulumi dynamic resource that probes the deployed backend from outside and
+ * records the `readiness` stack output (see DESIGN.md). The logic is the plain
+ * {@link probeReadiness} function; this file only adapts it to Pulumi's resource lifecycle.
+ *
+ * Pulumi serializes the provider object below together with everything it references and runs it
+ * in its dynamic-provider process
+ * (https://www.pulumi.com/docs/iac/concepts/resources/dynamic-providers/). Hence the provider only
+ * reaches plain functions and `dockerode`; the contract's zod schema, which cannot be serialized,
+ * validates the record back in the program.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { z } from "zod";
+import { Readiness } from "./contract";
+import { dockerContainerView, probeReadiness } from "./readiness";
+
+/** Inputs of a readiness check. */
+export interface ReadinessCheckArgs {
+  /** Base URL of the running service, e.g. http://127.0.0.1:8080. */
+  url: pulumi.Input<string>;
+  /** Name of the container, shown in the resource id. */
+  containerName: pulumi.Input<string>;
+  /** Id of the container to watch; a new container means a new check. */
+  containerId: pulumi.Input<string>;
+  /** Digest of the image the container runs (sha256:...); a new digest means a new check. */
+  imageDigest: pulumi.Input<string>;
+  /** Readiness path appended to `url`, e.g. /readyz. */
+  path: pulumi.Input<string>;
+  /** How long to wait for the service to become ready. */
+  timeoutSeconds: pulumi.Input<number>;
+  /** Pause between two probes. */
+  intervalMs: pulumi.Input<number>;
+  /** Consecutive HTTP 200 answers required. */
+  successThreshold: pulumi.Input<number>;
+  /** Docker engine of the container (unix://, tcp://, ssh://); default `DOCKER_HOST`, then the local socket. */
+  dockerHost?: pulumi.Input<string>;
+}
+
+/** The inputs as the provider sees them: resolved. */
+export interface ReadinessCheckInputs {
+  url: string;
+  containerName: string;
+  containerId: string;
+  imageDigest: string;
+  path: string;
+  timeoutSeconds: number;
+  intervalMs: number;
+  successThreshold: number;
+  dockerHost?: string;
+}
+
+/** What the provider stores: its inputs (for the next diff) and the record. */
+export interface ReadinessCheckOutputs extends ReadinessCheckInputs {
+  readiness: Readiness;
+}
+
+/** A change to any of these probes a different thing: the old record no longer applies. */
+export const REPLACE_ON = ["imageDigest", "containerId", "url", "path"] as const;
+/** A change to these only re-runs the probe. */
+export const UPDATE_ON = ["containerName", "timeoutSeconds", "intervalMs", "successThreshold", "dockerHost"] as const;
+
+/** How a change of inputs affects the recorded check. */
+export function diffReadinessInputs(olds: Partial<ReadinessCheckInputs>, news: Partial<ReadinessCheckInputs>): pulumi.dynamic.DiffResult {
+  const replaces = REPLACE_ON.filter((key) => olds[key] !== news[key]);
+  const updates = UPDATE_ON.filter((key) => olds[key] !== news[key]);
+  return { changes: replaces.length + updates.length > 0, replaces: [...replaces] };
+}
+
+/** The record, validated with the contract schema; an error naming the check and each problem otherwise. */
+export function checkedRecord(checkName: string, record: unknown): Readiness {
+  const parsed = Readiness.safeParse(record);
+  if (!parsed.success) {
+    throw new Error(`Readiness check ${checkName} recorded a readiness output that breaks the contract:\n${z.prettifyError(parsed.error)}`);
+  }
+  return parsed.data;
+}
+
+async function runCheck(inputs: ReadinessCheckInputs): Promise<ReadinessCheckOutputs> {
+  const readiness = await probeReadiness(
+    {
+      url: inputs.url,
+      path: inputs.path,
+      imageDigest: inputs.imageDigest,
+      timeoutSeconds: Number(inputs.timeoutSeconds),
+      intervalMs: Number(inputs.intervalMs),
+      successThreshold: Number(inputs.successThreshold),
+    },
+    dockerContainerView(inputs.containerId, inputs.dockerHost),
+  );
+  const outputs: ReadinessCheckOutputs = {
+    url: inputs.url,
+    containerName: inputs.containerName,
+    containerId: inputs.containerId,
+    imageDigest: inputs.imageDigest,
+    path: inputs.path,
+    timeoutSeconds: inputs.timeoutSeconds,
+    intervalMs: inputs.intervalMs,
+    successThreshold: inputs.successThreshold,
+    readiness,
+  };
+  if (inputs.dockerHost !== undefined) outputs.dockerHost = inputs.dockerHost;
+  return outputs;
+}
+
+/** The dynamic provider: create and update probe; delete has nothing to remove. */
+export const readinessProvider: pulumi.dynamic.ResourceProvider<ReadinessCheckInputs, ReadinessCheckOutputs> = {
+  async diff(_id, olds, news) {
+    return diffReadinessInputs(olds, news);
+  },
+  async create(inputs) {
+    const outs = await runCheck(inputs);
+    return { id: `${inputs.containerName}@${inputs.containerId.slice(0, 12)}`, outs };
+  },
+  async update(_id, _olds, news) {
+    return { outs: await runCheck(news) };
+  },
+};
+
+/**
+ * Probes the backend until it is ready, failing fast when its container dies, and records the
+ * `readiness` output. Runs again whenever the image digest, the container or the URL changes.
+ */
+export class ReadinessCheck extends pulumi.dynamic.Resource {
+  // `declare`, not a class field: a field would be re-initialised after `super()` and wipe the
+  // output Pulumi registers there (useDefineForClassFields is on for ES2022 targets).
+  /** What the check observed; validated with the contract's `Readiness` schema. */
+  declare public readonly readiness: pulumi.Output<Readiness>;
+
+  constructor(name: string, args: ReadinessCheckArgs, opts?: pulumi.CustomResourceOptions) {
+    super(readinessProvider, name, { ...args, readiness: undefined }, opts);
+    // The provider cannot carry the zod schema, so the record is checked where it is consumed;
+    // an invalid record stops the update instead of reaching the stack outputs.
+    this.readiness = this.readiness.apply((record) => (record === undefined ? record : checkedRecord(name, record)));
+  }
+}
