@@ -1,0 +1,406 @@
+/**
+ * Turns `pulumi preview --json` documents into the pull-request comment: per-stack counts, the
+ * replaced and deleted resources first, the rest collapsed, prod's promotion verdict, errors of a
+ * failed preview. Everything is redacted before it is split into parts that fit GitHub's limit.
+ * Pure: no I/O. The document format is Pulumi's `PreviewDigest`
+ * (https://github.com/pulumi/pulumi/blob/master/sdk/go/common/display/json.go).
+ */
+import { z } from "zod";
+
+/** First line of every part: how the poster finds its own comments again. */
+export const MARKER = "<!-- backend-delivery:preview -->";
+/** GitHub's limit on a comment body. */
+export const GITHUB_COMMENT_LIMIT = 65_536;
+/** What every redacted value and credential becomes. */
+export const REDACTED = "[secret]";
+
+const ResourceState = z.looseObject({
+  type: z.string().optional(),
+  outputs: z.record(z.string(), z.unknown()).optional(),
+  inputs: z.record(z.string(), z.unknown()).optional(),
+});
+
+/** The parts of Pulumi's preview digest this module reads; unknown fields are allowed. */
+export const PreviewDocument = z.looseObject({
+  steps: z
+    .array(
+      z.looseObject({
+        op: z.string(),
+        urn: z.string(),
+        oldState: ResourceState.nullish(),
+        newState: ResourceState.nullish(),
+        diffReasons: z.array(z.string()).nullish(),
+        replaceReasons: z.array(z.string()).nullish(),
+        detailedDiff: z.record(z.string(), z.looseObject({ kind: z.string() })).nullish(),
+      }),
+    )
+    .nullish(),
+  diagnostics: z
+    .array(z.looseObject({ urn: z.string().optional(), message: z.string().optional(), severity: z.string().optional() }))
+    .nullish(),
+  changeSummary: z.record(z.string(), z.number()).nullish(),
+});
+export type PreviewDocument = z.infer<typeof PreviewDocument>;
+
+/** One stack's preview as the workflow captured it. */
+export interface StackPreview {
+  /** Stack name as shown, e.g. `staging`. */
+  stack: string;
+  /** The raw stdout of `pulumi preview --json` (may be empty when the CLI failed early). */
+  json: string;
+  /** Exit code of `pulumi preview`, when known. */
+  exitCode?: number;
+  /** Its stderr, shown (redacted) when the preview failed. */
+  log?: string;
+  /** Whether this stack is promoted through the gate: its comment carries the verdict. */
+  promotion?: boolean;
+}
+
+/** Options of {@link renderPreviewComment}. */
+export interface RenderOptions {
+  /** Every secret value to redact (stack secrets, current and previous). */
+  secrets?: readonly string[];
+  /** Largest body of one comment, in UTF-16 units (never more than code points). */
+  maxChars?: number;
+  /** The commit previewed, shown in the heading. */
+  commit?: string;
+  /** Link to the workflow run. */
+  runUrl?: string;
+}
+
+const COUNTED = ["create", "update", "replace", "delete", "same"] as const;
+
+interface Change {
+  op: string;
+  type: string;
+  name: string;
+  keys: string[];
+}
+
+/** What one preview says, read from its document. */
+export interface StackSummary {
+  stack: string;
+  succeeded: boolean;
+  counts: Record<(typeof COUNTED)[number], number>;
+  /** Replaced or deleted: the changes a reviewer must see first. */
+  destructive: Change[];
+  others: Change[];
+  warnings: string[];
+  errors: string[];
+  verdict?: Verdict;
+}
+
+/** Whether the gate lets prod take staging's image. */
+export type Verdict =
+  | { allowed: true; imageDigest?: string; checkedAt?: string; fromStack?: string; image?: string }
+  | { allowed: false; reasons: string[] };
+
+function parseUrn(urn: string): { type: string; name: string } {
+  // urn:pulumi:<stack>::<project>::<parent$...$type>::<name>
+  const parts = urn.split("::");
+  const name = parts.slice(3).join("::");
+  const type = (parts[2] ?? "").split("$").pop() ?? "";
+  return { type, name };
+}
+
+/** Parses and checks one document; the error says what is wrong with it. */
+export function parsePreviewDocument(json: string): PreviewDocument {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(json);
+  } catch {
+    throw new Error(
+      json.trim() === ""
+        ? "`pulumi preview --json` wrote nothing to stdout"
+        : "`pulumi preview --json` output is not JSON (was stderr mixed into it?)",
+    );
+  }
+  const result = PreviewDocument.safeParse(raw);
+  if (!result.success) {
+    throw new Error(`not a \`pulumi preview --json\` document:\n${z.prettifyError(result.error)}`);
+  }
+  return result.data;
+}
+
+function stripSeverity(message: string): string {
+  return message.replace(/^\s*(error|warning):\s*/, "").trimEnd();
+}
+
+// The first line of the gate's error (components/promotionGate.ts).
+const REFUSAL = /^prod promotion from .* refused/;
+
+/** Reads the gate's verdict from prod's preview. */
+export function promotionVerdict(doc: PreviewDocument | undefined, errors: readonly string[], succeeded: boolean): Verdict {
+  const refusal = errors.find((m) => REFUSAL.test(m));
+  if (refusal !== undefined) {
+    // The gate lists each reason as "- <output>: <problem>" followed by an indented "fix:" line.
+    const reasons: string[] = [];
+    for (const line of refusal.split("\n").slice(1)) {
+      if (line.startsWith("- ")) reasons.push(line.slice(2).trim());
+      else if (reasons.length > 0 && /^\s+\S/.test(line)) reasons[reasons.length - 1] += ` — ${line.trim()}`;
+      else if (line.trim() !== "") reasons.push(line.trim());
+    }
+    return { allowed: false, reasons };
+  }
+  if (!succeeded) {
+    const first = errors.find((m) => m !== "");
+    return { allowed: false, reasons: [`the prod preview failed before the gate decided${first ? `: ${first}` : ""}`] };
+  }
+  const stackStep = (doc?.steps ?? []).find((s) => parseUrn(s.urn).type === "pulumi:pulumi:Stack");
+  const outputs = stackStep?.newState?.outputs ?? {};
+  const from = outputs.promotedFrom as { stack?: unknown; imageDigest?: unknown; checkedAt?: unknown } | undefined;
+  const str = (v: unknown) => (typeof v === "string" ? v : undefined);
+  const imageRef = str(outputs.imageRef);
+  return {
+    allowed: true,
+    imageDigest: str(from?.imageDigest) ?? str(outputs.imageDigest),
+    checkedAt: str(from?.checkedAt),
+    fromStack: str(from?.stack),
+    image: imageRef,
+  };
+}
+
+/** Summarizes one stack's preview; a missing or unreadable document counts as a failure. */
+export function summarize(preview: StackPreview): StackSummary {
+  let doc: PreviewDocument | undefined;
+  let readError: string | undefined;
+  try {
+    doc = parsePreviewDocument(preview.json);
+  } catch (e) {
+    readError = (e as Error).message;
+  }
+  const diagnostics = doc?.diagnostics ?? [];
+  const errors = diagnostics.filter((d) => d.severity === "error").map((d) => stripSeverity(d.message ?? ""));
+  if (readError !== undefined) errors.unshift(readError);
+  const warnings = diagnostics.filter((d) => d.severity === "warning").map((d) => stripSeverity(d.message ?? ""));
+  const succeeded = readError === undefined && errors.length === 0 && (preview.exitCode ?? 0) === 0;
+  if (!succeeded && errors.length === 0) {
+    errors.push(`\`pulumi preview\` exited with code ${preview.exitCode}`);
+  }
+
+  const changes: Change[] = (doc?.steps ?? [])
+    // Reads (stack references, data sources) change nothing.
+    .filter((s) => s.op !== "same" && s.op !== "read")
+    .map((s) => {
+      const { type, name } = parseUrn(s.urn);
+      const keys = s.op === "replace" ? (s.replaceReasons ?? []) : (s.diffReasons ?? Object.keys(s.detailedDiff ?? {}));
+      return { op: s.op, type, name, keys: [...keys].sort() };
+    });
+  const counts = Object.fromEntries(COUNTED.map((op) => [op, 0])) as StackSummary["counts"];
+  if (doc?.changeSummary) {
+    for (const op of COUNTED) counts[op] = doc.changeSummary[op] ?? 0;
+  } else {
+    for (const c of changes) if ((COUNTED as readonly string[]).includes(c.op)) counts[c.op as keyof typeof counts]++;
+  }
+  const isDestructive = (c: Change) => c.op === "replace" || c.op === "delete";
+  return {
+    stack: preview.stack,
+    succeeded,
+    counts,
+    destructive: changes.filter(isDestructive),
+    others: changes.filter((c) => !isDestructive(c)),
+    warnings,
+    errors,
+    ...(preview.promotion ? { verdict: promotionVerdict(doc, errors, succeeded) } : {}),
+  };
+}
+
+/** Inline code that survives any backticks inside. */
+function code(text: string): string {
+  const run = Math.max(0, ...[...text.matchAll(/`+/g)].map((m) => m[0].length));
+  const fence = "`".repeat(run + 1);
+  return run > 0 ? `${fence} ${text} ${fence}` : `${fence}${text}${fence}`;
+}
+
+/** A fenced block that no content can close early. */
+function block(text: string): string[] {
+  const run = Math.max(2, ...[...text.matchAll(/`+/g)].map((m) => m[0].length));
+  const fence = "`".repeat(run + 1);
+  return [`${fence}text`, ...text.split("\n"), fence];
+}
+
+function changeLine(c: Change): string {
+  const why = c.keys.length > 0 ? ` (${c.op === "replace" ? "replaced because of" : "changed"}: ${c.keys.map(code).join(", ")})` : "";
+  return `- **${c.op}** ${code(c.type)} ${code(c.name)}${why}`;
+}
+
+function renderStack(s: StackSummary): string[] {
+  const lines = [`### ${code(s.stack)}: ${s.succeeded ? "preview succeeded" : "preview FAILED"}`, ""];
+  if (s.verdict) {
+    if (s.verdict.allowed) {
+      const v = s.verdict;
+      const facts = [
+        v.imageDigest ? `digest ${code(v.imageDigest)}` : undefined,
+        v.checkedAt ? `staging checked at ${code(v.checkedAt)}` : undefined,
+        v.fromStack ? `from ${code(v.fromStack)}` : undefined,
+        !v.imageDigest && v.image ? `image ${code(v.image)}` : undefined,
+      ].filter((f) => f !== undefined);
+      lines.push(`**Promotion: ALLOWED**${facts.length > 0 ? ` — ${facts.join(", ")}` : ""}`, "");
+    } else {
+      lines.push(`**Promotion: BLOCKED** (${s.verdict.reasons.length} ${s.verdict.reasons.length === 1 ? "reason" : "reasons"})`, "");
+      lines.push(...s.verdict.reasons.map((r) => `- ${r}`), "");
+    }
+  }
+  // The gate's refusal is already listed as the verdict's reasons.
+  const errors = s.verdict && !s.verdict.allowed ? s.errors.filter((e) => !REFUSAL.test(e)) : s.errors;
+  if (errors.length > 0) {
+    lines.push("**Errors**", "");
+    for (const e of errors) lines.push(...block(e), "");
+  }
+  if (s.destructive.length > 0) {
+    lines.push(`**Replaced or deleted (${s.destructive.length})**`, "", ...s.destructive.map(changeLine), "");
+  }
+  if (s.others.length > 0) {
+    lines.push(`<details>`, `<summary>Other changes (${s.others.length})</summary>`, "", ...s.others.map(changeLine), "", `</details>`, "");
+  }
+  if (s.succeeded && s.destructive.length + s.others.length === 0) lines.push("No changes.", "");
+  if (s.warnings.length > 0) {
+    lines.push(`<details>`, `<summary>Warnings (${s.warnings.length})</summary>`, "");
+    for (const w of s.warnings) lines.push(...block(w), "");
+    lines.push(`</details>`, "");
+  }
+  return lines;
+}
+
+/** The comment body before redaction and splitting (no marker, no heading). */
+export function renderBody(summaries: readonly StackSummary[], previews: readonly StackPreview[], opts: RenderOptions = {}): string {
+  const lines: string[] = [];
+  const meta = [opts.commit ? `commit ${code(opts.commit)}` : undefined, opts.runUrl ? `[workflow run](${opts.runUrl})` : undefined];
+  if (meta.some((m) => m !== undefined)) lines.push(meta.filter((m) => m !== undefined).join(" · "), "");
+  lines.push("| Stack | Preview | Create | Update | Replace | Delete | Same |", "|---|---|--:|--:|--:|--:|--:|");
+  for (const s of summaries) {
+    const c = s.counts;
+    lines.push(`| ${code(s.stack)} | ${s.succeeded ? "succeeded" : "**failed**"} | ${c.create} | ${c.update} | ${c.replace} | ${c.delete} | ${c.same} |`);
+  }
+  lines.push("");
+  summaries.forEach((s, i) => {
+    lines.push(...renderStack(s));
+    const log = previews[i]?.log?.trim();
+    if (!s.succeeded && log) {
+      lines.push("<details>", "<summary>Preview log (stderr)</summary>", "", ...block(log), "", "</details>", "");
+    }
+  });
+  return lines.join("\n").trimEnd() + "\n";
+}
+
+// Credential shapes redacted even when no stack file names them.
+const CREDENTIAL_PATTERNS: readonly [RegExp, string][] = [
+  [/-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----/g, REDACTED],
+  [/\bgh[pousr]_[A-Za-z0-9]{20,255}\b/g, REDACTED],
+  [/\bgithub_pat_[A-Za-z0-9_]{20,255}\b/g, REDACTED],
+  [/\b(?:AKIA|ASIA)[A-Z0-9]{16}\b/g, REDACTED],
+  [/\bxox[abposr]-[A-Za-z0-9-]{10,}\b/g, REDACTED],
+  [/\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}/g, REDACTED],
+  [/\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}/gi, `$1 ${REDACTED}`],
+  // scheme://user:password@host keeps the user and host, loses the password.
+  [/\b([a-z][a-z0-9+.-]*:\/\/[^\s:/@]*:)[^\s@/]+@/gi, `$1${REDACTED}@`],
+  // password=..., api_key: "...", PULUMI_CONFIG_PASSPHRASE=...
+  [
+    /\b([A-Za-z0-9_-]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|passphrase|credentials?)["']?\s*[:=]\s*)(["']?)(?!\[secret\])[^\s"',;&]+\2/gi,
+    `$1$2${REDACTED}$2`,
+  ],
+];
+
+/** Replaces every given secret value (and its JSON- and URL-escaped forms) and every credential shape. */
+export function redact(text: string, secrets: readonly string[] = []): string {
+  const forms = new Set<string>();
+  for (const s of secrets) {
+    if (s === "") continue;
+    forms.add(s);
+    forms.add(JSON.stringify(s).slice(1, -1));
+    forms.add(encodeURIComponent(s));
+  }
+  let out = text;
+  if (forms.size > 0) {
+    // One pass, longest first, so a value inside another is never half-replaced.
+    const alternation = [...forms].sort((a, b) => b.length - a.length).map((f) => f.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
+    out = out.replace(new RegExp(alternation.join("|"), "g"), REDACTED);
+  }
+  for (const [pattern, replacement] of CREDENTIAL_PATTERNS) out = out.replace(pattern, replacement);
+  return out;
+}
+
+/** The hidden and visible header of part `index` of `total`. */
+export function partHeader(index: number, total: number): string {
+  const title = total > 1 ? `## Pulumi preview (part ${index}/${total})` : "## Pulumi preview";
+  return `${MARKER}\n<!-- backend-delivery:preview part ${index}/${total} -->\n${title}\n\n`;
+}
+
+/** Reads the part number a comment body carries (1 for a body with the marker but no part line). */
+export function partOf(body: string): number | undefined {
+  if (!body.startsWith(MARKER)) return undefined;
+  const m = /<!-- backend-delivery:preview part (\d+)\/\d+ -->/.exec(body);
+  return m ? Number(m[1]) : 1;
+}
+
+/**
+ * Splits Markdown at line boundaries into chunks of at most `budget` characters. A chunk that ends
+ * inside a code fence or `<details>` closes it, and the next chunk reopens it, so each part renders
+ * on its own. A line longer than the budget is cut.
+ */
+export function splitMarkdown(text: string, budget: number): string[] {
+  const chunks: string[] = [];
+  let current: string[] = [];
+  let size = 0;
+  let fence: string | undefined;
+  let details = 0;
+  const reopen = () => {
+    const lines: string[] = [];
+    for (let i = 0; i < details; i++) lines.push("<details>", "<summary>(continued)</summary>", "");
+    if (fence) lines.push(`${fence}text`);
+    return lines;
+  };
+  // Size of a chunk that holds only what reopens the previous one's blocks.
+  let baseSize = 0;
+  const flush = () => {
+    const closing = [...(fence ? [fence] : []), ...Array<string>(details).fill("</details>")];
+    chunks.push([...current, ...closing].join("\n") + "\n");
+    current = reopen();
+    size = current.reduce((n, l) => n + l.length + 1, 0);
+    baseSize = size;
+  };
+  // Leaves room for the closers and reopeners of a cut inside nested blocks.
+  const maxLine = budget >= 400 ? budget - 200 : Math.max(1, Math.floor(budget / 2));
+  const lines = text.split("\n").flatMap((l) => {
+    const pieces: string[] = [];
+    for (let i = 0; i < l.length || i === 0; i += maxLine) pieces.push(l.slice(i, i + maxLine));
+    return pieces;
+  });
+  for (const line of lines) {
+    // State after this line, to reserve room for what would close it.
+    const fenceMatch = /^(`{3,})/.exec(line);
+    let nextFence = fence;
+    let nextDetails = details;
+    if (fence) {
+      if (line === fence) nextFence = undefined;
+    } else if (fenceMatch) {
+      nextFence = fenceMatch[1];
+    } else if (line === "<details>") nextDetails++;
+    else if (line === "</details>") nextDetails = Math.max(0, nextDetails - 1);
+    const closeAfter = (nextFence ? nextFence.length + 1 : 0) + nextDetails * "</details>\n".length;
+    if (size + line.length + 1 + closeAfter > budget && size > baseSize) {
+      flush();
+    }
+    current.push(line);
+    size += line.length + 1;
+    fence = nextFence;
+    details = nextDetails;
+  }
+  if (current.some((l) => l.trim() !== "")) chunks.push(current.join("\n").trimEnd() + "\n");
+  return chunks;
+}
+
+/**
+ * The comment parts for these previews: rendered, redacted, then split so that every part
+ * (header included) fits `maxChars`.
+ */
+export function renderPreviewComment(previews: readonly StackPreview[], opts: RenderOptions = {}): string[] {
+  const summaries = previews.map(summarize);
+  const body = redact(renderBody(summaries, previews, opts), opts.secrets ?? []);
+  const maxChars = opts.maxChars ?? GITHUB_COMMENT_LIMIT;
+  // Room for the largest header any part count could need.
+  const budget = maxChars - partHeader(9999, 9999).length;
+  if (budget < 400) throw new RangeError(`maxChars ${maxChars} leaves no room for a comment part`);
+  const chunks = splitMarkdown(body, budget);
+  return chunks.map((chunk, i) => partHeader(i + 1, chunks.length) + chunk);
+}
