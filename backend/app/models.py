@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import DateTime, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -43,6 +43,12 @@ class ItemPublic(BaseModel):
     name: str
     description: str | None
     created_at: datetime
+
+    @field_validator("created_at")
+    @classmethod
+    def _as_utc(cls, value: datetime) -> datetime:
+        # SQLite stores no time zone; every stored time is UTC, so say so on the way out.
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class ItemsPage(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +28,8 @@ ClientFactory = Callable[..., TestClient]
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No setting leaks in from the machine running the tests."""
+    # The test client's own request log would print test URLs (query canaries included); it is not the app's.
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
     for name in EXPECTATIONS:
         monkeypatch.delenv(name, raising=False)
     get_settings.cache_clear()

@@ -119,7 +119,9 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     for existing in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
         root.removeHandler(existing)
-    root.addHandler(handler)
+    # First in line: the filter rewrites the record in place, so handlers added by others later
+    # (log shippers, test capture) only ever see the redacted text.
+    root.handlers.insert(0, handler)
     root.setLevel(settings.LOG_LEVEL)
 
     for name in ("uvicorn", "uvicorn.error"):

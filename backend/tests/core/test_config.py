@@ -10,7 +10,9 @@ from tests.conftest import TEST_SECRET_KEY, SettingsFactory
 PG_URL = "postgresql://app:s3cr3t-db-pass@db.internal:5432/app"
 
 
-def problems(make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch, /, *unset: str, **env: str) -> ConfigError:
+def problems(
+    make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch, /, *unset: str, **env: str
+) -> ConfigError:
     """Build settings expecting failure; names in ``unset`` are removed after the defaults are set."""
     real_setenv = monkeypatch.setenv
 
@@ -217,4 +219,4 @@ def test_several_problems_reported_in_one_block(
 def test_settings_type_is_frozen(make_settings: SettingsFactory) -> None:
     settings: Settings = make_settings()
     with pytest.raises(Exception, match="frozen"):
-        settings.PORT = 1
+        setattr(settings, "PORT", 1)  # noqa: B010  # a plain assignment would not type-check

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
+import httpx2 as httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -22,17 +23,15 @@ BASE_HEADERS = {
 HSTS = "max-age=63072000; includeSubDomains"
 
 
-def assert_security_headers(headers: dict[str, str] | object, *, hsts: bool) -> None:
-    assert isinstance(headers, dict) or hasattr(headers, "get")
+def assert_security_headers(headers: httpx.Headers, *, hsts: bool) -> None:
     for name, value in BASE_HEADERS.items():
-        assert headers.get(name) == value, name  # type: ignore[attr-defined]
-    policy = headers.get("permissions-policy")  # type: ignore[attr-defined]
-    assert isinstance(policy, str)
+        assert headers.get(name) == value, name
+    policy = headers["permissions-policy"]
     assert "camera=()" in policy
     assert "geolocation=()" in policy
     assert "microphone=()" in policy
-    assert headers.get("strict-transport-security") == (HSTS if hsts else None)  # type: ignore[attr-defined]
-    assert "server" not in headers  # type: ignore[operator]
+    assert headers.get("strict-transport-security") == (HSTS if hsts else None)
+    assert "server" not in headers
 
 
 @pytest.fixture
