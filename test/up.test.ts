@@ -279,6 +279,19 @@ describe("npm run up (subprocess, stand-in pulumi)", () => {
     expect(res.stdout).toContain("State backend: yours, from your Pulumi login (https://app.pulumi.com/alice).");
   });
 
+  it("recognises a login on a CLI without `whoami --json`", async () => {
+    const { fake, dir } = setup({ whoami: { code: 0, stdout: "alice\n", noJsonFlag: true } });
+    const res = await runScript("up", ["staging"], { fake, projectDir: dir });
+    expect(res.code).toBe(0);
+    expect(commands(fake.calls()).slice(0, 3)).toEqual([
+      "whoami --json --non-interactive",
+      "whoami --non-interactive",
+      "stack ls --json --non-interactive",
+    ]);
+    for (const c of fake.calls()) expect(c.env).toEqual({});
+    expect(fs.existsSync(path.join(dir, ".pulumi-state"))).toBe(false);
+  });
+
   it("refuses to mint a new passphrase for local state that already holds stacks", async () => {
     const { fake, dir } = setup();
     fs.mkdirSync(path.join(dir, ".pulumi-state", ".pulumi"), { recursive: true });

@@ -151,7 +151,9 @@ export async function resolveBackend(cli: PulumiCli, dir: string): Promise<Backe
   if (isSet(cli.env.PULUMI_BACKEND_URL)) {
     return { kind: "user", reason: "PULUMI_BACKEND_URL", url: cli.env.PULUMI_BACKEND_URL };
   }
-  const who = await cli.capture(["whoami", "--json", "--non-interactive"]);
+  let who = await cli.capture(["whoami", "--json", "--non-interactive"]);
+  // CLIs older than `whoami --json` reject the flag; that says nothing about being logged in.
+  if (who.code !== 0 && /unknown flag/i.test(who.stderr)) who = await cli.capture(["whoami", "--non-interactive"]);
   if (who.code === 0) {
     let url: string | undefined;
     try {

@@ -22,8 +22,8 @@ export interface FakeConfigValue {
 
 /** What the stand-in answers. */
 export interface FakeScenario {
-  /** `pulumi whoami`; default: not logged in (exit 255). */
-  whoami?: { code: number; stdout?: string; stderr?: string };
+  /** `pulumi whoami`; default: not logged in (exit 255). `noJsonFlag` mimics CLIs without `whoami --json`. */
+  whoami?: { code: number; stdout?: string; stderr?: string; noJsonFlag?: boolean };
   /** Stacks that exist before the run: name -> config (`environment`, `secrets.SECRET_KEY`, ...). */
   stacks?: Record<string, Record<string, FakeConfigValue>>;
   /** `pulumi preview`: what it prints on stdout and its exit code. */
@@ -113,6 +113,7 @@ const stackOf = () => {
 if (words[0] === "whoami") {
   const w = store.scenario.whoami;
   if (!w) fail("PULUMI_ACCESS_TOKEN must be set for login during non-interactive CLI sessions");
+  if (w.noJsonFlag && flags.has("--json")) fail("unknown flag: --json");
   out(w.stdout || "");
   if (w.stderr) process.stderr.write(w.stderr);
   process.exit(w.code);
