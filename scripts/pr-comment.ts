@@ -1,0 +1,145 @@
+/**
+ * Posts (or updates) the pull-request comment that shows every stack's `pulumi preview`.
+ *
+ *   npx tsx scripts/pr-comment.ts --stack staging=staging.json --stack prod=prod.json \
+ *     [--exit-code prod=255] [--log prod=prod.log] [--secrets-file staging-config.json ...] \
+ *     [--promotion-stack prod] [--pr 12] [--repo owner/name] [--commit SHA] [--dry-run]
+ *
+ * The token comes from GITHUB_TOKEN, never from argv. Secret values to redact come from files
+ * written by `pulumi config --show-secrets --json` (current and base-branch stack files); delete
+ * them after the run. Exit codes: 0 posted, 1 GitHub refused, 2 bad command line or input.
+ */
+import * as fs from "node:fs";
+import { parseArgs } from "node:util";
+import { createOctokit, upsertPreviewComments } from "./lib/githubComment";
+import { renderPreviewComment, secretsFromConfigJson, type StackPreview } from "./lib/previewComment";
+
+class UsageError extends Error {}
+
+function pairs(values: string[] | undefined, flag: string): Map<string, string> {
+  const map = new Map<string, string>();
+  for (const v of values ?? []) {
+    const at = v.indexOf("=");
+    if (at <= 0 || at === v.length - 1) throw new UsageError(`${flag} takes NAME=VALUE, got '${v}'`);
+    map.set(v.slice(0, at), v.slice(at + 1));
+  }
+  return map;
+}
+
+function read(file: string, what: string): string {
+  try {
+    return fs.readFileSync(file, "utf8");
+  } catch (e) {
+    throw new UsageError(`cannot read ${what} ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+  }
+}
+
+interface PullRequestEvent {
+  pull_request?: { number?: number; head?: { sha?: string } };
+}
+
+function event(): PullRequestEvent {
+  const file = process.env.GITHUB_EVENT_PATH;
+  if (!file || !fs.existsSync(file)) return {};
+  return JSON.parse(fs.readFileSync(file, "utf8")) as PullRequestEvent;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      stack: { type: "string", multiple: true },
+      "exit-code": { type: "string", multiple: true },
+      log: { type: "string", multiple: true },
+      "secrets-file": { type: "string", multiple: true },
+      "promotion-stack": { type: "string", default: "prod" },
+      pr: { type: "string" },
+      repo: { type: "string" },
+      commit: { type: "string" },
+      "dry-run": { type: "boolean", default: false },
+    },
+    strict: true,
+  });
+  const stacks = pairs(values.stack, "--stack");
+  if (stacks.size === 0) throw new UsageError("name at least one preview: --stack <name>=<pulumi preview --json output>");
+  const exitCodes = pairs(values["exit-code"], "--exit-code");
+  const logs = pairs(values.log, "--log");
+  for (const name of [...exitCodes.keys(), ...logs.keys()]) {
+    if (!stacks.has(name)) throw new UsageError(`'${name}' has an exit code or log but no --stack ${name}=<file>`);
+  }
+
+  const previews: StackPreview[] = [...stacks].map(([stack, file]) => {
+    const code = exitCodes.get(stack);
+    if (code !== undefined && !/^\d+$/.test(code)) throw new UsageError(`--exit-code ${stack}=${code}: not a number`);
+    // A missing preview file is itself a failed preview: the comment must say so.
+    const json = fs.existsSync(file) ? read(file, "preview") : "";
+    const logFile = logs.get(stack);
+    return {
+      stack,
+      json,
+      ...(code === undefined ? {} : { exitCode: Number(code) }),
+      ...(logFile !== undefined && fs.existsSync(logFile) ? { log: read(logFile, "log") } : {}),
+      promotion: stack === values["promotion-stack"],
+    };
+  });
+
+  const secrets: string[] = [];
+  for (const file of values["secrets-file"] ?? []) {
+    try {
+      secrets.push(...secretsFromConfigJson(read(file, "secrets file"), file));
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+  }
+  // Values from the environment too: what the workflow itself holds must never be posted.
+  for (const name of ["PULUMI_CONFIG_PASSPHRASE", "PULUMI_BACKEND_URL", "GITHUB_TOKEN"]) {
+    const v = process.env[name];
+    if (v) secrets.push(v);
+  }
+
+  const ev = event();
+  const commit = values.commit ?? ev.pull_request?.head?.sha ?? process.env.GITHUB_SHA;
+  const { GITHUB_SERVER_URL: server, GITHUB_REPOSITORY: repository, GITHUB_RUN_ID: runId } = process.env;
+  const parts = renderPreviewComment(previews, {
+    secrets,
+    ...(commit ? { commit: commit.slice(0, 12) } : {}),
+    ...(server && repository && runId ? { runUrl: `${server}/${repository}/actions/runs/${runId}` } : {}),
+  });
+
+  if (values["dry-run"]) {
+    process.stdout.write(parts.join("\n---\n"));
+    return 0;
+  }
+  const repo = values.repo ?? repository;
+  const [owner, name, ...rest] = (repo ?? "").split("/");
+  if (!owner || !name || rest.length > 0) throw new UsageError("name the repository: --repo owner/name (or set GITHUB_REPOSITORY)");
+  const prNumber = values.pr !== undefined ? Number(values.pr) : ev.pull_request?.number;
+  if (prNumber === undefined || !Number.isInteger(prNumber) || prNumber <= 0) {
+    throw new UsageError("name the pull request: --pr <number> (or run on a pull_request event)");
+  }
+  const token = process.env.GITHUB_TOKEN;
+  if (!token) throw new UsageError("set GITHUB_TOKEN (a token that may write pull-request comments)");
+
+  const octokit = createOctokit(token, process.env.GITHUB_API_URL);
+  try {
+    const r = await upsertPreviewComments(octokit, { owner, repo: name, issueNumber: prNumber }, parts);
+    console.log(
+      `preview comment on ${owner}/${name}#${prNumber}: ${parts.length} part(s); ` +
+        `created ${r.created.length}, updated ${r.updated.length}, unchanged ${r.unchanged.length}, deleted ${r.deleted.length}`,
+    );
+    return 0;
+  } catch (e) {
+    // Octokit's message names the status and endpoint; it never carries the token.
+    const status = (e as { status?: number }).status;
+    console.error(`GitHub refused the preview comment${status ? ` (HTTP ${status})` : ""}: ${(e as Error).message}`);
+    return 1;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    console.error(`pr-comment: ${(e as Error).message}`);
+    process.exit(e instanceof UsageError || (e as { code?: string }).code?.startsWith("ERR_PARSE_ARGS") ? 2 : 1);
+  },
+);
