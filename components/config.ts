@@ -48,9 +48,9 @@ const Secrets = z
   .superRefine((secrets, ctx) => {
     for (const name of Object.keys(secrets)) {
       if (!EnvName.safeParse(name).success) {
-        ctx.addIssue({ code: "custom", path: [name], message: "not a valid environment variable name" });
+        ctx.addIssue({ code: "custom", path: [name], message: "not a valid environment variable name", params: { fix: "rm" } });
       } else if ((PROGRAM_MANAGED_ENV as readonly string[]).includes(name)) {
-        ctx.addIssue({ code: "custom", path: [name], message: "is set by the program; remove it" });
+        ctx.addIssue({ code: "custom", path: [name], message: "is set by the program; remove it", params: { fix: "rm" } });
       }
     }
   });
@@ -58,18 +58,20 @@ const Secrets = z
 const Env = z.record(z.string(), z.string({ error: "expected a string" })).superRefine((env, ctx) => {
   for (const name of Object.keys(env)) {
     if (!EnvName.safeParse(name).success) {
-      ctx.addIssue({ code: "custom", path: [name], message: "not a valid environment variable name" });
+      ctx.addIssue({ code: "custom", path: [name], message: "not a valid environment variable name", params: { fix: "rm" } });
     } else if ((PROGRAM_MANAGED_ENV as readonly string[]).includes(name)) {
       ctx.addIssue({
         code: "custom",
         path: [name],
         message: `is set by the program (${name === "PORT" ? "from service.containerPort" : "from environment"}); remove it`,
+        params: { fix: "rm" },
       });
     } else if (looksSecret(name)) {
       ctx.addIssue({
         code: "custom",
         path: [name],
         message: "looks like a secret; plain env is stored in clear text, move it to secrets",
+        params: { fix: "move-to-secrets" },
       });
     }
   }
@@ -271,6 +273,13 @@ function issueFix(stack: string, issue: z.core.$ZodIssue): ConfigProblem[] {
       message: `unknown key "${key}"${issue.path.length === 0 ? "" : ` in ${quotePath(issue.path)}`} (a typo?); known keys are listed in the README`,
       fix: fixCommand(stack, [...issue.path, key], "rm"),
     }));
+  }
+  const kind = issue.code === "custom" ? (issue.params as { fix?: string } | undefined)?.fix : undefined;
+  if (kind === "rm") return [{ path: issue.path, message: issue.message, fix: fixCommand(stack, issue.path, "rm") }];
+  if (kind === "move-to-secrets") {
+    const name = issue.path[issue.path.length - 1] ?? "";
+    const fix = `${fixCommand(stack, issue.path, "rm")}\n         then ${fixCommand(stack, ["secrets", name])}`;
+    return [{ path: issue.path, message: issue.message, fix }];
   }
   return [{ path: issue.path, message: issue.message, fix: fixCommand(stack, issue.path) }];
 }

@@ -91,17 +91,40 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
     return this.resources.filter((r) => r.type === type);
   }
 
-  /** The one resource with this name; fails when there is none or several. */
-  byName(name: string): RecordedResource {
-    const found = this.resources.filter((r) => r.name === name);
+  /** The one resource with this name (and type, when given); fails when there is none or several. */
+  byName(name: string, type?: string): RecordedResource {
+    const found = this.resources.filter((r) => r.name === name && (type === undefined || r.type === type));
     if (found.length !== 1) throw new Error(`expected one resource named ${name}, found ${found.length}`);
     return found[0]!;
   }
 }
 
+/**
+ * How the engine received an input: secrets arrive wrapped in Pulumi's secret envelope, which is
+ * what keeps them encrypted in state.
+ */
+export function asSeenByEngine(value: unknown): { secret: boolean; value: unknown } {
+  const sig = pulumi.runtime.specialSigKey;
+  if (typeof value === "object" && value !== null && (value as Record<string, unknown>)[sig] === pulumi.runtime.specialSecretSig) {
+    return { secret: true, value: (value as { value: unknown }).value };
+  }
+  return { secret: false, value };
+}
+
 /** The value of an Output (or plain input) once it resolves. */
 export function awaitOutput<T>(value: pulumi.Input<T>): Promise<T> {
   return new Promise<T>((resolve) => pulumi.output(value).apply((v) => resolve(v as T)));
+}
+
+/**
+ * Waits until every output of a program run resolves; registration is asynchronous, so the
+ * resource list is only complete after this.
+ */
+export async function settle(outputs: Record<string, unknown>): Promise<Record<string, unknown>> {
+  const entries = await Promise.all(
+    Object.entries(outputs).map(async ([k, v]) => [k, await awaitOutput(v as pulumi.Input<unknown>)] as const),
+  );
+  return Object.fromEntries(entries);
 }
 
 /**

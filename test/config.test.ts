@@ -1,0 +1,428 @@
+import { afterEach, describe, expect, it, vi } from "vitest";
+import {
+  fixCommand,
+  formatProblems,
+  isStoredEncrypted,
+  parseStackConfig,
+  type RawStackConfig,
+} from "../components/config";
+import { PROJECT, setUpStack, stagingSetup, STAGING_CANARIES, type StackSetup } from "./support/mocks";
+
+type Config = Record<string, unknown>;
+
+const SECURE = { secure: "v1:ZmFrZQ==:ZW5jcnlwdGVk" };
+const PG_URL = "postgresql://app:canary-pg-pass-91c2@db.internal:5432/app";
+const PROD_KEY = "canary-prod-key-91c2-0123456789abcdef0123";
+
+function stagingConfig(): Config {
+  return structuredClone(stagingSetup().config);
+}
+
+function prodConfig(): Config {
+  return {
+    environment: "prod",
+    service: { hostPort: 8081 },
+    secrets: { DATABASE_URL: PG_URL, SECRET_KEY: PROD_KEY },
+  };
+}
+
+/** Raw engine input: values as the engine passes them; `encrypted` leaves marked secure in the file. */
+function raw(
+  config: Config,
+  options: { stack?: string; encrypted?: string[]; sdkSecret?: string[]; noStackFile?: boolean } = {},
+): RawStackConfig {
+  const encrypted = options.encrypted ?? defaultEncrypted(config);
+  const file: Config = structuredClone(config);
+  for (const keyPath of encrypted) {
+    const segments = keyPath.split(".");
+    let node = file;
+    for (const s of segments.slice(0, -1)) node = node[s] as Config;
+    node[segments[segments.length - 1]!] = SECURE;
+  }
+  const sdk = new Set(options.sdkSecret ?? []);
+  return {
+    project: PROJECT,
+    stack: options.stack ?? (config.environment === "prod" ? "prod" : "staging"),
+    values: Object.fromEntries(
+      Object.entries(config).map(([k, v]) => [`${PROJECT}:${k}`, typeof v === "string" ? v : JSON.stringify(v)]),
+    ),
+    secretSources: {
+      stackFile: options.noStackFile
+        ? undefined
+        : { config: Object.fromEntries(Object.entries(file).map(([k, v]) => [`${PROJECT}:${k}`, v])) },
+      isSdkSecret: (key) => sdk.has(key),
+    },
+  };
+}
+
+/** Every leaf under `secrets` and `registryPassword`: how a correctly set-up stack stores them. */
+function defaultEncrypted(config: Config): string[] {
+  const secrets = config.secrets;
+  const leaves =
+    secrets && typeof secrets === "object" ? Object.keys(secrets).map((name) => `secrets.${name}`) : [];
+  return config.registryPassword === undefined ? leaves : [...leaves, "registryPassword"];
+}
+
+function errorOf(input: RawStackConfig): string {
+  const result = parseStackConfig(input);
+  if (result.ok) throw new Error("expected the config to be refused");
+  return formatProblems(input.stack, result.problems);
+}
+
+interface BadCase {
+  name: string;
+  /** Starts from a valid config of the given role and breaks it. */
+  role?: "staging" | "prod";
+  mutate: (c: Config) => void;
+  options?: Parameters<typeof raw>[1];
+  /** The `→ at <path>` zod prints for the problem. */
+  at: string;
+  /** The exact fix command the message must hold. */
+  fix: string;
+}
+
+const svc = (c: Config) => c.service as Config;
+const env = (c: Config) => svc(c).env as Config;
+const secrets = (c: Config) => c.secrets as Config;
+
+const S = "pulumi config set --stack staging";
+const P = "pulumi config set --stack prod";
+const SECRET_HINT = "   (prompts for the value; or pipe it on stdin)";
+
+const cases: BadCase[] = [
+  { name: "environment missing", mutate: (c) => delete c.environment, at: "environment", fix: `${S} 'environment' staging` },
+  { name: "environment not a role", mutate: (c) => (c.environment = "dev"), at: "environment", fix: `${S} 'environment' staging` },
+  { name: "service missing", mutate: (c) => delete c.service, at: "service", fix: `${S} --path 'service.hostPort' 8080` },
+  { name: "hostPort missing", mutate: (c) => delete svc(c).hostPort, at: "service.hostPort", fix: `${S} --path 'service.hostPort' 8080` },
+  { name: "hostPort privileged", mutate: (c) => (svc(c).hostPort = 80), at: "service.hostPort", fix: `${S} --path 'service.hostPort' 8080` },
+  { name: "hostPort above 65535", mutate: (c) => (svc(c).hostPort = 70000), at: "service.hostPort", fix: `${S} --path 'service.hostPort' 8080` },
+  { name: "hostPort not a number", mutate: (c) => (svc(c).hostPort = "http"), at: "service.hostPort", fix: `${S} --path 'service.hostPort' 8080` },
+  { name: "hostPort fractional", mutate: (c) => (svc(c).hostPort = 8080.5), at: "service.hostPort", fix: `${S} --path 'service.hostPort' 8080` },
+  { name: "containerPort zero", mutate: (c) => (svc(c).containerPort = 0), at: "service.containerPort", fix: `${S} --path 'service.containerPort' 8000` },
+  {
+    name: "password in plain env",
+    mutate: (c) => (env(c).DB_PASSWORD = "x"),
+    at: "service.env.DB_PASSWORD",
+    fix: `pulumi config rm --stack staging --path 'service.env.DB_PASSWORD'\n         then ${S} --secret --path 'secrets.DB_PASSWORD'${SECRET_HINT}`,
+  },
+  {
+    name: "token in plain env",
+    mutate: (c) => (env(c).API_TOKEN = "x"),
+    at: "service.env.API_TOKEN",
+    fix: `pulumi config rm --stack staging --path 'service.env.API_TOKEN'\n         then ${S} --secret --path 'secrets.API_TOKEN'${SECRET_HINT}`,
+  },
+  {
+    name: "DATABASE_URL in plain env",
+    mutate: (c) => (env(c).DATABASE_URL = "x"),
+    at: "service.env.DATABASE_URL",
+    fix: `pulumi config rm --stack staging --path 'service.env.DATABASE_URL'\n         then ${S} --secret --path 'secrets.DATABASE_URL'${SECRET_HINT}`,
+  },
+  {
+    name: "lowercase api key in plain env",
+    mutate: (c) => (env(c).stripe_api_key = "x"),
+    at: "service.env.stripe_api_key",
+    fix: `pulumi config rm --stack staging --path 'service.env.stripe_api_key'\n         then ${S} --secret --path 'secrets.stripe_api_key'${SECRET_HINT}`,
+  },
+  { name: "PORT in env", mutate: (c) => (env(c).PORT = "9000"), at: "service.env.PORT", fix: "pulumi config rm --stack staging --path 'service.env.PORT'" },
+  { name: "invalid env name", mutate: (c) => (env(c)["1BAD"] = "x"), at: "service.env.1BAD", fix: "pulumi config rm --stack staging --path 'service.env.1BAD'" },
+  { name: "env value not a string", mutate: (c) => (env(c).LOG_LEVEL = 3), at: "service.env.LOG_LEVEL", fix: `${S} --path 'service.env.LOG_LEVEL' <value>` },
+  {
+    name: "env also in secrets",
+    mutate: (c) => {
+      env(c).SENTRY_DSN = "https://example.invalid/1";
+      secrets(c).SENTRY_DSN = "https://example.invalid/1";
+    },
+    at: "service.env.SENTRY_DSN",
+    fix: "pulumi config rm --stack staging --path 'service.env.SENTRY_DSN'",
+  },
+  { name: "memory limit too small", mutate: (c) => (svc(c).resources = { memoryMb: 10 }), at: "service.resources.memoryMb", fix: `${S} --path 'service.resources.memoryMb' 512` },
+  { name: "cpus zero", mutate: (c) => (svc(c).resources = { cpus: 0 }), at: "service.resources.cpus", fix: `${S} --path 'service.resources.cpus' 1` },
+  { name: "pids not a number", mutate: (c) => (svc(c).resources = { pids: "many" }), at: "service.resources.pids", fix: `${S} --path 'service.resources.pids' 256` },
+  { name: "unknown top-level key", mutate: (c) => (c.imagee = { context: "." }), at: "imagee", fix: "pulumi config rm --stack staging 'imagee'" },
+  { name: "unknown nested key", mutate: (c) => (svc(c).hostport = 8080), at: "service.hostport", fix: "pulumi config rm --stack staging --path 'service.hostport'" },
+  {
+    name: "secrets missing",
+    mutate: (c) => delete c.secrets,
+    at: "secrets",
+    fix: `${S} --secret --path 'secrets.DATABASE_URL'${SECRET_HINT}\n         ${S} --secret --path 'secrets.SECRET_KEY'${SECRET_HINT}`,
+  },
+  { name: "SECRET_KEY missing", mutate: (c) => delete secrets(c).SECRET_KEY, at: "secrets.SECRET_KEY", fix: `${S} --secret --path 'secrets.SECRET_KEY'${SECRET_HINT}` },
+  { name: "DATABASE_URL missing", mutate: (c) => delete secrets(c).DATABASE_URL, at: "secrets.DATABASE_URL", fix: `${S} --secret --path 'secrets.DATABASE_URL'${SECRET_HINT}` },
+  {
+    name: "SECRET_KEY in plain text beside an encrypted sibling (the SDK marks the whole object secret)",
+    mutate: () => undefined,
+    options: { encrypted: ["secrets.DATABASE_URL"], sdkSecret: [`${PROJECT}:secrets`] },
+    at: "secrets.SECRET_KEY",
+    fix: `${S} --secret --path 'secrets.SECRET_KEY'${SECRET_HINT}`,
+  },
+  {
+    name: "secrets in plain text with no stack file and no SDK secret marking",
+    mutate: () => undefined,
+    options: { encrypted: [], noStackFile: true },
+    at: "secrets.DATABASE_URL",
+    fix: `${S} --secret --path 'secrets.DATABASE_URL'${SECRET_HINT}`,
+  },
+  { name: "SECRET_KEY too short", mutate: (c) => (secrets(c).SECRET_KEY = "short-canary-7f3a"), at: "secrets.SECRET_KEY", fix: `${S} --secret --path 'secrets.SECRET_KEY'${SECRET_HINT}` },
+  { name: "DATABASE_URL not a database URL", mutate: (c) => (secrets(c).DATABASE_URL = "mysql://u:canary-7f3a@h/db"), at: "secrets.DATABASE_URL", fix: `${S} --secret --path 'secrets.DATABASE_URL'${SECRET_HINT}` },
+  { name: "empty secret", mutate: (c) => (secrets(c).SENTRY_DSN = ""), at: "secrets.SENTRY_DSN", fix: `${S} --secret --path 'secrets.SENTRY_DSN'${SECRET_HINT}` },
+  { name: "invalid secret name", mutate: (c) => (secrets(c)["bad-name"] = "canary-7f3a"), at: 'secrets["bad-name"]', fix: "pulumi config rm --stack staging --path 'secrets.bad-name'" },
+  { name: "APP_ENV in secrets", mutate: (c) => (secrets(c).APP_ENV = "production"), at: "secrets.APP_ENV", fix: "pulumi config rm --stack staging --path 'secrets.APP_ENV'" },
+  {
+    name: "SQLite DATABASE_URL on prod",
+    role: "prod",
+    mutate: (c) => (secrets(c).DATABASE_URL = "sqlite:////data/canary-7f3a.db"),
+    at: "secrets.DATABASE_URL",
+    fix: `${P} --secret --path 'secrets.DATABASE_URL'${SECRET_HINT}`,
+  },
+  { name: "build setting on prod", role: "prod", mutate: (c) => (c.image = { context: "./backend" }), at: "image.context", fix: "pulumi config rm --stack prod --path 'image.context'" },
+  { name: "promotion on staging", mutate: (c) => (c.promotion = { maxAgeHours: 12 }), at: "promotion", fix: "pulumi config rm --stack staging 'promotion'" },
+  {
+    name: "override without approvedBy",
+    role: "prod",
+    mutate: (c) => (c.promotion = { override: { reason: "incident 42" } }),
+    at: "promotion.override.approvedBy",
+    fix: `${P} --path 'promotion.override.approvedBy' '<who>'`,
+  },
+  {
+    name: "override with blank reason",
+    role: "prod",
+    mutate: (c) => (c.promotion = { override: { reason: "  ", approvedBy: "ops" } }),
+    at: "promotion.override.reason",
+    fix: `${P} --path 'promotion.override.reason' '<why>'`,
+  },
+  { name: "negative maxAgeHours", role: "prod", mutate: (c) => (c.promotion = { maxAgeHours: -1 }), at: "promotion.maxAgeHours", fix: `${P} --path 'promotion.maxAgeHours' 24` },
+  { name: "fromStack with spaces", role: "prod", mutate: (c) => (c.promotion = { fromStack: "my staging" }), at: "promotion.fromStack", fix: `${P} --path 'promotion.fromStack' organization/backend-delivery/staging` },
+  { name: "readiness path without slash", mutate: (c) => (c.readiness = { path: "readyz" }), at: "readiness.path", fix: `${S} --path 'readiness.path' /readyz` },
+  { name: "readiness timeout zero", mutate: (c) => (c.readiness = { timeoutSeconds: 0 }), at: "readiness.timeoutSeconds", fix: `${S} --path 'readiness.timeoutSeconds' 120` },
+  { name: "readiness interval longer than timeout", mutate: (c) => (c.readiness = { timeoutSeconds: 2, intervalMs: 5000 }), at: "readiness.intervalMs", fix: `${S} --path 'readiness.intervalMs' 1000` },
+  { name: "readiness url not http", mutate: (c) => (c.readiness = { url: "ftp://127.0.0.1:8080" }), at: "readiness.url", fix: `${S} --path 'readiness.url' http://127.0.0.1:8080` },
+  { name: "successThreshold zero", mutate: (c) => (c.readiness = { successThreshold: 0 }), at: "readiness.successThreshold", fix: `${S} --path 'readiness.successThreshold' 2` },
+  {
+    name: "registry without password",
+    mutate: (c) => (c.image = { registry: { server: "registry.example.com", username: "ci" } }),
+    at: "registryPassword",
+    fix: `${S} --secret 'registryPassword'${SECRET_HINT}`,
+  },
+  { name: "registry password without registry", mutate: (c) => (c.registryPassword = "canary-7f3a"), at: "registryPassword", fix: "pulumi config rm --stack staging 'registryPassword'" },
+  {
+    name: "registry password in plain text",
+    mutate: (c) => {
+      c.image = { registry: { server: "registry.example.com", username: "ci" } };
+      c.registryPassword = "canary-7f3a";
+    },
+    options: { encrypted: ["secrets.DATABASE_URL", "secrets.SECRET_KEY"] },
+    at: "registryPassword",
+    fix: `${S} --secret 'registryPassword'${SECRET_HINT}`,
+  },
+  { name: "registry without server", mutate: (c) => (c.image = { registry: { username: "ci" } }), at: "image.registry.server", fix: `${S} --path 'image.registry.server' ghcr.io` },
+  { name: "platform without os", mutate: (c) => (c.image = { platform: "amd64" }), at: "image.platform", fix: `${S} --path 'image.platform' linux/amd64` },
+  { name: "image name with spaces", mutate: (c) => (c.image = { name: "My Backend" }), at: "image.name", fix: `${S} --path 'image.name' backend-delivery` },
+  { name: "service is not valid JSON", mutate: (c) => (c.service = "{hostPort: 8080"), at: "service", fix: `${S} --path 'service.hostPort' 8080` },
+  {
+    name: "delivery on staging",
+    mutate: (c) => (c.delivery = { repository: { owner: "acme", name: "backend" }, productionReviewers: { users: [1] }, environmentSecrets: { X: "deliveryX" } }),
+    options: { encrypted: ["secrets.DATABASE_URL", "secrets.SECRET_KEY"], sdkSecret: [`${PROJECT}:deliveryX`] },
+    at: "delivery",
+    fix: "pulumi config rm --stack staging 'delivery'",
+  },
+];
+
+// Set after the table so the delivery case has its referenced secret in place.
+const withDeliverySecret = cases.find((c) => c.name === "delivery on staging")!;
+const originalMutate = withDeliverySecret.mutate;
+withDeliverySecret.mutate = (c) => {
+  originalMutate(c);
+  c.deliveryX = "canary-delivery-7f3a";
+};
+
+function build(testCase: BadCase): RawStackConfig {
+  const config = testCase.role === "prod" ? prodConfig() : stagingConfig();
+  testCase.mutate(config);
+  return raw(config, testCase.options);
+}
+
+describe("stack config: valid", () => {
+  it("applies the schema's defaults to a minimal staging config", () => {
+    const result = parseStackConfig(raw(stagingConfig()));
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    const { config } = result;
+    expect(config.environment).toBe("staging");
+    expect(config.image).toEqual({
+      context: "./backend",
+      dockerfile: "Dockerfile",
+      name: "backend-delivery",
+      baseImage: "local/python-base:3.11-bookworm",
+    });
+    expect(config.service).toEqual({
+      hostPort: 8080,
+      containerPort: 8000,
+      env: { LOG_LEVEL: "info" },
+      resources: { memoryMb: 512, cpus: 1, pids: 256 },
+    });
+    expect(config.readiness).toEqual({ path: "/readyz", timeoutSeconds: 120, intervalMs: 1000, successThreshold: 2 });
+    expect(config.promotion).toEqual({ fromStack: "organization/backend-delivery/staging", maxAgeHours: 24 });
+    expect(config.registryPassword).toBeUndefined();
+  });
+
+  it("accepts numbers stored as strings by `pulumi config set --path`", () => {
+    const config = stagingConfig();
+    svc(config).hostPort = "9090";
+    svc(config).resources = { cpus: "0.5" };
+    const result = parseStackConfig(raw(config));
+    expect(result.ok && result.config.service.hostPort).toBe(9090);
+    expect(result.ok && result.config.service.resources.cpus).toBe(0.5);
+  });
+
+  it("accepts a whole secrets object stored as one encrypted value", () => {
+    const input = raw(stagingConfig(), { encrypted: ["secrets"] });
+    expect(parseStackConfig(input).ok).toBe(true);
+  });
+
+  it("falls back to the SDK's secret keys when there is no stack file", () => {
+    const input = raw(stagingConfig(), { encrypted: [], noStackFile: true, sdkSecret: [`${PROJECT}:secrets`] });
+    expect(parseStackConfig(input).ok).toBe(true);
+  });
+
+  it("accepts a prod config with promotion override and a registry", () => {
+    const config = prodConfig();
+    config.image = { registry: { server: "registry.example.com", username: "ci" } };
+    config.registryPassword = "canary-registry-91c2";
+    config.promotion = { fromStack: "acme/backend-delivery/staging", override: { reason: "incident 42", approvedBy: "ops" } };
+    const result = parseStackConfig(raw(config, { stack: "prod" }));
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    expect(result.config.promotion).toEqual({
+      fromStack: "acme/backend-delivery/staging",
+      maxAgeHours: 24,
+      override: { reason: "incident 42", approvedBy: "ops" },
+    });
+    expect(result.config.registryPassword).toBe("canary-registry-91c2");
+  });
+
+  it("ignores other namespaces such as docker:host", () => {
+    const input = raw(stagingConfig());
+    input.values["docker:host"] = "unix:///var/run/docker.sock";
+    expect(parseStackConfig(input).ok).toBe(true);
+  });
+});
+
+describe("stack config: each bad config is refused with its key and fix", () => {
+  it("has at least 30 distinct bad configs", () => {
+    expect(new Set(cases.map((c) => c.name)).size).toBe(cases.length);
+    expect(cases.length).toBeGreaterThanOrEqual(30);
+  });
+
+  it.each(cases.map((c) => [c.name, c] as const))("%s", (_name, testCase) => {
+    const message = errorOf(build(testCase));
+    expect(message).toContain(`→ at ${testCase.at}\n`);
+    expect(message).toContain(`fix: ${testCase.fix}`);
+    for (const canary of [...STAGING_CANARIES, "canary-pg-pass-91c2", "canary-prod-key-91c2", "canary-7f3a", "canary-delivery"]) {
+      expect(message).not.toContain(canary);
+    }
+  });
+
+  it("reports every problem at once", () => {
+    const config = stagingConfig();
+    svc(config).hostPort = 80;
+    env(config).DB_PASSWORD = "canary-7f3a";
+    delete secrets(config).SECRET_KEY;
+    config.readinesss = {};
+    const result = parseStackConfig(raw(config));
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.problems.map((p) => p.path.join(".")).sort()).toEqual(
+      ["readinesss", "secrets.SECRET_KEY", "service.env.DB_PASSWORD", "service.hostPort"].sort(),
+    );
+    const message = formatProblems("staging", result.problems);
+    expect(message).toMatch(/^Stack "staging" config is invalid \(4 problems\); nothing was changed:/);
+  });
+
+  it("refuses plaintext secrets even when the rest of the config is also broken", () => {
+    const config = stagingConfig();
+    delete config.environment;
+    const result = parseStackConfig(raw(config, { encrypted: ["secrets.DATABASE_URL"] }));
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.problems.map((p) => p.path.join("."))).toEqual(["secrets.SECRET_KEY", "environment"]);
+  });
+});
+
+describe("stack file and SDK secret detection", () => {
+  const file = {
+    config: {
+      [`${PROJECT}:secrets`]: { A: SECURE, B: "plain" },
+      [`${PROJECT}:registryPassword`]: SECURE,
+    },
+  };
+  const none = { stackFile: file, isSdkSecret: () => false };
+  it.each([
+    [["secrets", "A"], true],
+    [["secrets", "B"], false],
+    [["registryPassword"], true],
+  ] as const)("%j stored encrypted: %s", (segments, expected) => {
+    expect(isStoredEncrypted(PROJECT, [...segments], none)).toBe(expected);
+  });
+
+  it("the stack file wins over the SDK for a leaf it records", () => {
+    expect(isStoredEncrypted(PROJECT, ["secrets", "B"], { stackFile: file, isSdkSecret: () => true })).toBe(false);
+  });
+
+  it("the SDK decides for a leaf the stack file does not record", () => {
+    expect(isStoredEncrypted(PROJECT, ["secrets", "C"], { stackFile: file, isSdkSecret: () => true })).toBe(true);
+    expect(isStoredEncrypted(PROJECT, ["secrets", "C"], { stackFile: file, isSdkSecret: () => false })).toBe(false);
+  });
+
+  it("fix commands never carry a secret value", () => {
+    expect(fixCommand("s", ["secrets", "X"])).toBe(`pulumi config set --stack s --secret --path 'secrets.X'${SECRET_HINT}`);
+  });
+});
+
+describe("bad config through the program: refused before any resource", () => {
+  afterEach(() => {
+    delete process.env.BACKEND_DELIVERY_STACK_FILE;
+  });
+
+  const throughProgram = cases.filter((c) =>
+    [
+      "environment missing",
+      "hostPort privileged",
+      "password in plain env",
+      "unknown top-level key",
+      "unknown nested key",
+      "SECRET_KEY missing",
+      "SECRET_KEY in plain text beside an encrypted sibling (the SDK marks the whole object secret)",
+      "SQLite DATABASE_URL on prod",
+      "promotion on staging",
+      "override without approvedBy",
+      "readiness interval longer than timeout",
+      "registry without password",
+    ].includes(c.name),
+  );
+
+  it("covers a dozen cases", () => {
+    expect(throughProgram).toHaveLength(12);
+  });
+
+  it.each(throughProgram.map((c) => [c.name, c] as const))("%s", async (_name, testCase) => {
+    const config = testCase.role === "prod" ? prodConfig() : stagingConfig();
+    testCase.mutate(config);
+    const setup: StackSetup = {
+      stack: testCase.role === "prod" ? "prod" : "staging",
+      config,
+      encrypted: testCase.options?.encrypted ?? defaultEncrypted(config),
+      sdkSecretKeys: testCase.options?.sdkSecret,
+    };
+    const { mocks } = await setUpStack(setup);
+    vi.resetModules();
+    const program = (await import("../index")).default as unknown as () => Promise<unknown>;
+    const error = await program().then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(error).toBeInstanceOf(Error);
+    expect(error!.message).toContain(`→ at ${testCase.at}\n`);
+    expect(error!.message).toContain(`fix: ${testCase.fix}`);
+    expect(mocks.resources).toEqual([]);
+  });
+});
