@@ -68,7 +68,8 @@ class FakeGitHub {
       const page = Number(url.searchParams.get("page") ?? "1");
       const slice = this.comments.slice((page - 1) * 2, page * 2);
       const last = Math.max(1, Math.ceil(this.comments.length / 2));
-      const link = page < last ? { link: `<${this.url}${url.pathname}?per_page=100&page=${page + 1}>; rel="next"` } : {};
+      const link: Record<string, string> =
+        page < last ? { link: `<${this.url}${url.pathname}?per_page=100&page=${page + 1}>; rel="next"` } : {};
       return send(200, slice, link);
     }
     if (list && req.method === "POST") {
