@@ -1,0 +1,385 @@
+/**
+ * The prod program under Pulumi's mocks: the promotion gate decides before any prod resource is
+ * constructed. Each blocked case must register nothing but the gate itself (its component and its
+ * two stack references); the valid case must run exactly the image staging proved ready.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { PROJECT, RecordingMocks, awaitOutput, setUpStack, type MockOptions } from "./support/mocks";
+
+const STACK = "prod";
+const STAGING = `organization/${PROJECT}/staging`;
+const SELF = `organization/${PROJECT}/${STACK}`;
+const DIGEST = `sha256:${"d".repeat(64)}`;
+const OLD_DIGEST = `sha256:${"0".repeat(64)}`;
+const OTHER_DIGEST = `sha256:${"e".repeat(64)}`;
+// An hour old: well inside the default promotion.maxAgeHours of 24.
+const CHECKED_AT = new Date(Date.now() - 3_600_000).toISOString();
+const REGISTRY_REF = `ghcr.io/example/backend-delivery@${DIGEST}`;
+const REGISTRY_CONFIG = { image: { registry: { server: "ghcr.io", username: "deployer" } }, registryPassword: "registry-password-for-tests-only" };
+const GATE_TYPES = ["backend-delivery:index:PromotionGate", "pulumi:pulumi:StackReference", "pulumi:pulumi:StackReference"];
+const CONTAINER = "docker:index/container:Container";
+/** What prod deploys once the gate approves: the same service and readiness check as staging, no image build. */
+const PROD_TYPES = [
+  "backend-delivery:index:BackendService",
+  CONTAINER,
+  "docker:index/network:Network",
+  "docker:index/volume:Volume",
+  "pulumi-nodejs:dynamic:Resource",
+].sort();
+
+/** Stack references additionally report some outputs as secret, as the engine does for secret exports. */
+class SecretOutputMocks extends RecordingMocks {
+  constructor(
+    options: MockOptions,
+    private readonly secretOutputNames: Record<string, string[]>,
+  ) {
+    super(options);
+  }
+
+  override newResource(args: pulumi.runtime.MockResourceArgs) {
+    const result = super.newResource(args);
+    const names = this.secretOutputNames[String((args.inputs as Record<string, unknown>).name)];
+    if (args.type === "pulumi:pulumi:StackReference" && names !== undefined) {
+      return { ...result, state: { ...result.state, secretOutputNames: names } };
+    }
+    return result;
+  }
+}
+
+let mocks: RecordingMocks;
+
+/**
+ * A prod stack whose gate reads `stacks`; secrets stored encrypted the way `--secret` stores them.
+ * `secretOutputs` marks outputs of a referenced stack as secret.
+ */
+async function prodStack(
+  stacks: Record<string, Record<string, unknown>>,
+  extraConfig: Record<string, unknown> = {},
+  options: { preview?: boolean; secretOutputs?: Record<string, string[]> } = {},
+): Promise<void> {
+  const config: Record<string, unknown> = {
+    environment: "prod",
+    service: { hostPort: 8081 },
+    secrets: {
+      DATABASE_URL: "postgresql://app:prod-canary-pw@db.internal:5432/app",
+      SECRET_KEY: "prod-canary-key-5b1e-0123456789abcdef012345",
+    },
+    ...extraConfig,
+  };
+  const encrypted = ["secrets.DATABASE_URL", "secrets.SECRET_KEY"];
+  if (extraConfig.registryPassword !== undefined) encrypted.push("registryPassword");
+  ({ mocks } = await setUpStack({ stack: STACK, config, encrypted, preview: options.preview ?? false, mocks: { stacks } }));
+  if (options.secretOutputs !== undefined) {
+    mocks = new SecretOutputMocks({ stacks }, options.secretOutputs);
+    await pulumi.runtime.setMocks(mocks, PROJECT, STACK, options.preview ?? false);
+  }
+}
+
+/** Types of every resource registered so far, in order. */
+function types(): string[] {
+  return mocks.resources.map((r) => r.type);
+}
+
+function hardening(overrides: Record<string, unknown> = {}) {
+  return { user: "10001:10001", readOnlyRootFilesystem: true, capabilitiesDropped: ["ALL"], noNewPrivileges: true, ...overrides };
+}
+
+function readiness(overrides: Record<string, unknown> = {}) {
+  return {
+    ready: true,
+    imageDigest: DIGEST,
+    checkedAt: CHECKED_AT,
+    url: "http://127.0.0.1:8080/readyz",
+    version: "1.2.3",
+    hardening: hardening(),
+    ...overrides,
+  };
+}
+
+function stagingOutputs(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    environment: "staging",
+    imageRef: DIGEST,
+    imageDigest: DIGEST,
+    url: "http://127.0.0.1:8080",
+    readiness: readiness(),
+    ...overrides,
+  };
+}
+
+function without(record: Record<string, unknown>, key: string): Record<string, unknown> {
+  const copy = { ...record };
+  delete copy[key];
+  return copy;
+}
+
+/**
+ * Runs the program's async entry and returns its stack outputs, once every registration it started
+ * has reached the mock engine (so nothing of one test lands in the next one's engine).
+ */
+async function runProgram(): Promise<Record<string, unknown>> {
+  vi.resetModules();
+  const program = (await import("../index")) as unknown as { default: () => Promise<Record<string, unknown>> };
+  try {
+    return await program.default();
+  } finally {
+    await settleRegistrations();
+  }
+}
+
+/** The SDK's own wait for outstanding engine calls: internal, so reached through a cast. */
+async function settleRegistrations(): Promise<void> {
+  const runtime = pulumi.runtime as unknown as { waitForRPCs: () => Promise<void> };
+  await runtime.waitForRPCs().catch(() => undefined);
+}
+
+/** The error the program fails with. */
+async function programError(): Promise<Error> {
+  const error = await runProgram().then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(Error);
+  return error as Error;
+}
+
+let warn: ReturnType<typeof vi.spyOn>;
+beforeEach(() => {
+  warn = vi.spyOn(pulumi.log, "warn").mockImplementation(() => Promise.resolve());
+});
+afterEach(() => {
+  warn.mockRestore();
+});
+
+describe("prod: a valid staging record is promoted", () => {
+  it.each([false, true])("runs exactly staging's imageRef (preview = %s)", async (preview) => {
+    await prodStack({ [STAGING]: stagingOutputs(), [SELF]: { imageRef: OLD_DIGEST } }, {}, { preview });
+    const outputs = await runProgram();
+
+    expect(outputs.imageRef).toBe(DIGEST);
+    expect(outputs.imageDigest).toBe(DIGEST);
+    expect(outputs.environment).toBe("prod");
+    expect(outputs.previousImageRef).toBe(OLD_DIGEST);
+    expect(outputs.promotedFrom).toEqual({ stack: STAGING, imageDigest: DIGEST, checkedAt: CHECKED_AT });
+    expect(outputs.promotionOverride).toBeUndefined();
+
+    const gate = mocks.resources.slice(0, 3);
+    expect(gate.map((r) => r.type)).toEqual(GATE_TYPES);
+    expect(gate.map((r) => r.name)).toEqual([
+      `${PROJECT}-${STACK}-promotion`,
+      `${PROJECT}-${STACK}-promotion-staging`,
+      `${PROJECT}-${STACK}-promotion-previous`,
+    ]);
+    expect(gate[1]?.inputs.name).toBe(STAGING);
+    expect(gate[2]?.inputs.name).toBe(SELF);
+
+    expect(types().slice(3).sort()).toEqual(PROD_TYPES);
+    const containers = mocks.ofType(CONTAINER);
+    expect(containers).toHaveLength(1);
+    expect(containers[0]?.inputs.image).toBe(DIGEST);
+    expect(mocks.ofType("pulumi-nodejs:dynamic:Resource")[0]?.inputs.imageDigest).toBe(DIGEST);
+    expect(mocks.resources.some((r) => r.type.startsWith("docker:index/image") || r.type === "docker-build:index:Image")).toBe(false);
+    expect(warn).not.toHaveBeenCalled();
+  });
+
+  it("leaves previousImageRef out on the first deploy", async () => {
+    await prodStack({ [STAGING]: stagingOutputs(), [SELF]: {} });
+    const outputs = await runProgram();
+    expect(outputs.previousImageRef).toBeUndefined();
+    expect(outputs.imageRef).toBe(DIGEST);
+  });
+
+  it("promotes a registry image by its pinned reference", async () => {
+    await prodStack({ [STAGING]: stagingOutputs({ imageRef: REGISTRY_REF }), [SELF]: {} }, REGISTRY_CONFIG);
+    const outputs = await runProgram();
+    expect(outputs.imageRef).toBe(REGISTRY_REF);
+    const container = mocks.ofType(CONTAINER)[0];
+    expect(container?.inputs.image).toBe(REGISTRY_REF);
+  });
+
+  it("reads promotion.fromStack from config", async () => {
+    const custom = "organization/backend-delivery/staging-eu";
+    await prodStack({ [custom]: stagingOutputs(), [SELF]: {} }, { promotion: { fromStack: custom } });
+    const outputs = await runProgram();
+    expect(outputs.promotedFrom).toEqual({ stack: custom, imageDigest: DIGEST, checkedAt: CHECKED_AT });
+  });
+});
+
+describe("prod: blocked before any prod resource", () => {
+  const cases: Array<[string, Record<string, unknown>, string, Record<string, unknown>?]> = [
+    ["environment missing", without(stagingOutputs(), "environment"), "- environment: output `environment` is missing"],
+    ["imageRef missing", without(stagingOutputs(), "imageRef"), "- imageRef: output `imageRef` is missing"],
+    ["imageDigest missing", without(stagingOutputs(), "imageDigest"), "- imageDigest: output `imageDigest` is missing"],
+    ["readiness missing", without(stagingOutputs(), "readiness"), "- readiness: output `readiness` is missing"],
+    ["imageRef of the wrong type", stagingOutputs({ imageRef: 7 }), "- imageRef: output `imageRef` is 7 (a number)"],
+    ["readiness of the wrong type", stagingOutputs({ readiness: [1] }), "- readiness: output `readiness` is an array"],
+    ["ready false", stagingOutputs({ readiness: readiness({ ready: false }) }), "- readiness.ready: `readiness.ready` is false"],
+    ["ready null", stagingOutputs({ readiness: readiness({ ready: null }) }), "- readiness.ready: `readiness.ready` is null, not the boolean true"],
+    [
+      'ready "true"',
+      stagingOutputs({ readiness: readiness({ ready: "true" }) }),
+      '- readiness.ready: `readiness.ready` is "true" (a string), not the boolean true',
+    ],
+    [
+      "digest mismatch",
+      stagingOutputs({ readiness: readiness({ imageDigest: OTHER_DIGEST }) }),
+      `- readiness.imageDigest: staging checked ${OTHER_DIGEST}, but \`imageDigest\` is ${DIGEST}`,
+    ],
+    [
+      "unpinned ref with a registry",
+      stagingOutputs({ imageRef: "ghcr.io/example/backend-delivery:latest" }),
+      "- imageRef: output `imageRef` \"ghcr.io/example/backend-delivery:latest\" (a string) is not pinned by digest",
+      REGISTRY_CONFIG,
+    ],
+    [
+      "stale readiness",
+      stagingOutputs({ readiness: readiness({ checkedAt: new Date(Date.now() - 25 * 3_600_000).toISOString() }) }),
+      "older than promotion.maxAgeHours = 24",
+    ],
+    [
+      "readiness from the future",
+      stagingOutputs({ readiness: readiness({ checkedAt: new Date(Date.now() + 3_600_000).toISOString() }) }),
+      "in the future (more than the 5 min of clock skew allowed)",
+    ],
+    [
+      "unparsable date",
+      stagingOutputs({ readiness: readiness({ checkedAt: "last tuesday" }) }),
+      '- readiness.checkedAt: `readiness.checkedAt` is "last tuesday" (a string), expected an ISO-8601 UTC time',
+    ],
+    ["wrong environment", stagingOutputs({ environment: "prod" }), `- environment: ${STAGING} has environment "prod" (a string), expected "staging"`],
+    [
+      "root user",
+      stagingOutputs({ readiness: readiness({ hardening: hardening({ user: "0" }) }) }),
+      '- readiness.hardening.user: staging\'s container ran as "0"',
+    ],
+    [
+      "writable root",
+      stagingOutputs({ readiness: readiness({ hardening: hardening({ readOnlyRootFilesystem: false }) }) }),
+      "- readiness.hardening.readOnlyRootFilesystem: staging's container had a writable root file system",
+    ],
+    [
+      "capabilities kept",
+      stagingOutputs({ readiness: readiness({ hardening: hardening({ capabilitiesDropped: ["NET_RAW"] }) }) }),
+      "did not drop ALL capabilities (dropped: NET_RAW)",
+    ],
+    [
+      "new privileges allowed",
+      stagingOutputs({ readiness: readiness({ hardening: hardening({ noNewPrivileges: false }) }) }),
+      "allowed privilege escalation",
+    ],
+    [
+      "hardening missing",
+      stagingOutputs({ readiness: without(readiness(), "hardening") }),
+      "- readiness.hardening: `readiness.hardening` is missing",
+    ],
+  ];
+
+  it.each(cases)("%s", async (_name, outputs, expected, extraConfig) => {
+    await prodStack({ [STAGING]: outputs, [SELF]: { imageRef: OLD_DIGEST } }, extraConfig);
+    const error = await programError();
+    expect(error.message).toContain(`prod promotion from ${STAGING} refused (1 reason); no prod resource was touched:`);
+    expect(error.message).toContain(expected);
+    expect(error.message).toMatch(/\n {2}fix: \S/);
+    expect(types()).toEqual(GATE_TYPES);
+  });
+
+  it("lists every reason at once, each with its fix", async () => {
+    const outputs = stagingOutputs({
+      readiness: readiness({ ready: false, imageDigest: OTHER_DIGEST, hardening: hardening({ user: "root" }) }),
+    });
+    await prodStack({ [STAGING]: outputs, [SELF]: {} });
+    const error = await programError();
+    const lines = error.message.split("\n");
+    expect(lines[0]).toBe(`prod promotion from ${STAGING} refused (3 reasons); no prod resource was touched:`);
+    expect(lines.filter((l) => l.startsWith("- ")).map((l) => l.split(":")[0])).toEqual([
+      "- readiness.ready",
+      "- readiness.imageDigest",
+      "- readiness.hardening.user",
+    ]);
+    expect(lines.filter((l) => l.startsWith("  fix: "))).toHaveLength(3);
+    expect(types()).toEqual(GATE_TYPES);
+  });
+
+  it("refuses a secret-marked output without printing its value", async () => {
+    await prodStack({ [STAGING]: stagingOutputs(), [SELF]: {} }, {}, { secretOutputs: { [STAGING]: ["imageRef"] } });
+    const error = await programError();
+    expect(error.message).toContain("- imageRef: output `imageRef` is marked secret on");
+    expect(error.message).not.toContain(DIGEST.slice(7));
+    expect(types()).toEqual(GATE_TYPES);
+  });
+
+  it("evaluates the gate the same way in preview", async () => {
+    await prodStack({ [STAGING]: stagingOutputs({ readiness: readiness({ ready: false }) }), [SELF]: {} }, {}, { preview: true });
+    const error = await programError();
+    expect(error.message).toContain("- readiness.ready: `readiness.ready` is false");
+    expect(types()).toEqual(GATE_TYPES);
+  });
+
+  it("names a staging stack that does not exist and how to create it", async () => {
+    // A failed read also rejects the reference's other promises inside the SDK; the engine reports
+    // that failure on its own. Collect those rejections here so that only they are tolerated.
+    const stray: unknown[] = [];
+    const listeners = process.listeners("unhandledRejection");
+    process.removeAllListeners("unhandledRejection");
+    process.on("unhandledRejection", (reason) => stray.push(reason));
+    try {
+      await prodStack({ [SELF]: {} });
+      const error = await programError();
+      expect(error.message).toContain(`- promotion.fromStack: staging stack ${STAGING} not found or unreadable`);
+      expect(error.message).toContain(`pulumi stack init ${STAGING}\` then \`pulumi up --stack ${STAGING}`);
+      expect(types()).toEqual(GATE_TYPES);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    } finally {
+      process.removeAllListeners("unhandledRejection");
+      for (const listener of listeners) process.on("unhandledRejection", listener);
+    }
+    for (const reason of stray) {
+      expect(String(reason)).toContain(`'${PROJECT}-${STACK}-promotion-staging' [pulumi:pulumi:StackReference]: unknown stack`);
+    }
+  });
+});
+
+describe("prod: break-glass override", () => {
+  const override = { reason: "INC-42: staging host down, hotfix verified by hand", approvedBy: "alice" };
+
+  it("lets a blocked promotion through, records it and warns loudly", async () => {
+    await prodStack({ [STAGING]: stagingOutputs({ readiness: readiness({ ready: false }) }), [SELF]: {} }, { promotion: { override } });
+    const outputs = await runProgram();
+    expect(outputs.imageRef).toBe(DIGEST);
+    expect(await awaitOutput(outputs.promotionOverride as pulumi.Input<unknown>)).toEqual(override);
+    expect(warn).toHaveBeenCalledTimes(1);
+    const [message] = warn.mock.calls[0] as [string];
+    expect(message).toContain(`PROMOTION OVERRIDE: prod takes ${DIGEST} from ${STAGING} although the gate refused it`);
+    expect(message).toContain('approved by "alice" because "INC-42: staging host down, hotfix verified by hand"');
+    expect(message).toContain("- readiness.ready: `readiness.ready` is false");
+    expect(mocks.ofType(CONTAINER)).toHaveLength(1);
+  });
+
+  it.each([
+    ["approvedBy missing", { reason: "INC-42" }, "promotion.override.approvedBy"],
+    ["reason empty", { reason: " ", approvedBy: "alice" }, "promotion.override.reason"],
+  ])("refuses an override with %s, before any resource", async (_name, partial, key) => {
+    await prodStack({ [STAGING]: stagingOutputs({ readiness: readiness({ ready: false }) }), [SELF]: {} }, { promotion: { override: partial } });
+    const error = await programError();
+    expect(error.message).toContain(key);
+    expect(mocks.resources).toEqual([]);
+  });
+
+  it("cannot lift a missing image reference", async () => {
+    await prodStack({ [STAGING]: without(stagingOutputs(), "imageRef"), [SELF]: {} }, { promotion: { override } });
+    const error = await programError();
+    expect(error.message).toContain("- imageRef: output `imageRef` is missing");
+    expect(error.message).toContain("promotion.override cannot lift: imageRef");
+    expect(types()).toEqual(GATE_TYPES);
+    expect(warn).not.toHaveBeenCalled();
+  });
+
+  it("warns that an unneeded override should be removed, and does not record it", async () => {
+    await prodStack({ [STAGING]: stagingOutputs(), [SELF]: {} }, { promotion: { override } });
+    const outputs = await runProgram();
+    expect(outputs.promotionOverride).toBeUndefined();
+    expect(warn).toHaveBeenCalledTimes(1);
+    expect(String(warn.mock.calls[0]?.[0])).toContain("promotion.override is set but not needed");
+  });
+});
