@@ -44,7 +44,8 @@ function readAllStdin(): Promise<string> {
 function readHidden(prompt: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const stdin = process.stdin;
-    process.stderr.write(prompt);
+    // Echo goes off before the prompt appears, so nothing typed after seeing it can be echoed.
+    stdin.setRawMode(true);
     let value = "";
     const finish = (err?: Error) => {
       stdin.setRawMode(false);
@@ -62,9 +63,9 @@ function readHidden(prompt: string): Promise<string> {
         else value += ch;
       }
     };
-    stdin.setRawMode(true);
     stdin.resume();
     stdin.on("data", onData);
+    process.stderr.write(prompt);
   });
 }
 

@@ -2,6 +2,7 @@
  * `npm run rotate -- --stack <stack> <ENV_VAR>`: the pure rules, then the real script as a
  * subprocess against a stand-in `pulumi`; a canary value must reach pulumi's stdin and nothing else.
  */
+import { execFile } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -90,6 +91,15 @@ function setup(scenario: FakeScenario = {}, localState = true): { fake: FakePulu
 }
 
 const commands = (fake: FakePulumi) => fake.calls().map((c) => c.argv.join(" "));
+
+/** Runs a command with exactly `env`, resolving to its stdout; rejects on a non-zero exit. */
+function runCommand(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { env, timeout: 60_000 }, (err, stdout, stderr) =>
+      err ? reject(new Error(`${cmd} failed: ${err.message}\n${stderr}`)) : resolve(stdout),
+    );
+  });
+}
 
 describe("parseRotateArgs", () => {
   it("reads --stack, the variable name and --generate in any order", () => {
@@ -293,6 +303,51 @@ describe("npm run rotate (subprocess, stand-in pulumi)", () => {
     );
     expect(res.stdout + res.stderr).not.toContain(CANARY);
     expect(fake.stacks().staging?.["secrets.SECRET_KEY"]).toEqual({ value: CANARY, secret: true });
+  });
+
+  it("on a terminal, prompts without echoing what is typed (backspace edits the value)", async () => {
+    const { fake, dir } = setup();
+    // Node has no pseudo-terminal of its own; Python's pty module (present wherever the backend's
+    // tests run) gives the script a real TTY. Typing starts only once the prompt is shown, so the
+    // terminal is already in raw mode and any echo would be the script's.
+    const driver = [
+      "import json, os, pty, sys, time",
+      "pid, fd = pty.fork()",
+      "if pid == 0:",
+      "    os.execvpe(sys.argv[1], sys.argv[1:], os.environ)",
+      "out = b''",
+      "def pump(until):",
+      "    global out",
+      "    end = time.time() + 30",
+      "    while until not in out and time.time() < end:",
+      "        try: chunk = os.read(fd, 4096)",
+      "        except OSError: return",
+      "        if not chunk: return",
+      "        out += chunk",
+      "pump(b'(input hidden): ')",
+      "os.write(fd, b'typed-canaryx' + bytes([127]) + b'-value' + bytes([13]))",
+      "pump(b'\\0')  # read to the end: the output never holds a NUL",
+      "_, status = os.waitpid(pid, 0)",
+      "print(json.dumps({'code': os.waitstatus_to_exitcode(status), 'output': out.decode()}))",
+    ].join("\n");
+    const tsx = path.resolve(__dirname, "..", "node_modules", "tsx", "dist", "cli.mjs");
+    const script = path.resolve(__dirname, "..", "scripts", "rotate.ts");
+    const res = await runCommand(
+      "python3",
+      ["-c", driver, process.execPath, tsx, script, "--stack", "staging", "API_TOKEN"],
+      {
+        PATH: [fake.binDir, path.dirname(process.execPath), "/usr/bin", "/bin"].join(":"),
+        HOME: dir,
+        BACKEND_DELIVERY_PROJECT_DIR: dir,
+        ...fake.env,
+      },
+    );
+    const { code, output } = JSON.parse(res) as { code: number; output: string };
+    expect(code).toBe(0);
+    expect(output).toContain("New value for API_TOKEN (input hidden): ");
+    expect(output).toContain("Stored secrets.API_TOKEN for stack staging, encrypted. The value is not shown.");
+    expect(output).not.toContain("typed-canary");
+    expect(fake.calls().find((c) => c.argv[0] === "config")?.stdin).toBe("typed-canary-value");
   });
 
   it("uses the user's own backend and passphrase when they are set", async () => {
