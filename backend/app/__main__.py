@@ -9,31 +9,10 @@ from __future__ import annotations
 
 import sys
 
-import uvicorn
-
-from app.core.config import ConfigError, Settings, load_settings
-from app.core.logging import configure_logging
+from app.core.config import ConfigError, load_settings
+from app.server import serve
 
 EX_CONFIG = 78
-
-
-def serve(settings: Settings, factory: str) -> None:
-    """Run uvicorn for the app built by ``factory`` (an import string)."""
-    configure_logging(settings)
-    uvicorn.run(
-        factory,
-        factory=True,
-        host="0.0.0.0",  # noqa: S104  # inside a container: the published port decides exposure
-        port=settings.PORT,
-        workers=settings.WEB_CONCURRENCY,
-        proxy_headers=True,
-        access_log=False,
-        server_header=False,
-        date_header=True,
-        log_config=None,
-        log_level=settings.LOG_LEVEL.lower(),
-        timeout_graceful_shutdown=settings.SHUTDOWN_TIMEOUT_SECONDS,
-    )
 
 
 def main() -> int:
@@ -42,8 +21,7 @@ def main() -> int:
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr, flush=True)
         return EX_CONFIG
-    serve(settings, "app.main:create_app_from_env")
-    return 0
+    return serve(settings, "app.main:create_app_from_env")
 
 
 if __name__ == "__main__":

@@ -12,9 +12,10 @@ import sys
 
 from fastapi import FastAPI
 
-from app.__main__ import EX_CONFIG, serve
+from app.__main__ import EX_CONFIG
 from app.core.config import ConfigError, get_settings, load_settings
 from app.main import create_app
+from app.server import serve
 
 
 def create_bare_app() -> FastAPI:
@@ -35,8 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         print("app.bench refuses APP_ENV=production; use python -m app", file=sys.stderr)
         return EX_CONFIG
     factory = "app.main:create_app_from_env" if args.middleware == "on" else "app.bench:create_bare_app"
-    serve(settings, factory)
-    return 0
+    return serve(settings, factory)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from tests.support.postgres import PostgresCluster
 TEST_SECRET_KEY = secrets.token_urlsafe(40)
 #: Fast reconnection for tests that watch the database come back.
 FAST_BACKOFF = Backoff(initial=0.1, maximum=0.5)
+#: With FAST_BACKOFF, how long a reachable database may take to be seen as ready.
+READY_WITHIN_SECONDS = 10.0
 
 SettingsFactory = Callable[..., Settings]
 ClientFactory = Callable[..., TestClient]
@@ -58,11 +61,17 @@ def make_client(make_settings: SettingsFactory) -> Iterator[ClientFactory]:
     """Builds the app from env settings and enters its lifespan; every client is closed at the end."""
     opened: list[TestClient] = []
 
-    def factory(*, raise_server_exceptions: bool = True, **env: str) -> TestClient:
+    def factory(*, raise_server_exceptions: bool = True, wait_ready: bool = True, **env: str) -> TestClient:
         app = create_app(make_settings(**env), backoff=FAST_BACKOFF)
         client = TestClient(app, base_url="http://localhost", raise_server_exceptions=raise_server_exceptions)
         client.__enter__()
         opened.append(client)
+        if wait_ready:
+            # The schema is created in the background; tests of other behaviour wait for it.
+            deadline = time.monotonic() + READY_WITHIN_SECONDS
+            while not app.state.database.schema_ready:
+                assert time.monotonic() < deadline, "the database never became ready"
+                time.sleep(0.02)
         return client
 
     yield factory

@@ -8,11 +8,8 @@ import time
 import httpx2 as httpx
 from fastapi.testclient import TestClient
 
-from tests.conftest import ClientFactory
+from tests.conftest import READY_WITHIN_SECONDS, ClientFactory
 from tests.support.postgres import PostgresCluster
-
-# FAST_BACKOFF caps retries at 0.5 s; readiness must follow the database within a few seconds.
-READY_WITHIN_SECONDS = 10.0
 
 
 def wait_for_status(client: TestClient, path: str, status: int, within: float) -> httpx.Response:
@@ -25,7 +22,7 @@ def wait_for_status(client: TestClient, path: str, status: int, within: float) -
 
 
 def test_healthz_touches_nothing(make_client: ClientFactory, stopped_postgres: PostgresCluster) -> None:
-    client = make_client(APP_ENV="staging", DATABASE_URL=stopped_postgres.url)
+    client = make_client(APP_ENV="staging", DATABASE_URL=stopped_postgres.url, wait_ready=False)
     started = time.monotonic()
     response = client.get("/healthz")
     assert time.monotonic() - started < 0.5
@@ -34,7 +31,7 @@ def test_healthz_touches_nothing(make_client: ClientFactory, stopped_postgres: P
 
 
 def test_ready_with_postgres_up(make_client: ClientFactory, postgres_url: str) -> None:
-    client = make_client(APP_ENV="staging", DATABASE_URL=postgres_url)
+    client = make_client(APP_ENV="staging", DATABASE_URL=postgres_url, wait_ready=False)
     response = wait_for_status(client, "/readyz", 200, READY_WITHIN_SECONDS)
     assert response.status_code == 200
     assert response.json() == {"status": "ready"}
@@ -47,14 +44,14 @@ def test_ready_with_sqlite(client: TestClient) -> None:
 
 
 def test_not_ready_with_unusable_sqlite_path(make_client: ClientFactory) -> None:
-    client = make_client(DATABASE_URL="sqlite:////nonexistent-dir/sub/app.db")
+    client = make_client(DATABASE_URL="sqlite:////nonexistent-dir/sub/app.db", wait_ready=False)
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json() == {"status": "not ready", "reason": "database unavailable (OperationalError)"}
 
 
 def test_database_down_at_start_then_back(make_client: ClientFactory, stopped_postgres: PostgresCluster) -> None:
-    client = make_client(APP_ENV="staging", DATABASE_URL=stopped_postgres.url)
+    client = make_client(APP_ENV="staging", DATABASE_URL=stopped_postgres.url, wait_ready=False)
 
     # The app serves while the database is down and explains without leaking the URL.
     down = client.get("/readyz")
@@ -80,7 +77,7 @@ def test_database_down_at_start_then_back(make_client: ClientFactory, stopped_po
 def test_background_task_creates_schema_without_readiness_probes(
     make_client: ClientFactory, stopped_postgres: PostgresCluster
 ) -> None:
-    client = make_client(APP_ENV="staging", DATABASE_URL=stopped_postgres.url)
+    client = make_client(APP_ENV="staging", DATABASE_URL=stopped_postgres.url, wait_ready=False)
     assert client.get("/api/v1/items").status_code == 503
     stopped_postgres.resume()
     # Only the items route is polled: the reconnect loop alone must create the table.
@@ -91,7 +88,7 @@ def test_background_task_creates_schema_without_readiness_probes(
 
 def test_database_lost_after_ready(make_client: ClientFactory, stopped_postgres: PostgresCluster) -> None:
     stopped_postgres.resume()
-    client = make_client(APP_ENV="staging", DATABASE_URL=stopped_postgres.url)
+    client = make_client(APP_ENV="staging", DATABASE_URL=stopped_postgres.url, wait_ready=False)
     assert wait_for_status(client, "/readyz", 200, READY_WITHIN_SECONDS).status_code == 200
     stopped_postgres.stop()
     lost = client.get("/readyz")
@@ -107,7 +104,9 @@ def test_database_lost_after_ready(make_client: ClientFactory, stopped_postgres:
 
 def test_readiness_is_bounded_when_host_does_not_answer(make_client: ClientFactory) -> None:
     # 192.0.2.0/24 is TEST-NET-1 (RFC 5737): packets go nowhere, so only the timeout ends the wait.
-    client = make_client(APP_ENV="staging", DATABASE_URL="postgresql://app:pw-unreachable@192.0.2.1:5432/app")
+    client = make_client(
+        APP_ENV="staging", DATABASE_URL="postgresql://app:pw-unreachable@192.0.2.1:5432/app", wait_ready=False
+    )
     started = time.monotonic()
     response = client.get("/readyz")
     elapsed = time.monotonic() - started

@@ -1,0 +1,206 @@
+"""The container entry point, run for real: ``python -m app`` (and the benchmark entry)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEST_SECRET_KEY
+from tests.support.postgres import free_port
+
+BACKEND_DIR = Path(__file__).resolve().parents[1]
+EX_CONFIG = 78
+
+
+def run_entry(env: dict[str, str], *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *(args or ("app",))],
+        cwd=BACKEND_DIR,
+        env={"PATH": os.environ.get("PATH", ""), **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_nothing_set_exits_78_listing_every_required_variable() -> None:
+    result = run_entry({})
+    assert result.returncode == EX_CONFIG
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("Configuration error: the backend cannot start (3 problems):\n")
+    for name in ("APP_ENV", "DATABASE_URL", "SECRET_KEY"):
+        assert f"  - {name}: missing; expected " in result.stderr
+
+
+def test_bad_secrets_are_named_but_never_printed() -> None:
+    canary_key = "canary-key-short"
+    canary_password = "canary-db-password-9f8e7d"
+    result = run_entry(
+        {
+            "APP_ENV": "production",
+            "DATABASE_URL": f"mysql://app:{canary_password}@db/app",
+            "SECRET_KEY": canary_key,
+            "ALLOWED_HOSTS": "api.example.com",
+        }
+    )
+    assert result.returncode == EX_CONFIG
+    assert "  - DATABASE_URL: unsupported database scheme 'mysql'" in result.stderr
+    assert "  - SECRET_KEY: too short" in result.stderr
+    for output in (result.stdout, result.stderr):
+        assert canary_key not in output
+        assert canary_password not in output
+        assert "Traceback" not in output
+
+
+def test_sqlite_in_production_exits_78(tmp_path: Path) -> None:
+    result = run_entry(
+        {"APP_ENV": "production", "DATABASE_URL": f"sqlite:///{tmp_path}/app.db", "SECRET_KEY": TEST_SECRET_KEY}
+    )
+    assert result.returncode == EX_CONFIG
+    assert "  - DATABASE_URL: SQLite is not allowed in production;" in result.stderr
+    assert TEST_SECRET_KEY not in result.stderr
+
+
+def test_bench_entry_refuses_production() -> None:
+    env = {
+        "APP_ENV": "production",
+        "DATABASE_URL": "postgresql://app:pw@db/app",
+        "SECRET_KEY": TEST_SECRET_KEY,
+        "ALLOWED_HOSTS": "api.example.com",
+    }
+    result = run_entry(env, "app.bench", "--middleware", "off")
+    assert result.returncode == EX_CONFIG
+    assert "app.bench refuses APP_ENV=production" in result.stderr
+
+
+class Server:
+    """A real server process on a free loopback port."""
+
+    def __init__(self, env: dict[str, str], *args: str) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", *(args or ("app",))],
+            cwd=BACKEND_DIR,
+            env={"PATH": os.environ.get("PATH", ""), "PORT": str(self.port), **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def get(self, path: str) -> http.client.HTTPResponse:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        conn.request("GET", path)
+        return conn.getresponse()
+
+    def wait_healthy(self, within: float = 20) -> None:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.proc.communicate()
+            try:
+                if self.get("/readyz").status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        pytest.fail("server did not become ready")
+
+    def stop(self) -> tuple[str, str]:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        return self.proc.communicate(timeout=10)
+
+
+@pytest.fixture
+def server_env(tmp_path: Path) -> dict[str, str]:
+    return {"APP_ENV": "development", "DATABASE_URL": f"sqlite:///{tmp_path}/app.db", "SECRET_KEY": TEST_SECRET_KEY}
+
+
+@pytest.fixture
+def make_server() -> Iterator[type[Server]]:
+    started: list[Server] = []
+
+    class Tracked(Server):
+        def __init__(self, env: dict[str, str], *args: str) -> None:
+            super().__init__(env, *args)
+            started.append(self)
+
+    yield Tracked
+    for server in started:
+        server.stop()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigterm_lets_an_in_flight_request_finish_then_exits_0(
+    make_server: type[Server], server_env: dict[str, str], workers: str
+) -> None:
+    server = make_server({**server_env, "SHUTDOWN_TIMEOUT_SECONDS": "15", "WEB_CONCURRENCY": workers})
+    server.wait_healthy()
+    assert server.get("/healthz").getheader("server") is None
+
+    body = json.dumps({"name": "in flight during shutdown"}).encode()
+    # The request is in flight: headers and half the body are sent, the rest arrives after SIGTERM.
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    head = (
+        f"POST /api/v1/items HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nX-Request-ID: in-flight-1\r\n\r\n"
+    ).encode()
+    sock.sendall(head + body[:10])
+    time.sleep(0.3)
+    server.proc.send_signal(signal.SIGTERM)
+    time.sleep(1.0)
+    assert server.proc.poll() is None, "the server exited with a request in flight"
+    sock.sendall(body[10:])
+    response = http.client.HTTPResponse(sock)
+    response.begin()
+    payload = json.loads(response.read())
+    sock.close()
+    assert response.status == 201
+    assert payload["name"] == "in flight during shutdown"
+    assert server.proc.wait(timeout=10) == 0
+    out, err = server.stop()
+    records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    access = [r for r in records if r["logger"] == "app.access" and r.get("request_id") == "in-flight-1"]
+    assert access[0]["status"] == 201
+    assert any(r["msg"] == "Shutting down" for r in records)
+    assert "Traceback" not in out + err
+    assert TEST_SECRET_KEY not in out + err
+
+
+def test_shutdown_timeout_bounds_a_stuck_request(make_server: type[Server], server_env: dict[str, str]) -> None:
+    server = make_server({**server_env, "SHUTDOWN_TIMEOUT_SECONDS": "1"})
+    server.wait_healthy()
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    # Promises a body that never comes: only the shutdown timeout can end this request.
+    sock.sendall(b"POST /api/v1/items HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n{")
+    time.sleep(0.3)
+    signalled = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    server.proc.wait(timeout=10)
+    assert time.monotonic() - signalled < 4
+    sock.close()
+
+
+def test_bench_entry_serves_without_middleware(make_server: type[Server], server_env: dict[str, str]) -> None:
+    bare = make_server(server_env, "app.bench", "--middleware", "off")
+    full = make_server(server_env, "app.bench", "--middleware", "on")
+    bare.wait_healthy()
+    full.wait_healthy()
+    bare_response = bare.get("/healthz")
+    full_response = full.get("/healthz")
+    assert bare_response.status == full_response.status == 200
+    assert bare_response.getheader("content-security-policy") is None
+    assert bare_response.getheader("x-request-id") is None
+    assert full_response.getheader("content-security-policy") == "default-src 'none'; frame-ancestors 'none'"
+    assert full_response.getheader("x-request-id") is not None
