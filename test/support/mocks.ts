@@ -175,6 +175,7 @@ export async function setUpStack(setup: StackSetup): Promise<{ mocks: RecordingM
     setIn(fileConfig, keyPath.split("."), { secure: "v1:ZmFrZQ==:ZW5jcnlwdGVk" });
   }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bd-stack-"));
+  process.once("exit", () => fs.rmSync(dir, { recursive: true, force: true }));
   const stackFile = path.join(dir, `Pulumi.${setup.stack}.yaml`);
   fs.writeFileSync(
     stackFile,
