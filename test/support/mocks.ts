@@ -165,6 +165,11 @@ function setIn(target: Record<string, unknown>, segments: string[], value: unkno
   node[segments[segments.length - 1]!] = value;
 }
 
+const tempDirs: string[] = [];
+process.once("exit", () => {
+  for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true });
+});
+
 /**
  * Writes the stack settings file (encrypted leaves as `secure:` placeholders), sets the engine's
  * config and mocks. Returns the mocks and the path of the stack file.
@@ -175,7 +180,7 @@ export async function setUpStack(setup: StackSetup): Promise<{ mocks: RecordingM
     setIn(fileConfig, keyPath.split("."), { secure: "v1:ZmFrZQ==:ZW5jcnlwdGVk" });
   }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bd-stack-"));
-  process.once("exit", () => fs.rmSync(dir, { recursive: true, force: true }));
+  tempDirs.push(dir);
   const stackFile = path.join(dir, `Pulumi.${setup.stack}.yaml`);
   fs.writeFileSync(
     stackFile,
