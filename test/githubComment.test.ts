@@ -207,8 +207,8 @@ describe("scripts/pr-comment.ts", { timeout: 90_000 }, () => {
       JSON.stringify({
         "backend-delivery:environment": { value: "staging", secret: false },
         "backend-delivery:secrets": {
-          value: JSON.stringify({ DATABASE_URL: `postgresql://app:${CANARY}@db.internal:5432/app` }),
-          objectValue: { DATABASE_URL: `postgresql://app:${CANARY}@db.internal:5432/app`, API_KEY: "k-8d1e9" },
+          value: JSON.stringify({ DATABASE_URL: `amqp://app:${CANARY}@mq.internal:5672/app` }),
+          objectValue: { DATABASE_URL: `amqp://app:${CANARY}@mq.internal:5672/app`, API_KEY: "k-8d1e9" },
           secret: true,
         },
       }),
