@@ -69,6 +69,13 @@ async function main(): Promise<number> {
     else if (!state.secret) plaintext.push(name);
   }
 
+  if (prod && session.backend.kind === "project-local") {
+    // Allowed so promotion can be tried end to end on one machine; the design keeps real prod off it.
+    say(
+      `Note: ${stack} is a production stack on the project-local state backend. That suits trying promotion ` +
+        "locally; a real production stack belongs on a shared backend (set PULUMI_BACKEND_URL or pulumi login).",
+    );
+  }
   if (prod && (missing.length > 0 || plaintext.length > 0)) {
     throw new CliError(prodRefusal(stack, missing, plaintext), ExitCode.refused);
   }

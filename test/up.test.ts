@@ -230,6 +230,7 @@ describe("npm run up (subprocess, stand-in pulumi)", () => {
     const res = await runScript("up", ["prod"], { fake, projectDir: dir });
     expect(res.code).toBe(0);
     expect(commands(fake.calls()).at(-1)).toBe("up --stack prod");
+    expect(res.stdout).toContain("Note: prod is a production stack on the project-local state backend.");
     expect(commands(fake.calls()).filter((c) => c.startsWith("config set"))).toEqual([]);
     for (const canary of [CANARY_DATABASE_URL, CANARY_SECRET_KEY]) expect(res.stdout + res.stderr).not.toContain(canary);
   });
