@@ -180,6 +180,8 @@ export async function setUpStack(setup: StackSetup): Promise<{ mocks: RecordingM
     setIn(fileConfig, keyPath.split("."), { secure: "v1:ZmFrZQ==:ZW5jcnlwdGVk" });
   }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bd-stack-"));
+  // A program run reads its stack file only while loading config, so the previous one can go.
+  for (const old of tempDirs.splice(0)) fs.rmSync(old, { recursive: true, force: true });
   tempDirs.push(dir);
   const stackFile = path.join(dir, `Pulumi.${setup.stack}.yaml`);
   fs.writeFileSync(
