@@ -95,19 +95,23 @@ def postgres() -> Iterator[PostgresCluster]:
         cluster.destroy()
 
 
-@pytest.fixture
-def postgres_url(postgres: PostgresCluster) -> Iterator[str]:
-    """The session cluster's URL, with the items table dropped afterwards for isolation."""
-    yield postgres.url
-    engine = create_engine(postgres.url.replace("postgresql://", "postgresql+psycopg://"))
+def _drop_items(url: str) -> None:
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE IF EXISTS items"))
     engine.dispose()
 
 
 @pytest.fixture
-def stopped_postgres() -> Iterator[PostgresCluster]:
-    """A cluster of its own, initialised and started once (to create the database), then stopped."""
+def postgres_url(postgres: PostgresCluster) -> Iterator[str]:
+    """The session cluster's URL, with the items table dropped afterwards for isolation."""
+    yield postgres.url
+    _drop_items(postgres.url)
+
+
+@pytest.fixture(scope="session")
+def spare_postgres() -> Iterator[PostgresCluster]:
+    """A second cluster that tests may stop and start; stopped between tests."""
     cluster = PostgresCluster()
     try:
         cluster.start()
@@ -115,3 +119,14 @@ def stopped_postgres() -> Iterator[PostgresCluster]:
         yield cluster
     finally:
         cluster.destroy()
+
+
+@pytest.fixture
+def stopped_postgres(spare_postgres: PostgresCluster) -> Iterator[PostgresCluster]:
+    """The spare cluster, down at the start of the test; left clean (no table) and down after it."""
+    assert not spare_postgres.is_running()
+    yield spare_postgres
+    if not spare_postgres.is_running():
+        spare_postgres.resume()
+    _drop_items(spare_postgres.url)
+    spare_postgres.stop()
