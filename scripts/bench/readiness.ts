@@ -1,0 +1,153 @@
+/**
+ * Benchmark of the readiness check. Writes bench-results/readiness.json and prints it.
+ *
+ * 1. Detection latency: a local HTTP server flips `/readyz` from 503 to 200 at a known instant;
+ *    the figure is the time from that instant to the probe's success (goal: <= one interval).
+ * 2. Fail-fast time: the real backend image started without its required SECRET_KEY exits; the
+ *    figure is the time from `docker run` to the probe's failure (goal: <= 2 s), set against
+ *    waiting on the engine's health state alone, measured the same way with a 60 s cap.
+ *
+ *   npx tsx scripts/bench/readiness.ts     (needs the Docker engine and the local base image)
+ */
+import * as fs from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import * as path from "node:path";
+import { dockerContainerView, probeReadiness, ReadinessError, type ContainerView } from "../../components/readiness";
+import { hardeningProfile, toDockerRunArgs } from "../../components/hardening";
+import { buildImage, docker, inspectContainer, LOCAL_PYTHON_BASE, removeContainers, removeImages, requireDockerEngine, uniqueName } from "../../test/support/docker";
+import { freePort } from "../../test/support/wait";
+
+const DIGEST = `sha256:${"0".repeat(64)}`;
+const INTERVALS_MS = [250, 1000];
+const RUNS = 5;
+const FAIL_FAST_GOAL_MS = 2000;
+const HEALTH_WAIT_CAP_MS = 60_000;
+
+const median = (values: number[]) => {
+  const s = [...values].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+/** The container side for the latency runs: a running, healthy, hardened container. */
+const aliveContainer: ContainerView = {
+  state: async () => ({ status: "running", exitCode: 0, health: "healthy", restartCount: 0 }),
+  logs: async () => [],
+  hardening: async () => ({ user: "10001:10001", readOnlyRootFilesystem: true, capabilitiesDropped: ["ALL"], noNewPrivileges: true }),
+};
+
+/** One latency run: the server turns ready `readyAfterMs` after the probe starts. */
+async function detectionLatency(intervalMs: number, readyAfterMs: number): Promise<number> {
+  let readyAt = Number.POSITIVE_INFINITY;
+  const server = http.createServer((req, res) => {
+    if (req.url === "/version") return void res.writeHead(200).end('{"version":"bench"}');
+    res.writeHead(Date.now() >= readyAt ? 200 : 503).end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  try {
+    const started = Date.now();
+    readyAt = started + readyAfterMs;
+    let detectedAt = 0;
+    await probeReadiness(
+      {
+        url,
+        path: "/readyz",
+        imageDigest: DIGEST,
+        timeoutSeconds: 30,
+        intervalMs,
+        successThreshold: 1,
+        onAttempt: (a) => {
+          if (a.status === 200 && detectedAt === 0) detectedAt = started + a.atMs + a.durationMs;
+        },
+      },
+      aliveContainer,
+    );
+    return detectedAt - readyAt;
+  } finally {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}
+
+async function failFast(tag: string, imageId: string) {
+  const name = uniqueName("bd-bench-readiness");
+  try {
+    // No SECRET_KEY: the backend refuses to start; `--restart no` keeps it exited.
+    const port = await freePort();
+    const runStarted = Date.now();
+    const run = await docker(["run", "-d", "--name", name, ...toDockerRunArgs(hardeningProfile), "--restart", "no", "-e", "APP_ENV=staging", "-p", `127.0.0.1:${port}:8000`, tag]);
+    const id = run.stdout.trim();
+    try {
+      await probeReadiness({ url: `http://127.0.0.1:${port}`, path: "/readyz", imageDigest: imageId, timeoutSeconds: 60, intervalMs: 500, successThreshold: 2 }, dockerContainerView(id));
+      throw new Error("the probe reported ready for a container without SECRET_KEY");
+    } catch (error) {
+      if (!(error instanceof ReadinessError) || error.reason !== "exited") throw error;
+    }
+    const failFastMs = Date.now() - runStarted;
+    const finishedAt = Date.parse((await docker(["inspect", "--format", "{{.State.FinishedAt}}", name])).stdout.trim());
+    return { failFastMs, exitToFailureMs: runStarted + failFastMs - finishedAt };
+  } finally {
+    await removeContainers(name);
+  }
+}
+
+/** The baseline: wait for the engine's health state to leave "starting", as `wait: true` does. */
+async function healthWait(tag: string): Promise<{ ms: number; outcome: string }> {
+  const name = uniqueName("bd-bench-health");
+  try {
+    const started = Date.now();
+    await docker(["run", "-d", "--name", name, ...toDockerRunArgs(hardeningProfile), "--restart", "no", "-e", "APP_ENV=staging", tag]);
+    while (Date.now() - started < HEALTH_WAIT_CAP_MS) {
+      const health = (await inspectContainer(name)).State.Health?.Status;
+      if (health === "healthy" || health === "unhealthy") return { ms: Date.now() - started, outcome: health };
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    return { ms: Date.now() - started, outcome: `still not healthy or unhealthy after ${HEALTH_WAIT_CAP_MS / 1000} s (the wait times out)` };
+  } finally {
+    await removeContainers(name);
+  }
+}
+
+async function main() {
+  const latency = [];
+  for (const intervalMs of INTERVALS_MS) {
+    const samples: number[] = [];
+    for (let i = 0; i < RUNS; i++) samples.push(await detectionLatency(intervalMs, 700 + Math.round((i * intervalMs) / RUNS)));
+    latency.push({ intervalMs, samplesMs: samples, medianMs: median(samples), maxMs: Math.max(...samples), withinGoal: Math.max(...samples) <= intervalMs });
+  }
+
+  await requireDockerEngine(LOCAL_PYTHON_BASE);
+  const tag = `${uniqueName("bd-bench-readiness")}:latest`;
+  const { imageId } = await buildImage({ context: path.resolve(__dirname, "../../backend"), tag, buildArgs: { PYTHON_BASE: LOCAL_PYTHON_BASE } });
+  try {
+    const runs = [];
+    for (let i = 0; i < 3; i++) runs.push(await failFast(tag, imageId));
+    const baseline = await healthWait(tag);
+    const failFastMs = runs.map((r) => r.failFastMs);
+    const results = {
+      generatedAt: new Date().toISOString(),
+      detectionLatency: { goal: "max latency <= one interval", runs: latency },
+      failFast: {
+        goalMs: FAIL_FAST_GOAL_MS,
+        samplesMs: failFastMs,
+        exitToFailureMs: runs.map((r) => r.exitToFailureMs),
+        medianMs: median(failFastMs),
+        withinGoal: Math.max(...failFastMs) <= FAIL_FAST_GOAL_MS,
+        healthStateWaitBaseline: baseline,
+      },
+    };
+    const file = path.resolve(__dirname, "../../bench-results/readiness.json");
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
+    console.log(JSON.stringify(results, null, 2));
+  } finally {
+    await removeImages(tag);
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error instanceof Error ? error.message : error);
+  process.exit(1);
+});
