@@ -124,9 +124,18 @@ export async function buildImage(options: BuildOptions): Promise<BuildResult> {
   for (const [key, value] of Object.entries(options.buildArgs ?? {})) args.push("--build-arg", `${key}=${value}`);
   if (options.noCache === true) args.push("--no-cache");
   args.push(options.context);
-  const result = await docker(args, { env: { DOCKER_BUILDKIT: "0", ...options.env }, timeoutMs: 900_000 });
+  const result = await docker(args, {
+    env: { DOCKER_BUILDKIT: "0", ...options.env },
+    timeoutMs: 900_000,
+    allowFailure: true,
+  });
+  const output = `${result.stdout}\n${result.stderr}`;
+  if (result.code !== 0) {
+    // The classic builder prints a failing step's own output on stdout: keep its tail.
+    throw new Error(`docker build of ${options.context} failed (exit ${result.code}):\n${output.trim().slice(-3000)}`);
+  }
   const imageId = (await docker(["image", "inspect", "--format", "{{.Id}}", options.tag])).stdout.trim();
-  return { imageId, output: `${result.stdout}\n${result.stderr}`, durationMs: result.durationMs };
+  return { imageId, output, durationMs: result.durationMs };
 }
 
 /** The parts of `docker image inspect` the tests read. */
