@@ -4,8 +4,9 @@
  * 1. Detection latency: a local HTTP server flips `/readyz` from 503 to 200 at a known instant;
  *    the figure is the time from that instant to the probe's success (goal: <= one interval).
  * 2. Fail-fast time: the real backend image started without its required SECRET_KEY exits; the
- *    figure is the time from `docker run` to the probe's failure (goal: <= 2 s), set against
- *    waiting on the engine's health state alone, measured the same way with a 60 s cap.
+ *    figures are the time from the container's exit to the probe's failure (goal: <= 2 s) and
+ *    from `docker run` to the failure, set against waiting for the health state "healthy" alone
+ *    (what the Docker provider's `wait: true` does), measured with its 60 s default timeout.
  *
  *   npx tsx scripts/bench/readiness.ts     (needs the Docker engine and the local base image)
  */
@@ -93,18 +94,24 @@ async function failFast(tag: string, imageId: string) {
   }
 }
 
-/** The baseline: wait for the engine's health state to leave "starting", as `wait: true` does. */
-async function healthWait(tag: string): Promise<{ ms: number; outcome: string }> {
+/**
+ * The baseline: wait until the engine's health state is "healthy", as the Docker provider's
+ * `wait: true` does, capped at its default 60 s timeout. Also notes when the engine first said
+ * "unhealthy", which that wait does not act on.
+ */
+async function healthWait(tag: string) {
   const name = uniqueName("bd-bench-health");
   try {
     const started = Date.now();
+    let unhealthyAfterMs: number | null = null;
     await docker(["run", "-d", "--name", name, ...toDockerRunArgs(hardeningProfile), "--restart", "no", "-e", "APP_ENV=staging", tag]);
     while (Date.now() - started < HEALTH_WAIT_CAP_MS) {
       const health = (await inspectContainer(name)).State.Health?.Status;
-      if (health === "healthy" || health === "unhealthy") return { ms: Date.now() - started, outcome: health };
-      await new Promise((resolve) => setTimeout(resolve, 250));
+      if (health === "healthy") return { ms: Date.now() - started, outcome: "healthy", unhealthyAfterMs };
+      if (health === "unhealthy") unhealthyAfterMs ??= Date.now() - started;
+      await new Promise((resolve) => setTimeout(resolve, 500));
     }
-    return { ms: Date.now() - started, outcome: `still not healthy or unhealthy after ${HEALTH_WAIT_CAP_MS / 1000} s (the wait times out)` };
+    return { ms: Date.now() - started, outcome: `timed out: not healthy after ${HEALTH_WAIT_CAP_MS / 1000} s`, unhealthyAfterMs };
   } finally {
     await removeContainers(name);
   }
@@ -134,7 +141,9 @@ async function main() {
         samplesMs: failFastMs,
         exitToFailureMs: runs.map((r) => r.exitToFailureMs),
         medianMs: median(failFastMs),
-        withinGoal: Math.max(...failFastMs) <= FAIL_FAST_GOAL_MS,
+        // The goal is the probe's part: from the container's exit to the failure. The time from
+        // `docker run` to the exit is the backend's own start-up and is reported alongside.
+        withinGoal: Math.max(...runs.map((r) => r.exitToFailureMs)) <= FAIL_FAST_GOAL_MS,
         healthStateWaitBaseline: baseline,
       },
     };
