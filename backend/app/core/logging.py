@@ -7,6 +7,7 @@ traceback, so an accidental ``log.info(settings.DATABASE_URL...)`` cannot leak t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -67,12 +68,24 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+_ts_cache: tuple[int, str] = (-1, "")
+
+
+def _timestamp(created: float) -> str:
+    """ISO-8601 UTC with milliseconds; the seconds part is formatted once per second."""
+    global _ts_cache  # noqa: PLW0603  # a one-entry cache, racing writers store the same value
+    second = int(created)
+    if _ts_cache[0] != second:
+        _ts_cache = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{_ts_cache[1]}.{int((created - second) * 1000):03d}Z"
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: time, level, logger, message and known extra fields."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "ts": _timestamp(record.created),
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),
@@ -102,8 +115,47 @@ class StdoutHandler(logging.StreamHandler[TextIO]):
     def stream(self, _value: TextIO) -> None:
         pass
 
+    def write_line(self, line: str) -> None:
+        """Write one finished line under the handler's lock (records from threads interleave safely)."""
+        with self.lock or contextlib.nullcontext():
+            stream = self.stream
+            stream.write(line + "\n")
+            stream.flush()
+
 
 _HANDLER_NAME = "app-json-stdout"
+# json's own string escaper (C-accelerated); the same output as json.dumps(..., ensure_ascii=False).
+_quote = json.encoder.encode_basestring
+_access_logger = logging.getLogger("app.access")
+
+
+class _AccessWriter:
+    """The handler and redactor the access log writes through; set by :func:`configure_logging`."""
+
+    handler: StdoutHandler | None = None
+    redactor: Redactor = Redactor(())
+
+
+def log_access(*, request_id: str, method: str, path: str, status: int, duration_ms: float, client: str | None) -> None:
+    """One access line per request, shaped like every other record of the ``app.access`` logger.
+
+    The line goes straight to the JSON handler, through the same redaction: building a full
+    ``LogRecord`` (caller lookup, thread and process info) per request costs more than the rest of
+    the security middleware together. The fields are fixed, so the line is assembled directly;
+    ``request_id`` is safe by construction (validated or generated), strings from the client are
+    JSON-escaped.
+    """
+    handler = _AccessWriter.handler
+    if handler is None or not _access_logger.isEnabledFor(logging.INFO):
+        return
+    line = (
+        f'{{"ts": "{_timestamp(time.time())}", "level": "INFO", "logger": "app.access", "msg": "request", '
+        f'"request_id": "{request_id}", "method": {_quote(method)}, "path": {_quote(path)}, '
+        f'"status": {int(status)}, "duration_ms": {float(duration_ms)}'
+    )
+    if client is not None:
+        line += f', "client": {_quote(client)}'
+    handler.write_line(_AccessWriter.redactor(line + "}"))
 
 
 def configure_logging(settings: Settings) -> None:
@@ -114,7 +166,10 @@ def configure_logging(settings: Settings) -> None:
     handler = StdoutHandler()
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(JsonFormatter())
-    handler.addFilter(RedactingFilter(Redactor.from_settings(settings)))
+    redactor = Redactor.from_settings(settings)
+    handler.addFilter(RedactingFilter(redactor))
+    _AccessWriter.handler = handler
+    _AccessWriter.redactor = redactor
 
     root = logging.getLogger()
     for existing in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:

@@ -1,37 +1,42 @@
-"""Pure ASGI middleware: security headers, request context and access log, body size limit.
+"""The security and request-logging middleware, as one pure ASGI layer.
 
-Pure ASGI (not ``BaseHTTPMiddleware``) keeps the per-request overhead to a few function calls and
-does not buffer or re-wrap streaming responses.
+One layer instead of a stack of small ones (request id, trusted host, body limit, headers, access
+log, generic 500): every extra ASGI layer costs a closure and an await per message, and this one
+runs on every request. Pure ASGI (not ``BaseHTTPMiddleware``) also leaves streaming responses
+untouched.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
-import uuid
+from collections.abc import Iterable
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-access_log = logging.getLogger("app.access")
+from app.core.logging import log_access
+
 error_log = logging.getLogger("app.error")
 
 Header = tuple[bytes, bytes]
 
-_BASE_CSP = b"default-src 'none'; frame-ancestors 'none'"
+BASE_CSP = b"default-src 'none'; frame-ancestors 'none'"
 # Swagger UI and ReDoc load their scripts and styles from jsDelivr; only those pages get this.
-_DOCS_CSP = (
+DOCS_CSP = (
     b"default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
     b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
     b"connect-src 'self'; worker-src blob:; frame-ancestors 'none'"
 )
-_PERMISSIONS_POLICY = (
+PERMISSIONS_POLICY = (
     b"accelerometer=(), autoplay=(), camera=(), display-capture=(), fullscreen=(), geolocation=(), "
     b"gyroscope=(), magnetometer=(), microphone=(), midi=(), payment=(), usb=()"
 )
-_HSTS = b"max-age=63072000; includeSubDomains"
+HSTS = b"max-age=63072000; includeSubDomains"
+# Headers this layer owns: whatever the app set for them is replaced; Server is dropped.
 _MANAGED = frozenset(
     {
         b"server",
@@ -43,121 +48,26 @@ _MANAGED = frozenset(
         b"permissions-policy",
         b"cross-origin-opener-policy",
         b"cross-origin-resource-policy",
+        b"x-request-id",
     }
 )
+_REQUEST_ID_RE = re.compile(rb"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 
-def security_headers(*, hsts: bool, csp: bytes = _BASE_CSP) -> list[Header]:
+def security_headers(*, hsts: bool, csp: bytes = BASE_CSP) -> list[Header]:
+    """The headers every response carries."""
     headers: list[Header] = [
         (b"x-content-type-options", b"nosniff"),
         (b"x-frame-options", b"DENY"),
         (b"content-security-policy", csp),
         (b"referrer-policy", b"no-referrer"),
-        (b"permissions-policy", _PERMISSIONS_POLICY),
+        (b"permissions-policy", PERMISSIONS_POLICY),
         (b"cross-origin-opener-policy", b"same-origin"),
         (b"cross-origin-resource-policy", b"same-origin"),
     ]
     if hsts:
-        headers.append((b"strict-transport-security", _HSTS))
+        headers.append((b"strict-transport-security", HSTS))
     return headers
-
-
-class SecurityHeadersMiddleware:
-    """Adds the security headers to every HTTP response and removes any ``Server`` header."""
-
-    def __init__(self, app: ASGIApp, *, hsts: bool, docs_paths: frozenset[str] = frozenset()) -> None:
-        self.app = app
-        self.headers = security_headers(hsts=hsts)
-        self.docs_headers = security_headers(hsts=hsts, csp=_DOCS_CSP)
-        self.docs_paths = docs_paths
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        extra = self.docs_headers if scope["path"] in self.docs_paths else self.headers
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                kept = [h for h in message.get("headers", ()) if h[0].lower() not in _MANAGED]
-                message["headers"] = kept + extra
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
-_REQUEST_ID_RE = re.compile(rb"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-
-
-def _request_id(scope: Scope) -> str:
-    for name, value in scope["headers"]:
-        if name == b"x-request-id":
-            if _REQUEST_ID_RE.match(value):
-                return str(value.decode("ascii"))
-            break
-    return uuid.uuid4().hex
-
-
-def _json_response_start(status: int, body: bytes, extra: list[Header] | None = None) -> Message:
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    return {"type": "http.response.start", "status": status, "headers": headers + (extra or [])}
-
-
-class RequestContextMiddleware:
-    """Request id, one JSON access-log line per request, and a generic 500 for unhandled errors.
-
-    The request id comes from a valid ``X-Request-ID`` header or is generated; it is stored in
-    ``scope["state"]["request_id"]`` and echoed in the response. Only method, path (never the
-    query string), status, duration and client address are logged: never headers, so neither
-    ``Authorization`` nor cookies can reach the log.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        request_id = _request_id(scope)
-        scope.setdefault("state", {})["request_id"] = request_id
-        id_header = (b"x-request-id", request_id.encode("ascii"))
-        status = 500
-        started = False
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status, started
-            if message["type"] == "http.response.start":
-                started = True
-                status = message["status"]
-                message["headers"] = [*message.get("headers", ()), id_header]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        except Exception:
-            error_log.exception(
-                "unhandled error", extra={"request_id": request_id, "method": scope["method"], "path": scope["path"]}
-            )
-            if not started:
-                body = json.dumps({"detail": "Internal Server Error", "requestId": request_id}).encode()
-                await send(_json_response_start(500, body, [id_header]))
-                await send({"type": "http.response.body", "body": body})
-            status = 500
-        finally:
-            client = scope.get("client")
-            access_log.info(
-                "request",
-                extra={
-                    "request_id": request_id,
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - start) * 1000, 2),
-                    "client": client[0] if client else None,
-                },
-            )
 
 
 class BodyTooLargeError(HTTPException):
@@ -165,59 +75,145 @@ class BodyTooLargeError(HTTPException):
         super().__init__(status_code=413, detail=f"Request body too large (limit {limit} bytes)")
 
 
-class BodySizeLimitMiddleware:
-    """Rejects request bodies above ``max_bytes``: by Content-Length up front, and while streaming.
+class HostMatcher:
+    """Host-header check with the semantics of Starlette's TrustedHostMiddleware.
 
-    A streamed (chunked) body that grows past the limit raises :class:`BodyTooLargeError` from
-    ``receive``; FastAPI re-raises HTTP exceptions from body parsing, so the route answers 413.
+    A pattern is an exact host name, ``*.example.com`` (any subdomain) or ``*`` (anything).
+    The port is ignored.
     """
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(self, patterns: Iterable[str]) -> None:
+        patterns = [p.lower() for p in patterns]
+        self.allow_any = "*" in patterns
+        self.exact = frozenset(p.encode() for p in patterns if not p.startswith("*"))
+        self.suffixes = tuple(p[1:].encode() for p in patterns if p.startswith("*."))
+
+    def __call__(self, host_header: bytes | None) -> bool:
+        if self.allow_any:
+            return True
+        if not host_header:
+            return False
+        host = host_header.lower()
+        if not host.startswith(b"["):  # IPv6 literals keep their colons
+            host = host.partition(b":")[0]
+        return host in self.exact or (bool(self.suffixes) and host.endswith(self.suffixes))
+
+
+class SecurityMiddleware:
+    """Request id, trusted hosts, body size limit, security headers, access log and a generic 500.
+
+    - ``X-Request-ID``: taken from the request when it is 1-128 safe characters, else generated;
+      stored in ``scope["state"]["request_id"]`` and echoed on the response.
+    - A ``Host`` outside the allowed patterns gets 400 ``Invalid host header``.
+    - A body over ``max_body_bytes`` gets 413: at once when Content-Length says so, or as soon as
+      a streamed body grows past it (raised from ``receive``; FastAPI re-raises HTTP exceptions
+      from body parsing, so the route answers 413 itself).
+    - Every response, error or not, carries :func:`security_headers`; any ``Server`` header is
+      removed.
+    - An unhandled exception is logged with its traceback and answered with
+      ``{"detail": "Internal Server Error", "requestId": ...}``, never the traceback.
+    - One JSON access line per request: request id, method, path (never the query string),
+      status, duration, client address. Headers are never logged, so neither ``Authorization``
+      nor cookies can reach the log.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        allowed_hosts: Iterable[str],
+        max_body_bytes: int,
+        hsts: bool,
+        docs_paths: frozenset[str] = frozenset(),
+    ) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.host_allowed = HostMatcher(allowed_hosts)
+        self.max_body_bytes = max_body_bytes
+        self.headers = security_headers(hsts=hsts)
+        self.docs_headers = security_headers(hsts=hsts, csp=DOCS_CSP)
+        self.docs_paths = docs_paths
+        self.too_large_body = json.dumps({"detail": f"Request body too large (limit {max_body_bytes} bytes)"}).encode()
 
-    async def _reject(self, send: Send) -> None:
-        body = json.dumps({"detail": f"Request body too large (limit {self.max_bytes} bytes)"}).encode()
-        await send(_json_response_start(413, body, [(b"connection", b"close")]))
-        await send({"type": "http.response.body", "body": body})
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: PLR0912, PLR0915
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        start = time.perf_counter()
+        host = request_id = content_length = None
         for name, value in scope["headers"]:
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = -1
-                if declared > self.max_bytes:
-                    await self._reject(send)
-                    return
-                break
-
-        received = 0
+            if name == b"host":
+                host = value
+            elif name == b"x-request-id":
+                request_id = value
+            elif name == b"content-length":
+                content_length = value
+        if request_id is not None and _REQUEST_ID_RE.match(request_id):
+            rid = request_id.decode("ascii")
+        else:
+            rid = os.urandom(16).hex()
+        scope.setdefault("state", {})["request_id"] = rid
+        extra = self.docs_headers if scope["path"] in self.docs_paths else self.headers
+        extra = [*extra, (b"x-request-id", rid.encode("ascii"))]
+        status = 500
         started = False
 
-        async def limited_receive() -> Message:
+        async def send_secured(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                started = True
+                status = message["status"]
+                message["headers"] = [h for h in message.get("headers", ()) if h[0].lower() not in _MANAGED] + extra
+            await send(message)
+
+        async def respond(code: int, body: bytes, content_type: bytes, *headers: Header) -> None:
+            start_headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), *headers]
+            await send_secured({"type": "http.response.start", "status": code, "headers": start_headers})
+            await send_secured({"type": "http.response.body", "body": body})
+
+        received = 0
+
+        async def receive_limited() -> Message:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLargeError(self.max_bytes)
+                if received > self.max_body_bytes:
+                    raise BodyTooLargeError(self.max_body_bytes)
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            if not self.host_allowed(host):
+                await respond(400, b"Invalid host header", b"text/plain; charset=utf-8")
+            elif content_length is not None and _declared_length(content_length) > self.max_body_bytes:
+                await respond(413, self.too_large_body, b"application/json", (b"connection", b"close"))
+            else:
+                await self.app(scope, receive_limited, send_secured)
         except BodyTooLargeError:
             # Reached only when the body was read outside a FastAPI route (which answers itself).
-            if started:
-                raise
-            await self._reject(send)
+            if not started:
+                await respond(413, self.too_large_body, b"application/json", (b"connection", b"close"))
+        except Exception:
+            error_log.exception(
+                "unhandled error", extra={"request_id": rid, "method": scope["method"], "path": scope["path"]}
+            )
+            status = 500
+            if not started:
+                body = json.dumps({"detail": "Internal Server Error", "requestId": rid}).encode()
+                await respond(500, body, b"application/json")
+        finally:
+            client = scope.get("client")
+            log_access(
+                request_id=rid,
+                method=scope["method"],
+                path=scope["path"],
+                status=status,
+                duration_ms=round((time.perf_counter() - start) * 1000, 2),
+                client=client[0] if client else None,
+            )
+
+
+def _declared_length(value: bytes) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        return -1

@@ -135,3 +135,19 @@ def test_log_level_filters(make_settings: SettingsFactory, capsys: pytest.Captur
         client.get("/healthz")
         out = capsys.readouterr().out
     assert [r for r in json_lines(out) if r["logger"] == "app.access"] == []
+
+
+def test_access_line_escapes_and_redacts_the_path(
+    make_settings: SettingsFactory, capsys: pytest.CaptureFixture[str], canaries: dict[str, str]
+) -> None:
+    app = create_app(make_settings(SECRET_KEY=canaries["key"]), backoff=FAST_BACKOFF)
+    with TestClient(app, base_url="http://localhost") as client:
+        capsys.readouterr()
+        odd = client.get('/odd/"quoted"\\back/\u00fc')
+        leaked = client.get(f"/leak/{canaries['key']}")
+        out = capsys.readouterr().out
+    assert odd.status_code == leaked.status_code == 404
+    assert canaries["key"] not in out
+    access = [r for r in json_lines(out) if r["logger"] == "app.access"]
+    assert [r["path"] for r in access] == ['/odd/"quoted"\\back/\u00fc', f"/leak/{REDACTED}"]
+    assert [r["status"] for r in access] == [404, 404]

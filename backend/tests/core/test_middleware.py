@@ -9,6 +9,7 @@ import httpx2 as httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from app.core.middleware import HostMatcher
 from app.main import create_app
 from tests.conftest import FAST_BACKOFF, ClientFactory, SettingsFactory
 
@@ -229,3 +230,24 @@ def test_bare_app_has_no_middleware(make_settings: SettingsFactory) -> None:
     assert response.status_code == 200
     assert "x-request-id" not in response.headers
     assert "content-security-policy" not in response.headers
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [
+        (b"api.example.com", True),
+        (b"API.Example.COM:443", True),
+        (b"a.b.example.org", True),
+        (b"example.org", False),
+        (b"evilexample.org", False),
+        (b"api.example.com.evil.net", False),
+        (b"", False),
+        (None, False),
+    ],
+)
+def test_host_matcher(host: bytes | None, allowed: bool) -> None:
+    assert HostMatcher(["api.example.com", "*.example.org"])(host) is allowed
+
+
+def test_host_matcher_wildcard_accepts_anything() -> None:
+    assert HostMatcher(["*"])(None) is True
