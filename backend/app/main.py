@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.middleware.cors import CORSMiddleware
 
 from app.api.routes import health, items
@@ -65,8 +66,9 @@ def create_app(settings: Settings, *, middleware: bool = True, backoff: Backoff 
     )
     app.state.settings = settings
     app.state.database = database
-    app.add_exception_handler(OperationalError, _database_unavailable)
-    app.add_exception_handler(DBAPIError, _database_unavailable)
+    # Connection-level failures only; an integrity or programming error stays a 500 (it is a bug).
+    for error in (OperationalError, InterfaceError, PoolTimeoutError):
+        app.add_exception_handler(error, _database_unavailable)
     app.include_router(health.router)
     app.include_router(items.router)
 
