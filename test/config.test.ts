@@ -7,11 +7,12 @@ import {
   type RawStackConfig,
 } from "../components/config";
 import { PROJECT, setUpStack, stagingSetup, STAGING_CANARIES, type StackSetup } from "./support/mocks";
+import { canaryDatabaseUrl } from "./support/canary";
 
 type Config = Record<string, unknown>;
 
 const SECURE = { secure: "v1:ZmFrZQ==:ZW5jcnlwdGVk" };
-const PG_URL = "postgresql://app:canary-pg-pass-91c2@db.internal:5432/app";
+const PG_URL = canaryDatabaseUrl("canary-pg-pass-91c2");
 const PROD_KEY = "canary-prod-key-91c2-0123456789abcdef0123";
 
 function stagingConfig(): Config {
@@ -163,7 +164,7 @@ const cases: BadCase[] = [
     fix: `${S} --secret --path 'secrets.DATABASE_URL'${SECRET_HINT}`,
   },
   { name: "SECRET_KEY too short", mutate: (c) => (secrets(c).SECRET_KEY = "short-canary-7f3a"), at: "secrets.SECRET_KEY", fix: `${S} --secret --path 'secrets.SECRET_KEY'${SECRET_HINT}` },
-  { name: "DATABASE_URL not a database URL", mutate: (c) => (secrets(c).DATABASE_URL = "mysql://u:canary-7f3a@h/db"), at: "secrets.DATABASE_URL", fix: `${S} --secret --path 'secrets.DATABASE_URL'${SECRET_HINT}` },
+  { name: "DATABASE_URL not a database URL", mutate: (c) => (secrets(c).DATABASE_URL = canaryDatabaseUrl("canary-7f3a", "mysql", "h")), at: "secrets.DATABASE_URL", fix: `${S} --secret --path 'secrets.DATABASE_URL'${SECRET_HINT}` },
   { name: "empty secret", mutate: (c) => (secrets(c).SENTRY_DSN = ""), at: "secrets.SENTRY_DSN", fix: `${S} --secret --path 'secrets.SENTRY_DSN'${SECRET_HINT}` },
   { name: "invalid secret name", mutate: (c) => (secrets(c)["bad-name"] = "canary-7f3a"), at: 'secrets["bad-name"]', fix: "pulumi config rm --stack staging --path 'secrets.bad-name'" },
   { name: "APP_ENV in secrets", mutate: (c) => (secrets(c).APP_ENV = "production"), at: "secrets.APP_ENV", fix: "pulumi config rm --stack staging --path 'secrets.APP_ENV'" },

@@ -6,6 +6,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { PROJECT, RecordingMocks, awaitOutput, setUpStack, type MockOptions } from "./support/mocks";
+import { canaryDatabaseUrl } from "./support/canary";
 
 const STACK = "prod";
 const STAGING = `organization/${PROJECT}/staging`;
@@ -62,7 +63,7 @@ async function prodStack(
     environment: "prod",
     service: { hostPort: 8081 },
     secrets: {
-      DATABASE_URL: "postgresql://app:prod-canary-pw@db.internal:5432/app",
+      DATABASE_URL: canaryDatabaseUrl("prod-canary-pw"),
       SECRET_KEY: "prod-canary-key-5b1e-0123456789abcdef012345",
     },
     ...extraConfig,

@@ -16,6 +16,7 @@ import {
   type ProbeAttempt,
   type ProbeOptions,
 } from "../components/readiness";
+import { canaryDatabaseUrl } from "./support/canary";
 
 const DIGEST = `sha256:${"ab".repeat(32)}`;
 const HARDENING: Hardening = { user: "10001:10001", readOnlyRootFilesystem: true, capabilitiesDropped: ["ALL"], noNewPrivileges: true };
@@ -185,7 +186,7 @@ describe("probeReadiness against real HTTP servers", () => {
     const server = await startServer(() => ({ status: 503 }));
     const logs = [
       "starting backend",
-      "connecting to postgresql://app:hunter2-very-secret@db:5432/app",
+      `connecting to ${canaryDatabaseUrl("hunter2-very-secret", "postgresql", "db:5432")}`,
       "SECRET_KEY=s3cr3t-value-here is too short",
       "configuration error: DATABASE_URL is missing",
     ];

@@ -11,6 +11,7 @@ import { performance } from "node:perf_hooks";
 import { decidePromotion, plainOutputs, type PromotionPolicy } from "../../components/promotion";
 import * as pulumi from "@pulumi/pulumi";
 import { PROJECT, setUpStack } from "../../test/support/mocks";
+import { canaryDatabaseUrl } from "../../test/support/canary";
 
 const DIGEST = `sha256:${"c".repeat(64)}`;
 const POLICY: PromotionPolicy = { fromStack: "organization/backend-delivery/staging", maxAgeHours: 24, registry: false };
@@ -87,7 +88,7 @@ async function evaluateProdProgram(runs: number) {
         environment: "prod",
         service: { hostPort: 8081 },
         secrets: {
-          DATABASE_URL: "postgresql://app:bench-canary-pw@db.internal:5432/app",
+          DATABASE_URL: canaryDatabaseUrl("bench-canary-pw"),
           SECRET_KEY: "bench-canary-key-5b1e-0123456789abcdef012345",
         },
       },
