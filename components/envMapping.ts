@@ -27,10 +27,24 @@ export interface ContainerEnvArgs {
  */
 export function containerEnv(args: ContainerEnvArgs): pulumi.Output<string[]> {
   const plain: Record<string, string> = { ...args.env, APP_ENV: args.appEnv, PORT: String(args.port) };
+  if (plain.ALLOWED_HOSTS !== undefined) plain.ALLOWED_HOSTS = withLoopbackHost(plain.ALLOWED_HOSTS);
   const names = [...new Set([...Object.keys(plain), ...Object.keys(args.secrets)])].sort();
   const entries = names.map((name) => {
     const secret = args.secrets[name];
     return secret === undefined ? pulumi.output(`${name}=${plain[name]}`) : pulumi.interpolate`${name}=${secret}`;
   });
   return pulumi.all(entries);
+}
+
+/**
+ * `ALLOWED_HOSTS` with `127.0.0.1` added when missing. The port is published on the Docker host's
+ * loopback interface only and the readiness check probes it by that address; without it a stack
+ * that sets its public host names would have every probe refused with 400 by the trusted-host check.
+ */
+export function withLoopbackHost(allowedHosts: string): string {
+  const hosts = allowedHosts
+    .split(",")
+    .map((host) => host.trim())
+    .filter((host) => host !== "");
+  return hosts.includes("127.0.0.1") || hosts.includes("*") ? hosts.join(",") : [...hosts, "127.0.0.1"].join(",");
 }
