@@ -11,13 +11,14 @@ import { loadConfig, type BackendConfig } from "./components/config";
 import { appEnvFor } from "./components/envMapping";
 import { githubDeliveryFromConfig } from "./components/githubDelivery";
 import { resolvePromotion } from "./components/promotionGate";
+import { PromotedImage } from "./components/promotedImage";
 import { ReadinessCheck } from "./components/readinessCheck";
 
 /** Container, and the readiness check against it, for an already pinned image. */
-function deploy(config: BackendConfig, image: { imageRef: pulumi.Input<string>; imageDigest: pulumi.Input<string> }) {
+function deploy(config: BackendConfig, image: { image: pulumi.Input<string>; imageDigest: pulumi.Input<string> }) {
   const prefix = `${config.project}-${config.stack}`;
   const service = new BackendService(prefix, {
-    image: image.imageRef,
+    image: image.image,
     appEnv: appEnvFor(config.environment),
     hostPort: config.service.hostPort,
     containerPort: config.service.containerPort,
@@ -57,7 +58,7 @@ async function main(): Promise<Record<string, unknown>> {
           ? { ...config.image.registry, password: config.registryPassword }
           : undefined,
     });
-    const { url, readiness } = deploy(config, image);
+    const { url, readiness } = deploy(config, { image: image.imageRef, imageDigest: image.imageDigest });
     return { environment: config.environment, imageRef: image.imageRef, imageDigest: image.imageDigest, url, readiness };
   }
 
@@ -68,7 +69,13 @@ async function main(): Promise<Record<string, unknown>> {
     registry: config.image.registry !== undefined,
     override: config.promotion.override,
   });
-  const { url, readiness } = deploy(config, approved);
+  const registry = config.image.registry;
+  const promoted = new PromotedImage(`${config.project}-${config.stack}`, {
+    imageRef: approved.imageRef,
+    ...(registry && config.registryPassword ? { registry: { ...registry, password: config.registryPassword } } : {}),
+    ...(config.dockerHost === undefined ? {} : { dockerHost: config.dockerHost }),
+  });
+  const { url, readiness } = deploy(config, { image: promoted.image, imageDigest: approved.imageDigest });
   githubDeliveryFromConfig(config.delivery, config.environment);
   return {
     environment: config.environment,

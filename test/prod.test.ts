@@ -23,6 +23,7 @@ const CONTAINER = "docker:index/container:Container";
 /** What prod deploys once the gate approves: the same service and readiness check as staging, no image build. */
 const PROD_TYPES = [
   "backend-delivery:index:BackendService",
+  "backend-delivery:index:PromotedImage",
   CONTAINER,
   "docker:index/network:Network",
   "docker:index/volume:Volume",
@@ -195,8 +196,20 @@ describe("prod: a valid staging record is promoted", () => {
     await prodStack({ [STAGING]: stagingOutputs({ imageRef: REGISTRY_REF }), [SELF]: {} }, REGISTRY_CONFIG);
     const outputs = await runProgram();
     expect(outputs.imageRef).toBe(REGISTRY_REF);
+    // Pulled by digest with the registry's credentials, kept on the host when prod is destroyed.
+    const [pulled, ...morePulls] = mocks.ofType("docker:index/remoteImage:RemoteImage");
+    expect(morePulls).toHaveLength(0);
+    expect(pulled?.inputs).toMatchObject({ name: REGISTRY_REF, keepLocally: true });
+    const [provider, ...moreProviders] = mocks.ofType("pulumi:providers:docker");
+    expect(moreProviders).toHaveLength(0);
+    // Provider inputs reach the engine JSON-encoded; the credentials arrive wrapped as a secret.
+    const auth = provider?.inputs.registryAuth as Record<string, string>;
+    expect(auth[pulumi.runtime.specialSigKey]).toBe(pulumi.runtime.specialSecretSig);
+    expect(JSON.parse(String(auth.value))).toEqual([{ address: "ghcr.io", username: "deployer", password: REGISTRY_CONFIG.registryPassword }]);
+    // The container runs the pulled image, so it cannot start before the pull finished.
     const container = mocks.ofType(CONTAINER)[0];
-    expect(container?.inputs.image).toBe(REGISTRY_REF);
+    expect(container?.inputs.image).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(JSON.stringify(outputs)).not.toContain(REGISTRY_CONFIG.registryPassword);
   });
 
   it("reads promotion.fromStack from config", async () => {

@@ -51,6 +51,8 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
         const pushed = inputs.skipPush !== true;
         return { id, state: { ...inputs, repoDigest: pushed ? `${String(inputs.imageName)}@${digest}` : digest } };
       }
+      case "docker:index/remoteImage:RemoteImage":
+        return { id, state: { ...inputs, imageId: fakeDigest(`pulled-${String(inputs.name)}`), repoDigest: inputs.name } };
       case "docker:index/container:Container":
         return { id: fakeDigest(`container-${args.name}`).slice("sha256:".length), state: { ...inputs } };
       case "pulumi:pulumi:StackReference": {
