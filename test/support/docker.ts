@@ -120,7 +120,8 @@ export interface BuildResult {
  * for reused ones, which is what layer-reuse checks read.
  */
 export async function buildImage(options: BuildOptions): Promise<BuildResult> {
-  const args = ["build", "--tag", options.tag];
+  // --force-rm: a failed step's container is removed too, so a build meant to fail leaves nothing.
+  const args = ["build", "--force-rm", "--tag", options.tag];
   for (const [key, value] of Object.entries(options.buildArgs ?? {})) args.push("--build-arg", `${key}=${value}`);
   if (options.noCache === true) args.push("--no-cache");
   args.push(options.context);
