@@ -13,7 +13,7 @@
  */
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { appendFileSync, cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hardeningProfile, toDockerRunArgs } from "../../components/hardening";
@@ -33,7 +33,7 @@ const ROOT = join(__dirname, "..", "..");
 const GOALS = { imageOverheadMb: 60, warmRebuildRatio: 0.15, startToReadyMs: 2000, middlewareOverhead: 0.15 };
 // The server runs on core 0 and wrk on core 1 (one thread): on a two-core machine, letting both
 // float makes each round depend on where the scheduler put them, which swamps a 15 % difference.
-const WRK = { threads: 1, connections: 16, seconds: 5, rounds: 5, serverCpu: "0", loadCpu: "1" };
+const WRK = { threads: 1, connections: 16, seconds: 4, rounds: 7, serverCpu: "0", loadCpu: "1" };
 const PREFIX = uniqueName("bench-backend");
 const PROFILE = { ...hardeningProfile, restart: "no" as const };
 const containers: string[] = [];
@@ -95,12 +95,47 @@ async function startToReady(image: string, index: number): Promise<number> {
 
 interface WrkFigures {
   requestsPerSecond: number;
+  /** The container's CPU time per request (cgroup accounting); unlike wall-clock throughput it does not move with time the VM's cores are taken away. */
+  cpuUsPerRequest: number | null;
   p99Ms: number;
   requests: number;
   errors: number;
 }
 
-function runWrk(url: string): Promise<WrkFigures> {
+/** Nanoseconds of CPU the container has used (cgroup v1 cpuacct or v2 cpu.stat); null when neither is readable. */
+async function containerCpuNs(name: string): Promise<number | null> {
+  const id = (await docker(["inspect", "--format", "{{.Id}}", name])).stdout.trim();
+  try {
+    return Number(readFileSync(`/sys/fs/cgroup/cpuacct/docker/${id}/cpuacct.usage`, "utf8").trim());
+  } catch {
+    try {
+      const stat = readFileSync(`/sys/fs/cgroup/system.slice/docker-${id}.scope/cpu.stat`, "utf8");
+      const usec = /^usage_usec (\d+)$/m.exec(stat);
+      return usec ? Number(usec[1]) * 1000 : null;
+    } catch {
+      return null;
+    }
+  }
+}
+
+function cpuOverhead(variants: Record<"on" | "off", WrkFigures[]>): number | null {
+  const ratios = variants.on.map((on, r) => {
+    const off = variants.off[r]!.cpuUsPerRequest;
+    return on.cpuUsPerRequest === null || off === null ? null : 1 - off / on.cpuUsPerRequest;
+  });
+  return ratios.every((ratio) => ratio !== null) ? round(median(ratios as number[]), 3) : null;
+}
+
+async function runWrkOn(container: string, url: string): Promise<WrkFigures> {
+  const before = await containerCpuNs(container);
+  const figures = await runWrk(url);
+  const after = await containerCpuNs(container);
+  const cpuUsPerRequest =
+    before === null || after === null || figures.requests === 0 ? null : round((after - before) / 1000 / figures.requests);
+  return { ...figures, cpuUsPerRequest };
+}
+
+function runWrk(url: string): Promise<Omit<WrkFigures, "cpuUsPerRequest">> {
   const args = [`-t${WRK.threads}`, `-c${WRK.connections}`, `-d${WRK.seconds}s`, "--latency", url];
   return new Promise((resolve, reject) => {
     const child = spawn("taskset", ["--cpu-list", WRK.loadCpu, "wrk", ...args], { stdio: ["ignore", "pipe", "pipe"] });
@@ -173,7 +208,7 @@ async function main(): Promise<void> {
       // Alternating rounds spread drift on a shared machine over both variants alike.
       for (let r = 0; r < WRK.rounds; r++) {
         for (const [variant, url] of [["on", on], ["off", off]] as const) {
-          throughput[path]![variant].push(await runWrk(`${url}${path}`));
+          throughput[path]![variant].push(await runWrkOn(`${PREFIX}-${variant}`, `${url}${path}`));
           await sleep(500);
         }
       }
@@ -196,6 +231,9 @@ async function main(): Promise<void> {
             withoutMiddleware: middle(variants.off),
             overhead: round(median(ratios), 3),
             roundOverheads: ratios.map((ratio) => round(ratio, 3)),
+            // The same comparison on CPU per request: 1 - off/on, the share of the on-variant's CPU
+            // that the middleware takes, which is the throughput it costs on a saturated core.
+            cpuOverhead: cpuOverhead(variants),
             allRuns: variants,
           },
         ];
