@@ -3,11 +3,11 @@
  * every stack output resolved (all resources registered). Median of 5 runs after one warm-up run,
  * which pays for module loading. Writes bench-results/program.json.
  */
-import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import main from "../../index";
 import { settle, setUpStack, stagingSetup } from "../../test/support/mocks";
+import { runLikePulumi } from "./pulumiLoader";
 
 const RUNS = 5;
 const GOAL_MS = 1000;
@@ -46,33 +46,4 @@ async function bench(): Promise<void> {
   if (process.env.BACKEND_DELIVERY_STACK_FILE) fs.rmSync(path.dirname(process.env.BACKEND_DELIVERY_STACK_FILE), { recursive: true, force: true });
 }
 
-// Pulumi loads a TypeScript program by transpiling each module to CommonJS with the TypeScript
-// API. tsx's loader gets in the way of Pulumi's closure serialization (the readiness check's
-// dynamic provider), so the measurement runs in a child Node process that loads modules the way
-// Pulumi does.
-const TS_REQUIRE_HOOK = `
-const fs = require("node:fs");
-const ts = require("typescript");
-require.extensions[".ts"] = (module, filename) => {
-  const { outputText } = ts.transpileModule(fs.readFileSync(filename, "utf8"), {
-    fileName: filename,
-    compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true },
-  });
-  module._compile(outputText, filename);
-};
-require(process.env.BENCH_PROGRAM_ENTRY);
-`;
-
-if (process.env.BENCH_PROGRAM_CHILD === "1") {
-  bench().catch((error: unknown) => {
-    console.error(error);
-    process.exit(1);
-  });
-} else {
-  const child = spawnSync(process.execPath, ["-e", TS_REQUIRE_HOOK], {
-    cwd: path.resolve(__dirname, "..", ".."),
-    env: { ...process.env, BENCH_PROGRAM_CHILD: "1", BENCH_PROGRAM_ENTRY: __filename },
-    stdio: "inherit",
-  });
-  process.exit(child.status ?? 1);
-}
+runLikePulumi(__filename, bench);

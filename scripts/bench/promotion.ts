@@ -11,6 +11,7 @@ import { performance } from "node:perf_hooks";
 import { decidePromotion, plainOutputs, type PromotionPolicy } from "../../components/promotion";
 import * as pulumi from "@pulumi/pulumi";
 import { PROJECT, setUpStack } from "../../test/support/mocks";
+import { runLikePulumi } from "./pulumiLoader";
 import { canaryDatabaseUrl } from "../../test/support/canary";
 
 const DIGEST = `sha256:${"c".repeat(64)}`;
@@ -141,7 +142,8 @@ async function main(): Promise<void> {
   fs.writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
   console.log(JSON.stringify(result, null, 2));
   if (!result.prodProgramUnderMocks.readinessCheckRegistered) {
-    console.error("note: the readiness check did not register under tsx; the figures cover the gate and the service only");
+    console.error("the readiness check did not register; the figures cover the gate and the service only");
+    process.exitCode = 1;
   }
   if (!result.prodProgramUnderMocks.withinGoal) {
     console.error(`prod program evaluation took ${result.prodProgramUnderMocks.medianMs} ms, above the ${PROGRAM_GOAL_MS} ms goal`);
@@ -149,7 +151,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((error: unknown) => {
-  console.error(error instanceof Error ? error.message : error);
-  process.exit(1);
-});
+runLikePulumi(__filename, main);
