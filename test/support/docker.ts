@@ -7,6 +7,9 @@
  */
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { waitFor } from "./wait";
 
 /** The local Python base image that stands in for the official one (nothing can be pulled here). */
@@ -119,7 +122,55 @@ export interface BuildResult {
  * image (BuildKit's would have to be pulled). Its output names each step and says `Using cache`
  * for reused ones, which is what layer-reuse checks read.
  */
+const BUILD_LOCK = join(tmpdir(), "backend-delivery-docker-build.lock");
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Runs `fn` while holding a lock shared by every test worker process. Two cold builds of the same
+ * Dockerfile at once both miss the cache and make two unrelated layer chains; one at a time, the
+ * first makes the chain and every later build reuses it, which the layer-reuse test relies on (and
+ * two cores gain nothing from parallel builds anyway). A lock left by a dead process is taken over.
+ */
+async function withBuildLock<T>(fn: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + 15 * 60_000;
+  for (;;) {
+    try {
+      mkdirSync(BUILD_LOCK);
+      writeFileSync(join(BUILD_LOCK, "pid"), String(process.pid));
+      break;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+      let owner = Number.NaN;
+      try {
+        owner = Number(readFileSync(join(BUILD_LOCK, "pid"), "utf8"));
+      } catch {
+        // The owner is between mkdir and writing its pid: wait.
+      }
+      if (Number.isInteger(owner) && !processAlive(owner)) rmSync(BUILD_LOCK, { recursive: true, force: true });
+      if (Date.now() > deadline) throw new Error(`waited 15 min for the docker build lock ${BUILD_LOCK}`, { cause: error });
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    rmSync(BUILD_LOCK, { recursive: true, force: true });
+  }
+}
+
 export async function buildImage(options: BuildOptions): Promise<BuildResult> {
+  return withBuildLock(() => buildImageNow(options));
+}
+
+async function buildImageNow(options: BuildOptions): Promise<BuildResult> {
   // --force-rm: a failed step's container is removed too, so a build meant to fail leaves nothing.
   const args = ["build", "--force-rm", "--tag", options.tag];
   for (const [key, value] of Object.entries(options.buildArgs ?? {})) args.push("--build-arg", `${key}=${value}`);
