@@ -7,6 +7,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { PROJECT, RecordingMocks, awaitOutput, setUpStack, type MockOptions } from "./support/mocks";
 import { canaryDatabaseUrl } from "./support/canary";
+import { stagingRecord, without } from "./support/stagingRecord";
 
 const STACK = "prod";
 const STAGING = `organization/${PROJECT}/staging`;
@@ -83,38 +84,7 @@ function types(): string[] {
   return mocks.resources.map((r) => r.type);
 }
 
-function hardening(overrides: Record<string, unknown> = {}) {
-  return { user: "10001:10001", readOnlyRootFilesystem: true, capabilitiesDropped: ["ALL"], noNewPrivileges: true, ...overrides };
-}
-
-function readiness(overrides: Record<string, unknown> = {}) {
-  return {
-    ready: true,
-    imageDigest: DIGEST,
-    checkedAt: CHECKED_AT,
-    url: "http://127.0.0.1:8080/readyz",
-    version: "1.2.3",
-    hardening: hardening(),
-    ...overrides,
-  };
-}
-
-function stagingOutputs(overrides: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
-    environment: "staging",
-    imageRef: DIGEST,
-    imageDigest: DIGEST,
-    url: "http://127.0.0.1:8080",
-    readiness: readiness(),
-    ...overrides,
-  };
-}
-
-function without(record: Record<string, unknown>, key: string): Record<string, unknown> {
-  const copy = { ...record };
-  delete copy[key];
-  return copy;
-}
+const { hardening, readiness, outputs: stagingOutputs } = stagingRecord({ digest: DIGEST, checkedAt: CHECKED_AT, version: "1.2.3" });
 
 /**
  * Runs the program's async entry and returns its stack outputs, once every registration it started

@@ -8,6 +8,7 @@ import {
   type ReasonCode,
   type StagingOutputs,
 } from "../components/promotion";
+import { stagingRecord, without } from "./support/stagingRecord";
 
 const DIGEST = `sha256:${"a".repeat(64)}`;
 const OTHER_DIGEST = `sha256:${"b".repeat(64)}`;
@@ -17,44 +18,7 @@ const LOCAL: PromotionPolicy = { fromStack: FROM, maxAgeHours: 24, registry: fal
 const REGISTRY: PromotionPolicy = { ...LOCAL, registry: true };
 
 /** A healthy staging record for a local image (imageRef is the image id). */
-function staging(overrides: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
-    environment: "staging",
-    imageRef: DIGEST,
-    imageDigest: DIGEST,
-    url: "http://127.0.0.1:8080",
-    readiness: readiness(),
-    ...overrides,
-  };
-}
-
-function readiness(overrides: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
-    ready: true,
-    imageDigest: DIGEST,
-    checkedAt: "2025-06-01T11:00:00Z",
-    url: "http://127.0.0.1:8080/readyz",
-    version: "0.1.0",
-    hardening: hardening(),
-    ...overrides,
-  };
-}
-
-function hardening(overrides: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
-    user: "10001:10001",
-    readOnlyRootFilesystem: true,
-    capabilitiesDropped: ["ALL"],
-    noNewPrivileges: true,
-    ...overrides,
-  };
-}
-
-function without(record: Record<string, unknown>, key: string): Record<string, unknown> {
-  const copy = { ...record };
-  delete copy[key];
-  return copy;
-}
+const { hardening, readiness, outputs: staging } = stagingRecord({ digest: DIGEST, checkedAt: "2025-06-01T11:00:00Z", version: "0.1.0" });
 
 function decide(values: Record<string, unknown>, policy: PromotionPolicy = LOCAL, now: Date = NOW) {
   return decidePromotion(plainOutputs(values), policy, now);
