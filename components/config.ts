@@ -8,6 +8,7 @@ import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { REQUIRED_SECRETS } from "./contract";
 import { DeliveryConfig } from "./deliveryConfig";
 import { hardeningProfile } from "./hardening";
 
@@ -212,7 +213,7 @@ export function fixCommand(stack: string, segments: PropertyKey[], action: "set"
   if (action === "rm") return base;
   // A whole required object is missing: name the leaves that must be set.
   if (segments.length === 1 && top === "secrets") {
-    return ["DATABASE_URL", "SECRET_KEY"].map((name) => fixCommand(stack, ["secrets", name])).join("\n         ");
+    return REQUIRED_SECRETS.map((name) => fixCommand(stack, ["secrets", name])).join("\n         ");
   }
   if (segments.length === 1 && top === "service") return fixCommand(stack, ["service", "hostPort"]);
   if (SECRET_TOP_KEYS.includes(top)) {

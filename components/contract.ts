@@ -48,6 +48,10 @@ export const StackOutputs = z.object({
 });
 export type StackOutputs = z.infer<typeof StackOutputs>;
 
+/** Secrets every stack must set (`secrets.<NAME>`): the backend refuses to start without them. */
+export const REQUIRED_SECRETS = ["DATABASE_URL", "SECRET_KEY"] as const;
+export type RequiredSecret = (typeof REQUIRED_SECRETS)[number];
+
 /** Whether a user string from `docker inspect` names root (or nobody at all). */
 export function isRootUser(user: string): boolean {
   const name = user.split(":")[0]?.trim() ?? "";

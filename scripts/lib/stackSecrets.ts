@@ -4,10 +4,9 @@
  * tested directly.
  */
 import { randomBytes } from "node:crypto";
+import { REQUIRED_SECRETS, type RequiredSecret } from "../../components/contract";
 
-/** The secrets every stack needs (`secrets.<NAME>` in the project namespace). */
-export const REQUIRED_SECRETS = ["DATABASE_URL", "SECRET_KEY"] as const;
-export type RequiredSecret = (typeof REQUIRED_SECRETS)[number];
+export { REQUIRED_SECRETS, type RequiredSecret };
 
 /** SQLite on the container's `/data` volume: the only writable place besides tmpfs `/tmp`. */
 export const LOCAL_DATABASE_URL = "sqlite:////data/app.db";

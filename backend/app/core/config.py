@@ -159,9 +159,9 @@ class Settings(BaseSettings):
             raise ValueError("too few distinct characters to be a random key")
         return value
 
-    @field_validator("ALLOWED_HOSTS", mode="before")
+    @field_validator("ALLOWED_HOSTS", "CORS_ORIGINS", mode="before")
     @classmethod
-    def _split_hosts(cls, value: object) -> object:
+    def _split_lists(cls, value: object) -> object:
         return _split_csv(value)
 
     @field_validator("ALLOWED_HOSTS")
@@ -176,11 +176,6 @@ class Settings(BaseSettings):
         if "*" in hosts and info.data.get("APP_ENV") == "production":
             raise ValueError("'*' (any host) is not allowed in production")
         return hosts
-
-    @field_validator("CORS_ORIGINS", mode="before")
-    @classmethod
-    def _split_origins(cls, value: object) -> object:
-        return _split_csv(value)
 
     @field_validator("CORS_ORIGINS")
     @classmethod
