@@ -10,9 +10,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import sys
 import threading
 import time
+import weakref
+from collections import deque
 from collections.abc import Iterable
 from typing import TextIO
 from urllib.parse import quote, unquote
@@ -70,15 +73,16 @@ class RedactingFilter(logging.Filter):
 
 
 _ts_cache: tuple[int, str] = (-1, "")
+_MILLIS = tuple(f"{n:03d}" for n in range(1000))
 
 
 def _timestamp(created: float) -> str:
     """ISO-8601 UTC with milliseconds; the seconds part is formatted once per second."""
     global _ts_cache  # noqa: PLW0603  # a one-entry cache, racing writers store the same value
-    second = int(created)
+    second, millis = divmod(int(created * 1000), 1000)
     if _ts_cache[0] != second:
         _ts_cache = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-    return f"{_ts_cache[1]}.{int((created - second) * 1000):03d}Z"
+    return f"{_ts_cache[1]}.{_MILLIS[millis]}Z"
 
 
 class JsonFormatter(logging.Formatter):
@@ -102,26 +106,40 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+# One request as the access log keeps it until its batch is written: (wall-clock time, request
+# id, method, path, status, duration in seconds, client address or None).
+AccessEntry = tuple[float, str, str, str, int, float, str | None]
+
+
 class StdoutHandler(logging.StreamHandler[TextIO]):
     """Writes JSON lines to whatever ``sys.stdout`` is at write time (pytest may replace it).
 
-    Lines are written in batches: one ``write`` per request would mean one system call, and one
-    wake-up of the container engine's log pipe, per request, which costs more than the rest of the
-    middleware together under load. Only access lines wait, at most :attr:`FLUSH_INTERVAL_SECONDS`
-    (or until :attr:`MAX_PENDING_LINES` are waiting). Any other record is rare and flushes at once,
-    with every line before it, so the order on stdout is the order of the records; the app's own
+    Access lines are written in batches: one ``write`` per request would mean one system call,
+    and one wake-up of the container engine's log pipe, per request, which costs more than the
+    rest of the middleware together under load. An access entry is queued unformatted, without a
+    lock (:meth:`write_access` is on every request's path); a flusher thread writes the queue out
+    every :attr:`FLUSH_INTERVAL_SECONDS` while entries keep coming, formatting and redacting the
+    batch in one go, and sleeps while none do. Any other record is rare and flushes at once, with
+    every line before it, so the order on stdout is the order of the records; the app's own
     "stopped" record at the end of the lifespan thus writes out the last access lines even in a
     worker process that exits without running ``atexit`` handlers.
     """
 
     FLUSH_INTERVAL_SECONDS = 0.05
-    MAX_PENDING_LINES = 256
 
-    def __init__(self) -> None:
+    def __init__(self, redactor: Redactor | None = None) -> None:
         super().__init__(sys.stdout)
-        self._pending: list[str] = []
+        #: Masks secrets in access lines; other records are redacted by :class:`RedactingFilter`.
+        self.redactor = redactor or Redactor(())
+        self._reset_flusher()
+        _live_handlers.add(self)
+
+    def _reset_flusher(self) -> None:
+        # deque.append and popleft are atomic: writers need no lock, drains hold self.lock.
+        self._pending: deque[str | AccessEntry] = deque()
         self._wake = threading.Event()
         self._flusher: threading.Thread | None = None
+        self._flusher_idle = True
 
     @property
     def stream(self) -> TextIO:
@@ -137,40 +155,39 @@ class StdoutHandler(logging.StreamHandler[TextIO]):
         except Exception:  # logging must never take the app down
             self.handleError(record)
             return
-        self.write_line(line, urgent=True)
+        self._pending.append(line)
+        self.flush()
 
-    def write_line(self, line: str, *, urgent: bool = False) -> None:
-        """Queue one finished line; records from any thread interleave whole."""
-        with self.lock or contextlib.nullcontext():
-            self._pending.append(line)
-            waiting = len(self._pending)
-            if urgent or waiting >= self.MAX_PENDING_LINES:
-                self._drain()
-                return
-        # Only the first line of a batch wakes the flusher: the others ride along for free.
-        if waiting == 1:
+    def write_access(self, entry: AccessEntry) -> None:
+        """Queue one request's access entry; it is written within one flush interval."""
+        self._pending.append(entry)
+        if self._flusher_idle:
+            self._flusher_idle = False
             self._start_flusher()
             self._wake.set()
 
     def flush(self) -> None:
-        with self.lock or contextlib.nullcontext():
-            self._drain()
+        self._write_batch()
 
-    def _drain(self) -> None:
-        # Called with the lock held.
-        if not self._pending:
-            return
-        text = "\n".join(self._pending) + "\n"
-        self._pending.clear()
-        stream = self.stream
-        stream.write(text)
-        stream.flush()
+    def _write_batch(self) -> bool:
+        """Write every queued line in one go; False when there was none."""
+        with self.lock or contextlib.nullcontext():
+            pending = self._pending
+            if not pending:
+                return False
+            # Entries queued while this runs wait for the next batch; none is lost or reordered.
+            batch = [pending.popleft() for _ in range(len(pending))]
+            text = "\n".join(item if isinstance(item, str) else _access_line(item) for item in batch)
+            # Secrets hold no line breaks (a JSON line escapes them): masking the batch masks each line.
+            stream = self.stream
+            stream.write(self.redactor(text) + "\n")
+            stream.flush()
+            return True
 
     def _start_flusher(self) -> None:
         if self._flusher is not None and self._flusher.is_alive():
             return
         with self.lock or contextlib.nullcontext():
-            # A forked worker inherits the object but not the thread: start one per process.
             if self._flusher is None or not self._flusher.is_alive():
                 self._flusher = threading.Thread(target=self._flush_loop, name="log-flusher", daemon=True)
                 self._flusher.start()
@@ -178,10 +195,31 @@ class StdoutHandler(logging.StreamHandler[TextIO]):
     def _flush_loop(self) -> None:
         while True:
             self._wake.wait()
-            # Let the lines of a burst gather into one write.
-            time.sleep(self.FLUSH_INTERVAL_SECONDS)
             self._wake.clear()
-            self.flush()
+            while True:
+                # Let the lines of a burst gather into one write.
+                time.sleep(self.FLUSH_INTERVAL_SECONDS)
+                if self._write_batch():
+                    continue
+                # A quiet interval: wait for the next entry. One queued between the empty batch
+                # and the flag is picked up here, since its writer saw the flag still down.
+                self._flusher_idle = True
+                if not self._pending:
+                    break
+                self._flusher_idle = False
+
+
+# Every handler, so a forked child can drop what it inherited: the parent writes those lines, and
+# the child has no flusher thread until it starts its own.
+_live_handlers: weakref.WeakSet[StdoutHandler] = weakref.WeakSet()
+
+
+def _reset_handlers_after_fork() -> None:
+    for handler in list(_live_handlers):
+        handler._reset_flusher()
+
+
+os.register_at_fork(after_in_child=_reset_handlers_after_fork)
 
 
 _HANDLER_NAME = "app-json-stdout"
@@ -190,33 +228,39 @@ _quote = json.encoder.encode_basestring
 _access_logger = logging.getLogger("app.access")
 
 
-class _AccessWriter:
-    """The handler and redactor the access log writes through; set by :func:`configure_logging`."""
+def _access_line(entry: AccessEntry) -> str:
+    """The JSON line of one request, shaped like every other record of the ``app.access`` logger.
 
-    handler: StdoutHandler | None = None
-    redactor: Redactor = Redactor(())
-
-
-def log_access(*, request_id: str, method: str, path: str, status: int, duration_ms: float, client: str | None) -> None:
-    """One access line per request, shaped like every other record of the ``app.access`` logger.
-
-    The line goes straight to the JSON handler, through the same redaction: building a full
-    ``LogRecord`` (caller lookup, thread and process info) per request costs more than the rest of
-    the security middleware together. The fields are fixed, so the line is assembled directly;
-    ``request_id`` is safe by construction (validated or generated), strings from the client are
-    JSON-escaped.
+    The fields are fixed, so the line is assembled directly: ``request_id`` is safe by
+    construction (validated or generated), strings from the client are JSON-escaped.
     """
-    handler = _AccessWriter.handler
-    if handler is None or not _access_logger.isEnabledFor(logging.INFO):
-        return
+    created, request_id, method, path, status, duration, client = entry
     line = (
-        f'{{"ts": "{_timestamp(time.time())}", "level": "INFO", "logger": "app.access", "msg": "request", '
+        f'{{"ts": "{_timestamp(created)}", "level": "INFO", "logger": "app.access", "msg": "request", '
         f'"request_id": "{request_id}", "method": {_quote(method)}, "path": {_quote(path)}, '
-        f'"status": {int(status)}, "duration_ms": {float(duration_ms)}'
+        f'"status": {int(status)}, "duration_ms": {duration * 1000:.2f}'
     )
     if client is not None:
         line += f', "client": {_quote(client)}'
-    handler.write_line(_AccessWriter.redactor(line + "}"))
+    return line + "}"
+
+
+class _AccessWriter:
+    """The handler the access log writes through; set by :func:`configure_logging`."""
+
+    handler: StdoutHandler | None = None
+
+
+def log_access(*, request_id: str, method: str, path: str, status: int, duration: float, client: str | None) -> None:
+    """Queue the access line of one request (``duration`` in seconds).
+
+    The entry goes straight to the JSON handler, unformatted, and is formatted and redacted with
+    its batch: building a full ``LogRecord`` (caller lookup, thread and process info), or even the
+    JSON line, per request costs more than the rest of the security middleware together.
+    """
+    handler = _AccessWriter.handler
+    if handler is not None and _access_logger.isEnabledFor(logging.INFO):
+        handler.write_access((time.time(), request_id, method, path, status, duration, client))
 
 
 def flush_logs() -> None:
@@ -231,13 +275,12 @@ def configure_logging(settings: Settings) -> None:
 
     Idempotent: calling it again (another app instance, a worker process) replaces the handler.
     """
-    handler = StdoutHandler()
+    redactor = Redactor.from_settings(settings)
+    handler = StdoutHandler(redactor)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(JsonFormatter())
-    redactor = Redactor.from_settings(settings)
     handler.addFilter(RedactingFilter(redactor))
     _AccessWriter.handler = handler
-    _AccessWriter.redactor = redactor
 
     root = logging.getLogger()
     for existing in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:

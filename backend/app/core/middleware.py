@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.core.logging import log_access
 
 error_log = logging.getLogger("app.error")
+_getrandbits = random.getrandbits
 
 Header = tuple[bytes, bytes]
 
@@ -82,13 +83,26 @@ class HostMatcher:
     The port is ignored.
     """
 
+    # Host values seen allowed are remembered (up to this many), so a request needs one set lookup.
+    MAX_KNOWN = 256
+
     def __init__(self, patterns: Iterable[str]) -> None:
         patterns = [p.lower() for p in patterns]
         self.allow_any = "*" in patterns
         self.exact = frozenset(p.encode() for p in patterns if not p.startswith("*"))
         self.suffixes = tuple(p[1:].encode() for p in patterns if p.startswith("*."))
+        #: Raw ``Host`` values already found allowed.
+        self.known: set[bytes | None] = set()
 
     def __call__(self, host_header: bytes | None) -> bool:
+        if host_header in self.known:
+            return True
+        allowed = self._matches(host_header)
+        if allowed and len(self.known) < self.MAX_KNOWN:
+            self.known.add(host_header)
+        return allowed
+
+    def _matches(self, host_header: bytes | None) -> bool:
         if self.allow_any:
             return True
         if not host_header:
@@ -128,6 +142,7 @@ class SecurityMiddleware:
     ) -> None:
         self.app = app
         self.host_allowed = HostMatcher(allowed_hosts)
+        self.known_hosts = self.host_allowed.known
         self.max_body_bytes = max_body_bytes
         self.headers = security_headers(hsts=hsts)
         self.docs_headers = security_headers(hsts=hsts, csp=DOCS_CSP)
@@ -143,7 +158,8 @@ class SecurityMiddleware:
         chunked = False
         for name, value in scope["headers"]:
             if name == b"host":
-                host = value
+                if host is None:  # the first one, as Starlette's Request reads it
+                    host = value
             elif name == b"x-request-id":
                 request_id = value
             elif name == b"content-length":
@@ -153,79 +169,78 @@ class SecurityMiddleware:
         if request_id is not None and _REQUEST_ID_RE.match(request_id):
             rid = request_id.decode("ascii")
         else:
-            rid = _new_request_id()
+            # 128 random bits as 32 hex digits. A request id correlates log lines and guards
+            # nothing: it needs uniqueness, not secrecy, so `random` (reseeded in every forked
+            # worker) serves, without the system call os.urandom makes per request.
+            rid = _getrandbits(128).to_bytes(16, "big").hex()
         scope.setdefault("state", {})["request_id"] = rid
-        extra = self.docs_headers if scope["path"] in self.docs_paths else self.headers
-        extra = [*extra, (b"x-request-id", rid.encode("ascii"))]
-        status = 500
-        started = False
+        headers = self.docs_headers if scope["path"] in self.docs_paths else self.headers
+        extra = [*headers, (b"x-request-id", rid.encode())]
+        # [status, started]: what the response said so far, for the access line and the 500 path.
+        sent = [500, False]
 
         async def send_secured(message: Message) -> None:
-            nonlocal status, started
             if message["type"] == "http.response.start":
-                started = True
-                status = message["status"]
+                sent[0] = message["status"]
+                sent[1] = True
                 message["headers"] = [h for h in message.get("headers", ()) if h[0].lower() not in _MANAGED] + extra
             await send(message)
 
-        async def respond(code: int, body: bytes, content_type: bytes, *headers: Header) -> None:
-            start_headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), *headers]
-            await send_secured({"type": "http.response.start", "status": code, "headers": start_headers})
-            await send_secured({"type": "http.response.body", "body": body})
-
-        received = 0
-
-        async def receive_limited() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise BodyTooLargeError(self.max_body_bytes)
-            return message
-
         try:
-            if not self.host_allowed(host):
-                await respond(400, b"Invalid host header", b"text/plain; charset=utf-8")
+            if host not in self.known_hosts and not self.host_allowed(host):
+                await _respond(send_secured, 400, b"Invalid host header", b"text/plain; charset=utf-8")
             elif content_length is not None and _declared_length(content_length) > self.max_body_bytes:
-                await respond(413, self.too_large_body, b"application/json", (b"connection", b"close"))
+                await _respond(send_secured, 413, self.too_large_body, b"application/json", (b"connection", b"close"))
             elif content_length is None and not chunked:
                 # No body can follow (RFC 9112 section 6.3): nothing to count, so no wrapper to pay for.
                 await self.app(scope, receive, send_secured)
             else:
-                await self.app(scope, receive_limited, send_secured)
+                await self.app(scope, _limited(receive, self.max_body_bytes), send_secured)
         except BodyTooLargeError:
             # Reached only when the body was read outside a FastAPI route (which answers itself).
-            if not started:
-                await respond(413, self.too_large_body, b"application/json", (b"connection", b"close"))
+            if not sent[1]:
+                await _respond(send_secured, 413, self.too_large_body, b"application/json", (b"connection", b"close"))
         except Exception:
             error_log.exception(
                 "unhandled error", extra={"request_id": rid, "method": scope["method"], "path": scope["path"]}
             )
-            status = 500
-            if not started:
+            if not sent[1]:
                 body = json.dumps({"detail": "Internal Server Error", "requestId": rid}).encode()
-                await respond(500, body, b"application/json")
+                await _respond(send_secured, 500, body, b"application/json")
+            sent[0] = 500
         finally:
             client = scope.get("client")
             log_access(
                 request_id=rid,
                 method=scope["method"],
                 path=scope["path"],
-                status=status,
-                duration_ms=round((time.perf_counter() - start) * 1000, 2),
+                status=sent[0],
+                duration=time.perf_counter() - start,
                 client=client[0] if client else None,
             )
 
 
-def _new_request_id() -> str:
-    """128 random bits as 32 hex digits.
+async def _respond(send: Send, code: int, body: bytes, content_type: bytes, *headers: Header) -> None:
+    """A whole response from this layer itself (400, 413, 500)."""
+    start_headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), *headers]
+    await send({"type": "http.response.start", "status": code, "headers": start_headers})
+    await send({"type": "http.response.body", "body": body})
 
-    A request id correlates log lines; it guards nothing, so it needs uniqueness, not secrecy.
-    ``random`` (reseeded from the OS in every forked worker) gives that without the system call
-    ``os.urandom`` makes per request, which costs more here than the rest of the header work.
-    """
-    return f"{random.getrandbits(128):032x}"
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    """``receive`` that raises :class:`BodyTooLargeError` once the body grows past ``limit`` bytes."""
+    received = 0
+
+    async def receive_limited() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise BodyTooLargeError(limit)
+        return message
+
+    return receive_limited
 
 
 def _declared_length(value: bytes) -> int:

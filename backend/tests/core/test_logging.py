@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import secrets
 import time
+import warnings
 from urllib.parse import quote
 
 import pytest
 from fastapi import Request
 from fastapi.testclient import TestClient
 
-from app.core.logging import REDACTED, JsonFormatter, Redactor, StdoutHandler, flush_logs
+from app.core.logging import REDACTED, AccessEntry, JsonFormatter, Redactor, StdoutHandler, flush_logs
 from app.main import create_app
 from tests.conftest import FAST_BACKOFF, SettingsFactory
 
@@ -165,8 +167,14 @@ def test_access_line_escapes_and_redacts_the_path(
     assert [r["status"] for r in access] == [404, 404]
 
 
-def test_access_lines_wait_for_their_batch_and_any_record_flushes_in_order(capsys: pytest.CaptureFixture[str]) -> None:
-    handler = StdoutHandler()
+def access_entry(path: str, request_id: str = "batch-test") -> AccessEntry:
+    return (time.time(), request_id, "GET", path, 200, 0.00125, "127.0.0.1")
+
+
+def test_access_entries_wait_for_their_batch_and_any_record_flushes_in_order(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    handler = StdoutHandler(Redactor(["batch-test-secret"]))
     handler.setFormatter(JsonFormatter())
     handler.FLUSH_INTERVAL_SECONDS = 30.0  # the timed flush stays out of this test's way
 
@@ -175,27 +183,71 @@ def test_access_lines_wait_for_their_batch_and_any_record_flushes_in_order(capsy
         lines = capsys.readouterr().out.splitlines()
         return [json.loads(line) for line in lines if "batch-test" in line]
 
-    handler.write_line('{"batch-test": 1}')
+    handler.write_access(access_entry("/first"))
+    handler.write_access(access_entry("/leak/batch-test-secret"))
     assert ours() == []
     handler.emit(logging.LogRecord("batch-test", logging.INFO, __file__, 1, "stopped", None, None))
-    first, record = ours()
-    assert first == {"batch-test": 1}
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", str(record.pop("ts")))
+    first, second, record = ours()
+    for line in (first, second, record):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", str(line.pop("ts")))
+    assert first == {
+        "level": "INFO",
+        "logger": "app.access",
+        "msg": "request",
+        "request_id": "batch-test",
+        "method": "GET",
+        "path": "/first",
+        "status": 200,
+        "duration_ms": 1.25,
+        "client": "127.0.0.1",
+    }
+    assert second["path"] == f"/leak/{REDACTED}"
     assert record == {"level": "INFO", "logger": "batch-test", "msg": "stopped"}
-    for n in range(StdoutHandler.MAX_PENDING_LINES):
-        handler.write_line(f'{{"batch-test": {n}}}')
-    assert len(ours()) == StdoutHandler.MAX_PENDING_LINES
 
 
-def test_a_waiting_line_is_written_within_the_flush_interval(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_waiting_entry_is_written_within_the_flush_interval_and_the_flusher_wakes_again(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     handler = StdoutHandler()
     handler.FLUSH_INTERVAL_SECONDS = 0.01
     capsys.readouterr()
-    handler.write_line('{"marker": "waiting line"}')
-    deadline = time.monotonic() + 5
     out: list[str] = []
-    # Other apps' handlers of earlier tests may flush their own leftovers into this capture too.
-    while '{"marker": "waiting line"}' not in out and time.monotonic() < deadline:
+
+    def wait_for(marker: str) -> None:
+        deadline = time.monotonic() + 5
+        # Other apps' handlers of earlier tests may flush their own leftovers into this capture too.
+        while not any(marker in line for line in out) and time.monotonic() < deadline:
+            time.sleep(0.01)
+            out.extend(capsys.readouterr().out.splitlines())
+
+    handler.write_access(access_entry("/waiting-1"))
+    wait_for("/waiting-1")
+    # After a quiet interval the flusher sleeps until the next entry wakes it.
+    deadline = time.monotonic() + 5
+    while not handler._flusher_idle and time.monotonic() < deadline:
         time.sleep(0.01)
-        out += capsys.readouterr().out.splitlines()
-    assert out.count('{"marker": "waiting line"}') == 1
+    assert handler._flusher_idle
+    handler.write_access(access_entry("/waiting-2"))
+    wait_for("/waiting-2")
+    paths = [json.loads(line)["path"] for line in out if "/waiting-" in line]
+    assert paths == ["/waiting-1", "/waiting-2"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
+def test_a_forked_child_drops_the_inherited_queue_and_starts_its_own_flusher() -> None:
+    handler = StdoutHandler()
+    handler.FLUSH_INTERVAL_SECONDS = 30.0
+    handler.write_access(access_entry("/parent"))
+    with warnings.catch_warnings():
+        # Python 3.12+ warns about forking a process with threads; this child only checks state.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: the parent's entry is the parent's to write
+        inherited = len(handler._pending)
+        handler.write_access(access_entry("/child"))
+        alive = handler._flusher is not None and handler._flusher.is_alive()
+        os._exit(0 if inherited == 0 and alive else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert [entry[3] for entry in handler._pending] == ["/parent"]
+    handler._pending.clear()

@@ -251,3 +251,23 @@ def test_host_matcher(host: bytes | None, allowed: bool) -> None:
 
 def test_host_matcher_wildcard_accepts_anything() -> None:
     assert HostMatcher(["*"])(None) is True
+
+
+def test_host_matcher_remembers_allowed_values_only_and_boundedly() -> None:
+    matcher = HostMatcher(["*.example.org"])
+    assert matcher(b"evil.example.net") is False
+    assert matcher(b"evil.example.net") is False
+    assert matcher.known == set()
+    for n in range(HostMatcher.MAX_KNOWN + 10):
+        assert matcher(f"h{n}.example.org".encode()) is True
+    assert len(matcher.known) == HostMatcher.MAX_KNOWN
+    # Past the bound, allowed values are still answered, just not remembered.
+    assert matcher(f"h{HostMatcher.MAX_KNOWN + 5}.example.org".encode()) is True
+    assert matcher(b"evil.example.net") is False
+
+
+def test_a_second_host_header_does_not_override_the_first(make_client: ClientFactory) -> None:
+    client = make_client(APP_ENV="staging", ALLOWED_HOSTS="api.example.com")
+    # The app builds URLs from the first Host header, so the first one is the one checked.
+    response = client.get("/healthz", headers=[("Host", "evil.example.net"), ("Host", "api.example.com")])
+    assert response.status_code == 400
