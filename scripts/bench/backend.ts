@@ -31,9 +31,13 @@ import { freePort, httpRequest, sleep, waitFor } from "../../test/support/wait";
 
 const ROOT = join(__dirname, "..", "..");
 const GOALS = { imageOverheadMb: 60, warmRebuildRatio: 0.15, startToReadyMs: 2000, middlewareOverhead: 0.15 };
-// The server runs on core 0 and wrk on core 1 (one thread): on a two-core machine, letting both
-// float makes each round depend on where the scheduler put them, which swamps a 15 % difference.
-const WRK = { threads: 1, connections: 16, seconds: 4, rounds: 7, serverCpu: "0", loadCpu: "1" };
+// Both variants run at the same time, each container pinned to core 0 with its own wrk (one
+// thread each) on core 1. On this VM the speed of a core moves by ±20 % from second to second, so
+// measuring the variants one after the other compares two different machines; loaded together,
+// they share every slow and fast moment. The kernel splits core 0 evenly between the two busy
+// containers, so the throughput ratio is the ratio of CPU per request. Core 1 must keep idle
+// time, or wrk rather than the server would set the pace: each round records how busy it was.
+const WRK = { threads: 1, connections: 16, seconds: 5, rounds: 7, serverCpu: "0", loadCpu: "1", maxLoadCpuBusy: 0.8 };
 const PREFIX = uniqueName("bench-backend");
 const PROFILE = { ...hardeningProfile, restart: "no" as const };
 const containers: string[] = [];
@@ -116,6 +120,16 @@ async function containerCpuNs(name: string): Promise<number | null> {
       return null;
     }
   }
+}
+
+/** Busy and total jiffies of one core, from /proc/stat. */
+function coreTicks(core: string): { busy: number; total: number } {
+  const line = readFileSync("/proc/stat", "utf8").split("\n").find((l) => l.startsWith(`cpu${core} `));
+  if (line === undefined) throw new Error(`/proc/stat has no line for core ${core}; this benchmark needs two cores`);
+  const ticks = line.trim().split(/\s+/).slice(1).map(Number);
+  const idle = ticks[3]! + (ticks[4] ?? 0);
+  const total = ticks.reduce((sum, t) => sum + t, 0);
+  return { busy: total - idle, total };
 }
 
 function cpuOverhead(variants: Record<"on" | "off", WrkFigures[]>): number | null {
@@ -203,20 +217,33 @@ async function main(): Promise<void> {
     }
 
     const throughput: Record<string, Record<"on" | "off", WrkFigures[]>> = {};
+    const loadCpuBusy: Record<string, number[]> = {};
     for (const path of ["/healthz", "/api/v1/items"]) {
       throughput[path] = { on: [], off: [] };
-      // Alternating rounds spread drift on a shared machine over both variants alike.
+      loadCpuBusy[path] = [];
       for (let r = 0; r < WRK.rounds; r++) {
-        for (const [variant, url] of [["on", on], ["off", off]] as const) {
-          throughput[path]![variant].push(await runWrkOn(`${PREFIX}-${variant}`, `${url}${path}`));
-          await sleep(500);
+        const before = coreTicks(WRK.loadCpu);
+        const [withIt, withoutIt] = await Promise.all([
+          runWrkOn(`${PREFIX}-on`, `${on}${path}`),
+          runWrkOn(`${PREFIX}-off`, `${off}${path}`),
+        ]);
+        const after = coreTicks(WRK.loadCpu);
+        const busy = round((after.busy - before.busy) / Math.max(1, after.total - before.total));
+        if (busy > WRK.maxLoadCpuBusy) {
+          throw new Error(
+            `core ${WRK.loadCpu} (wrk) was ${Math.round(busy * 100)} % busy in round ${r + 1} of ${path}: wrk, not the server, ` +
+              "may have set the pace; stop other work on this machine and run the benchmark again",
+          );
         }
+        throughput[path]!.on.push(withIt);
+        throughput[path]!.off.push(withoutIt);
+        loadCpuBusy[path]!.push(busy);
+        await sleep(500);
       }
     }
     await removeContainers(`${PREFIX}-on`, `${PREFIX}-off`);
 
-    // Each round measures both variants back to back; the overhead is the median of the rounds'
-    // ratios, so a burst of noise on this shared machine moves one round, not the figure.
+    // Each round measures both variants at once; the overhead is the median of the rounds' ratios.
     const middle = (runs: WrkFigures[]): WrkFigures => {
       const sorted = [...runs].sort((a, b) => a.requestsPerSecond - b.requestsPerSecond);
       return sorted[Math.floor(sorted.length / 2)]!;
@@ -234,6 +261,7 @@ async function main(): Promise<void> {
             // The same comparison on CPU per request: 1 - off/on, the share of the on-variant's CPU
             // that the middleware takes, which is the throughput it costs on a saturated core.
             cpuOverhead: cpuOverhead(variants),
+            loadCpuBusy: loadCpuBusy[path],
             allRuns: variants,
           },
         ];
