@@ -142,7 +142,6 @@ class SecurityMiddleware:
     ) -> None:
         self.app = app
         self.host_allowed = HostMatcher(allowed_hosts)
-        self.known_hosts = self.host_allowed.known
         self.max_body_bytes = max_body_bytes
         self.headers = security_headers(hsts=hsts)
         self.docs_headers = security_headers(hsts=hsts, csp=DOCS_CSP)
@@ -176,18 +175,19 @@ class SecurityMiddleware:
         scope.setdefault("state", {})["request_id"] = rid
         headers = self.docs_headers if scope["path"] in self.docs_paths else self.headers
         extra = [*headers, (b"x-request-id", rid.encode())]
-        # [status, started]: what the response said so far, for the access line and the 500 path.
-        sent = [500, False]
+        status = 500
+        started = False
 
         async def send_secured(message: Message) -> None:
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                sent[0] = message["status"]
-                sent[1] = True
+                started = True
+                status = message["status"]
                 message["headers"] = [h for h in message.get("headers", ()) if h[0].lower() not in _MANAGED] + extra
             await send(message)
 
         try:
-            if host not in self.known_hosts and not self.host_allowed(host):
+            if not self.host_allowed(host):
                 await _respond(send_secured, 400, b"Invalid host header", b"text/plain; charset=utf-8")
             elif content_length is not None and _declared_length(content_length) > self.max_body_bytes:
                 await _respond(send_secured, 413, self.too_large_body, b"application/json", (b"connection", b"close"))
@@ -198,23 +198,23 @@ class SecurityMiddleware:
                 await self.app(scope, _limited(receive, self.max_body_bytes), send_secured)
         except BodyTooLargeError:
             # Reached only when the body was read outside a FastAPI route (which answers itself).
-            if not sent[1]:
+            if not started:
                 await _respond(send_secured, 413, self.too_large_body, b"application/json", (b"connection", b"close"))
         except Exception:
             error_log.exception(
                 "unhandled error", extra={"request_id": rid, "method": scope["method"], "path": scope["path"]}
             )
-            if not sent[1]:
+            status = 500
+            if not started:
                 body = json.dumps({"detail": "Internal Server Error", "requestId": rid}).encode()
                 await _respond(send_secured, 500, body, b"application/json")
-            sent[0] = 500
         finally:
             client = scope.get("client")
             log_access(
                 request_id=rid,
                 method=scope["method"],
                 path=scope["path"],
-                status=sent[0],
+                status=status,
                 duration=time.perf_counter() - start,
                 client=client[0] if client else None,
             )
