@@ -3,6 +3,15 @@ import * as pulumi from "@pulumi/pulumi";
 import { containerEnv } from "./envMapping";
 import { hardeningProfile, withResources, type HardeningProfile, type ResourceLimits } from "./hardening";
 
+/**
+ * `cpus` spelled the way the Docker provider reads it back from the engine: whole numbers with one
+ * decimal ("1.0"), others as they are ("0.5"). Any other spelling is a diff on every preview, and a
+ * diff of `cpus` replaces the container.
+ */
+export function dockerCpus(cpus: number): string {
+  return Number.isInteger(cpus) ? cpus.toFixed(1) : String(cpus);
+}
+
 /** Arguments of {@link BackendService}. */
 export interface BackendServiceArgs {
   /** Pinned image reference to run (repo digest or local image id). */
@@ -19,8 +28,6 @@ export interface BackendServiceArgs {
   secrets: Readonly<Record<string, pulumi.Input<string>>>;
   /** Resource limits over the hardening profile's defaults. */
   resources?: Partial<ResourceLimits>;
-  /** Seconds to wait for the image's health check to report healthy; 120 when unset. */
-  waitTimeoutSeconds?: number;
   /** Extra container labels. */
   labels?: Readonly<Record<string, string>>;
   /** Hardening profile; the shared profile when unset. */
@@ -29,8 +36,9 @@ export interface BackendServiceArgs {
 
 /**
  * The backend container with its network and data volume, locked down by the hardening profile.
- * Health comes from the image's own `HEALTHCHECK`; `wait` makes the update fail when it never
- * turns healthy.
+ * The engine does not wait for the container here: the readiness check that follows proves it ready
+ * and fails as soon as the container dies, with the container's own error (an engine-side `wait`
+ * would block for its whole timeout first and report only "not healthy").
  */
 export class BackendService extends pulumi.ComponentResource {
   /** The container's id; changes whenever the container is replaced. */
@@ -70,7 +78,7 @@ export class BackendService extends pulumi.ComponentResource {
         memory: profile.resources.memoryMb,
         // Equal to memory: the container gets no swap on top of its limit.
         memorySwap: profile.resources.memoryMb,
-        cpus: String(profile.resources.cpus),
+        cpus: dockerCpus(profile.resources.cpus),
         // The provider has no pids-limit field; RLIMIT_NPROC on the container's non-root user is the
         // closest control it exposes (it counts that uid's processes and threads).
         ulimits: [{ name: "nproc", soft: profile.resources.pids, hard: profile.resources.pids }],
@@ -87,8 +95,6 @@ export class BackendService extends pulumi.ComponentResource {
         labels: Object.entries(labels)
           .sort(([a], [b]) => a.localeCompare(b))
           .map(([label, value]) => ({ label, value })),
-        wait: true,
-        waitTimeout: args.waitTimeoutSeconds ?? 120,
         mustRun: true,
       },
       {

@@ -99,7 +99,8 @@ describe("staging program under mocks", () => {
     expect(c.securityOpts).toEqual(["no-new-privileges:true"]);
     expect(c.memory).toBe(512);
     expect(c.memorySwap).toBe(512);
-    expect(c.cpus).toBe("1");
+    // The provider reads whole numbers back as "1.0"; any other spelling is a perpetual replacement.
+    expect(c.cpus).toBe("1.0");
     expect(c.ulimits).toEqual([{ name: "nproc", soft: 256, hard: 256 }]);
     expect(c.restart).toBe("unless-stopped");
     expect(c.logDriver).toBe("json-file");
@@ -109,12 +110,13 @@ describe("staging program under mocks", () => {
     expect(c.destroyGraceSeconds).toBe(30);
   });
 
-  it("publishes the port on loopback, waits for health, labels the container", () => {
+  it("publishes the port on loopback, leaves the wait to the readiness check, labels the container", () => {
     const c = mocks.byName(`${PREFIX}-container`).inputs;
     expect(c.ports).toEqual([{ internal: 8000, external: 8080, ip: "127.0.0.1", protocol: "tcp" }]);
     expect(c.networksAdvanced).toEqual([{ name: `${PREFIX}-network` }]);
-    expect(c.wait).toBe(true);
-    expect(c.waitTimeout).toBe(120);
+    // An engine-side wait would block for its whole timeout before the readiness check could fail fast.
+    expect(c.wait).toBeUndefined();
+    expect(c.waitTimeout).toBeUndefined();
     expect(c.mustRun).toBe(true);
     expect(c.healthcheck).toBeUndefined();
     expect(c.labels).toEqual([
@@ -256,13 +258,7 @@ describe("staging variants", () => {
     const { mocks, outputs } = await runStaging(setup);
     const c = mocks.byName(`${PREFIX}-container`).inputs;
     expect(c.ports).toEqual([{ internal: 8001, external: 9090, ip: "127.0.0.1", protocol: "tcp" }]);
-    expect([c.memory, c.memorySwap, c.cpus, c.ulimits, c.waitTimeout]).toEqual([
-      256,
-      256,
-      "0.5",
-      [{ name: "nproc", soft: 64, hard: 64 }],
-      30,
-    ]);
+    expect([c.memory, c.memorySwap, c.cpus, c.ulimits]).toEqual([256, 256, "0.5", [{ name: "nproc", soft: 64, hard: 64 }]]);
     expect(asSeenByEngine(c.envs)).toEqual({
       secret: true,
       value: expect.arrayContaining(["PORT=8001", "LOG_LEVEL=debug"]) as unknown,
