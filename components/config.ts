@@ -56,7 +56,13 @@ const Secrets = z
     }
   });
 
-const Env = z.record(z.string(), z.string({ error: "expected a string" })).superRefine((env, ctx) => {
+// `pulumi config set --path service.env.WEB_CONCURRENCY 2` stores the number 2, and `true` the
+// boolean: the container gets their text either way.
+const EnvValue = z
+  .union([z.string(), z.number(), z.boolean()], { error: "expected a string, number or boolean" })
+  .transform(String);
+
+const Env = z.record(z.string(), EnvValue).superRefine((env, ctx) => {
   for (const name of Object.keys(env)) {
     if (!EnvName.safeParse(name).success) {
       ctx.addIssue({ code: "custom", path: [name], message: "not a valid environment variable name", params: { fix: "rm" } });
@@ -485,7 +491,8 @@ export function loadConfig(): BackendConfig {
       isSdkSecret: (key) => runtime.isConfigSecret?.(key) ?? false,
     },
   });
-  if (!result.ok) throw new Error(formatProblems(stack, result.problems));
+  // RunError: the engine prints the message alone, without a stack trace of the program.
+  if (!result.ok) throw new pulumi.RunError(formatProblems(stack, result.problems));
   // Plain values of secrets go no further than here: the program only sees secret Outputs.
   const { secrets, registryPassword, ...rest } = result.config;
   // The delivery component reads its secrets through pulumi.Config as secret Outputs itself.

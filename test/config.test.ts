@@ -126,7 +126,8 @@ const cases: BadCase[] = [
   },
   { name: "PORT in env", mutate: (c) => (env(c).PORT = "9000"), at: "service.env.PORT", fix: "pulumi config rm --stack staging --path 'service.env.PORT'" },
   { name: "invalid env name", mutate: (c) => (env(c)["1BAD"] = "x"), at: "service.env.1BAD", fix: "pulumi config rm --stack staging --path 'service.env.1BAD'" },
-  { name: "env value not a string", mutate: (c) => (env(c).LOG_LEVEL = 3), at: "service.env.LOG_LEVEL", fix: `${S} --path 'service.env.LOG_LEVEL' <value>` },
+  { name: "env value an object", mutate: (c) => (env(c).LOG_LEVEL = { level: "info" }), at: "service.env.LOG_LEVEL", fix: `${S} --path 'service.env.LOG_LEVEL' <value>` },
+  { name: "env value a list", mutate: (c) => (env(c).ALLOWED_HOSTS = ["a.example", "b.example"]), at: "service.env.ALLOWED_HOSTS", fix: `${S} --path 'service.env.ALLOWED_HOSTS' <value>` },
   {
     name: "env also in secrets",
     mutate: (c) => {
@@ -273,6 +274,19 @@ describe("stack config: valid", () => {
     const result = parseStackConfig(raw(config));
     expect(result.ok && result.config.service.hostPort).toBe(9090);
     expect(result.ok && result.config.service.resources.cpus).toBe(0.5);
+  });
+
+  it("passes env numbers and booleans, as `pulumi config set --path` stores them, on as their text", () => {
+    const config = stagingConfig();
+    Object.assign(env(config), { WEB_CONCURRENCY: 2, SHUTDOWN_TIMEOUT_SECONDS: 12.5, FEATURE_X: true, FEATURE_Y: false });
+    const result = parseStackConfig(raw(config));
+    expect(result.ok && result.config.service.env).toEqual({
+      LOG_LEVEL: "info",
+      WEB_CONCURRENCY: "2",
+      SHUTDOWN_TIMEOUT_SECONDS: "12.5",
+      FEATURE_X: "true",
+      FEATURE_Y: "false",
+    });
   });
 
   it("accepts a whole secrets object stored as one encrypted value", () => {
