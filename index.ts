@@ -25,7 +25,6 @@ function deploy(config: BackendConfig, image: { image: pulumi.Input<string>; ima
     env: config.service.env,
     secrets: config.secrets,
     resources: config.service.resources,
-    waitTimeoutSeconds: config.readiness.timeoutSeconds,
     labels: { "backend-delivery.stack": config.stack, "backend-delivery.environment": config.environment },
   });
   const check = new ReadinessCheck(`${prefix}-readiness`, {
@@ -84,7 +83,8 @@ async function main(): Promise<Record<string, unknown>> {
     url,
     readiness,
     promotedFrom: { stack: approved.stack, imageDigest: approved.imageDigest, checkedAt: approved.checkedAt },
-    previousImageRef: approved.previousImageRef,
+    // Absent, not undefined, on the first deploy: the engine warns about undefined stack outputs.
+    ...(approved.previousImageRef === undefined ? {} : { previousImageRef: approved.previousImageRef }),
     ...(approved.override === undefined ? {} : { promotionOverride: approved.override }),
   };
 }

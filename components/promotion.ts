@@ -421,12 +421,22 @@ export function formatDuration(ms: number): string {
   return `${Math.round(ms / 1000)} s`;
 }
 
+/** The outputs of the stack's own last update that decide its rollback target. */
+export interface PreviousOutputs {
+  readonly imageRef?: string;
+  readonly previousImageRef?: string;
+}
+
+/**
+ * The rollback target after an update that runs `next`: the last *different* image the stack ran.
+ * An update that keeps the image (a rerun, a secret rotation) keeps the target it had.
+ */
+export function nextPreviousImageRef(previous: PreviousOutputs, next: string): string | undefined {
+  if (previous.imageRef === undefined || previous.imageRef === next) return previous.previousImageRef;
+  return previous.imageRef;
+}
+
 /** The staging outputs as plain (non-secret) details, the way a reader of plain outputs sees them. */
 export function plainOutputs(values: Readonly<Record<string, unknown>>): StagingOutputs {
   return Object.fromEntries(Object.entries(values).map(([name, value]) => [name, { value }]));
-}
-
-/** One reason as a readable line: the output, what is wrong, and the fix. */
-export function formatReason(reason: PromotionReason): string {
-  return `- ${reason.output}: ${reason.problem}.\n  fix: ${reason.fix}`;
 }

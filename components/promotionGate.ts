@@ -1,5 +1,5 @@
 /**
- * The prod promotion gate: reads the staging stack through a `StackReference`, asks
+ * The prod promotion gate: reads the staging stack's outputs (stackOutputs.ts), asks
  * {@link decidePromotion} whether its image may be promoted, and throws before any prod resource
  * is constructed when the answer is no. The program awaits {@link resolvePromotion} at its entry,
  * because a check inside an `apply` would run only after resources had been registered.
@@ -8,12 +8,15 @@ import * as pulumi from "@pulumi/pulumi";
 import {
   REQUIRED_OUTPUTS,
   decidePromotion,
-  formatReason,
+  nextPreviousImageRef,
   type OutputDetails,
+  type PreviousOutputs,
   type PromotionDecision,
   type PromotionReason,
   type StagingOutputs,
 } from "./promotion";
+import { formatReason, formatVerdict, refusalMessage, type PromotionVerdict, type VerdictReason } from "./promotionVerdict";
+import { StackReadError, currentStackName, readStackOutputs } from "./stackOutputs";
 
 /** A recorded break-glass approval for a promotion the gate would otherwise refuse. */
 export interface PromotionOverride {
@@ -47,31 +50,26 @@ export interface ApprovedPromotion {
   stack: string;
   /** Present only when an override let a blocked promotion through. */
   override?: PromotionOverride;
-  /** The `imageRef` prod exported before this update: the rollback target; absent on first deploy. */
+  /** The last different image prod ran before this one: the rollback target; absent until there is one. */
   previousImageRef?: string;
 }
 
-/** Reads the staging stack (and prod's own previous outputs) for the promotion decision. */
+/**
+ * The gate as a resource of its own, so that its verdict and warnings are attached to it. It holds
+ * no state: the stacks are read with the engine's `readStackOutputs` (see stackOutputs.ts).
+ */
 export class PromotionGate extends pulumi.ComponentResource {
-  /** The staging stack promoted from. */
-  readonly staging: pulumi.StackReference;
-  /** This stack's own outputs from its last update, for the rollback record. */
-  readonly previous: pulumi.StackReference;
-
   constructor(name: string, args: PromotionGateArgs, opts: pulumi.ComponentResourceOptions = {}) {
     checkArgs(args);
     super("backend-delivery:index:PromotionGate", name, {}, opts);
-    this.staging = new pulumi.StackReference(`${name}-staging`, { name: args.fromStack }, { parent: this });
-    // A stack may read its own last outputs through a reference to itself (pulumi/pulumi#3722):
-    // that is what prod ran before this update.
-    this.previous = new pulumi.StackReference(`${name}-previous`, { name: currentStackName() }, { parent: this });
     this.registerOutputs({});
   }
 }
 
 /**
- * Constructs the gate, reads staging, decides, and returns the approved image; throws one error
- * listing every reason (and its fix) when the promotion is refused.
+ * Constructs the gate, reads staging, decides, logs the verdict (the line the pull-request comment
+ * reads back) and returns the approved image; throws one error listing every reason (and its fix)
+ * when the promotion is refused.
  */
 export async function resolvePromotion(
   name: string,
@@ -79,10 +77,7 @@ export async function resolvePromotion(
   opts: pulumi.ComponentResourceOptions = {},
 ): Promise<ApprovedPromotion> {
   const gate = new PromotionGate(name, args, opts);
-  const [staging, previousImageRef] = await Promise.all([
-    readStaging(gate.staging, args.fromStack),
-    readPreviousImageRef(gate.previous, gate),
-  ]);
+  const [staging, previous] = await Promise.all([readStaging(args.fromStack), readPrevious(gate)]);
   const decision: PromotionDecision =
     "notFound" in staging
       ? { allowed: false, reasons: [staging.notFound] }
@@ -91,14 +86,29 @@ export async function resolvePromotion(
   const approved = (override?: PromotionOverride): ApprovedPromotion => {
     const outputs = "outputs" in staging ? staging.outputs : {};
     const readiness = outputs.readiness?.value as { checkedAt?: unknown } | undefined;
+    const imageRef = outputs.imageRef?.value as string;
+    const previousImageRef = nextPreviousImageRef(previous, imageRef);
     return {
-      imageRef: outputs.imageRef?.value as string,
+      imageRef,
       imageDigest: outputs.imageDigest?.value as string,
       checkedAt: typeof readiness?.checkedAt === "string" ? readiness.checkedAt : "unchecked",
       stack: args.fromStack,
       ...(override === undefined ? {} : { override: { reason: override.reason, approvedBy: override.approvedBy } }),
       ...(previousImageRef === undefined ? {} : { previousImageRef }),
     };
+  };
+  const allow = (override?: PromotionOverride): ApprovedPromotion => {
+    const image = approved(override);
+    const verdict: PromotionVerdict = {
+      allowed: true,
+      fromStack: args.fromStack,
+      imageRef: image.imageRef,
+      imageDigest: image.imageDigest,
+      checkedAt: image.checkedAt,
+      ...(image.override === undefined ? {} : { override: image.override, overridden: decision.reasons.map(plainReason) }),
+    };
+    pulumi.log.info(formatVerdict(verdict), gate);
+    return image;
   };
 
   if (decision.allowed) {
@@ -109,7 +119,7 @@ export async function resolvePromotion(
         gate,
       );
     }
-    return approved();
+    return allow();
   }
   const blocking = decision.reasons.filter((r) => !r.overridable);
   if (args.override !== undefined && blocking.length === 0) {
@@ -121,28 +131,15 @@ export async function resolvePromotion(
         "`pulumi config rm --path promotion.override`",
       gate,
     );
-    return approved(args.override);
+    return allow(args.override);
   }
-  throw new pulumi.RunError(blockedMessage(args, decision.reasons, blocking));
+  const verdict: PromotionVerdict = { allowed: false, fromStack: args.fromStack, reasons: decision.reasons.map(plainReason) };
+  pulumi.log.info(formatVerdict(verdict), gate);
+  throw new pulumi.RunError(refusalMessage(verdict, args.override !== undefined));
 }
 
-function blockedMessage(
-  args: PromotionGateArgs,
-  reasons: readonly PromotionReason[],
-  blocking: readonly PromotionReason[],
-): string {
-  const count = reasons.length === 1 ? "1 reason" : `${reasons.length} reasons`;
-  const lines = [
-    `prod promotion from ${args.fromStack} refused (${count}); no prod resource was touched:`,
-    ...reasons.map(formatReason),
-  ];
-  if (args.override !== undefined) {
-    lines.push(
-      `promotion.override cannot lift: ${blocking.map((r) => r.output).join(", ")} ` +
-        "(prod would have no trustworthy image to run).",
-    );
-  }
-  return lines.join("\n");
+function plainReason(reason: PromotionReason): VerdictReason {
+  return { code: reason.code, output: reason.output, problem: reason.problem, fix: reason.fix, overridable: reason.overridable };
 }
 
 /** Rejects args the gate cannot act on, naming the config key and the fix. */
@@ -168,35 +165,19 @@ function checkArgs(args: PromotionGateArgs): void {
   if (problems.length > 0) throw new pulumi.RunError(`invalid promotion settings:\n- ${problems.join("\n- ")}`);
 }
 
-/** `<organization>/<project>/<stack>` of the stack being updated. */
-function currentStackName(): string {
-  let organization: string;
-  try {
-    organization = pulumi.getOrganization();
-  } catch {
-    // The file backend's organization is always the constant "organization".
-    organization = "organization";
-  }
-  return `${organization}/${pulumi.getProject()}/${pulumi.getStack()}`;
-}
-
 type StagingRead = { outputs: StagingOutputs } | { notFound: PromotionReason };
 
-async function readStaging(ref: pulumi.StackReference, fromStack: string): Promise<StagingRead> {
+async function readStaging(fromStack: string): Promise<StagingRead> {
   try {
-    const entries = await Promise.all(
-      REQUIRED_OUTPUTS.map(async (output): Promise<[string, OutputDetails]> => [
-        output,
-        await ref.getOutputDetails(output),
-      ]),
-    );
-    return { outputs: Object.fromEntries(entries) };
+    const outputs = await readStackOutputs(fromStack);
+    return { outputs: Object.fromEntries(REQUIRED_OUTPUTS.map((name) => [name, outputs[name] ?? {}])) };
   } catch (error) {
+    if (!(error instanceof StackReadError)) throw error;
     return {
       notFound: {
         code: "stack-not-found",
         output: "promotion.fromStack",
-        problem: `staging stack ${fromStack} not found or unreadable (${firstLine(error)})`,
+        problem: `staging stack ${fromStack} not found or unreadable (${error.message})`,
         fix:
           `create it and deploy it: \`pulumi stack init ${fromStack}\` then \`pulumi up --stack ${fromStack}\`, ` +
           "or point `promotion.fromStack` at the staging stack",
@@ -206,21 +187,29 @@ async function readStaging(ref: pulumi.StackReference, fromStack: string): Promi
   }
 }
 
-async function readPreviousImageRef(
-  ref: pulumi.StackReference,
-  gate: pulumi.Resource,
-): Promise<string | undefined> {
+/** What this stack exported before this update; empty on the first deploy. */
+async function readPrevious(gate: pulumi.Resource): Promise<PreviousOutputs> {
+  let outputs: Record<string, OutputDetails>;
   try {
-    const details = await ref.getOutputDetails("imageRef");
-    if (details.secretValue !== undefined) {
-      pulumi.log.warn("the previous `imageRef` output is a secret; previousImageRef is left out", gate);
-      return undefined;
-    }
-    return typeof details.value === "string" ? details.value : undefined;
+    outputs = await readStackOutputs(currentStackName());
   } catch (error) {
     pulumi.log.warn(`could not read this stack's previous outputs, previousImageRef is left out: ${firstLine(error)}`, gate);
-    return undefined;
+    return {};
   }
+  const read = (output: "imageRef" | "previousImageRef"): string | undefined => {
+    const details = outputs[output];
+    if (details?.secretValue !== undefined) {
+      pulumi.log.warn(`the previous \`${output}\` output is a secret; previousImageRef cannot use it`, gate);
+      return undefined;
+    }
+    return typeof details?.value === "string" ? details.value : undefined;
+  };
+  const imageRef = read("imageRef");
+  const previousImageRef = read("previousImageRef");
+  return {
+    ...(imageRef === undefined ? {} : { imageRef }),
+    ...(previousImageRef === undefined ? {} : { previousImageRef }),
+  };
 }
 
 function firstLine(error: unknown): string {

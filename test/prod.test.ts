@@ -5,9 +5,10 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { PROJECT, RecordingMocks, awaitOutput, setUpStack, type MockOptions } from "./support/mocks";
+import { PROJECT, RecordingMocks, awaitOutput, setUpStack } from "./support/mocks";
 import { canaryDatabaseUrl } from "./support/canary";
 import { stagingRecord, without } from "./support/stagingRecord";
+import { readVerdict, type PromotionVerdict } from "../components/promotionVerdict";
 
 const STACK = "prod";
 const STAGING = `organization/${PROJECT}/staging`;
@@ -19,7 +20,7 @@ const OTHER_DIGEST = `sha256:${"e".repeat(64)}`;
 const CHECKED_AT = new Date(Date.now() - 3_600_000).toISOString();
 const REGISTRY_REF = `ghcr.io/example/backend-delivery@${DIGEST}`;
 const REGISTRY_CONFIG = { image: { registry: { server: "ghcr.io", username: "deployer" } }, registryPassword: "registry-password-for-tests-only" };
-const GATE_TYPES = ["backend-delivery:index:PromotionGate", "pulumi:pulumi:StackReference", "pulumi:pulumi:StackReference"];
+const GATE_TYPES = ["backend-delivery:index:PromotionGate"];
 const CONTAINER = "docker:index/container:Container";
 /** What prod deploys once the gate approves: the same service and readiness check as staging, no image build. */
 const PROD_TYPES = [
@@ -30,25 +31,6 @@ const PROD_TYPES = [
   "docker:index/volume:Volume",
   "pulumi-nodejs:dynamic:Resource",
 ].sort();
-
-/** Stack references additionally report some outputs as secret, as the engine does for secret exports. */
-class SecretOutputMocks extends RecordingMocks {
-  constructor(
-    options: MockOptions,
-    private readonly secretOutputNames: Record<string, string[]>,
-  ) {
-    super(options);
-  }
-
-  override newResource(args: pulumi.runtime.MockResourceArgs) {
-    const result = super.newResource(args);
-    const names = this.secretOutputNames[String((args.inputs as Record<string, unknown>).name)];
-    if (args.type === "pulumi:pulumi:StackReference" && names !== undefined) {
-      return { ...result, state: { ...result.state, secretOutputNames: names } };
-    }
-    return result;
-  }
-}
 
 let mocks: RecordingMocks;
 
@@ -72,11 +54,13 @@ async function prodStack(
   };
   const encrypted = ["secrets.DATABASE_URL", "secrets.SECRET_KEY"];
   if (extraConfig.registryPassword !== undefined) encrypted.push("registryPassword");
-  ({ mocks } = await setUpStack({ stack: STACK, config, encrypted, preview: options.preview ?? false, mocks: { stacks } }));
-  if (options.secretOutputs !== undefined) {
-    mocks = new SecretOutputMocks({ stacks }, options.secretOutputs);
-    await pulumi.runtime.setMocks(mocks, PROJECT, STACK, options.preview ?? false);
-  }
+  ({ mocks } = await setUpStack({
+    stack: STACK,
+    config,
+    encrypted,
+    preview: options.preview ?? false,
+    mocks: { stacks, ...(options.secretOutputs === undefined ? {} : { secretOutputNames: options.secretOutputs }) },
+  }));
 }
 
 /** Types of every resource registered so far, in order. */
@@ -117,12 +101,20 @@ async function programError(): Promise<Error> {
 }
 
 let warn: ReturnType<typeof vi.spyOn>;
+let info: ReturnType<typeof vi.spyOn>;
 beforeEach(() => {
   warn = vi.spyOn(pulumi.log, "warn").mockImplementation(() => Promise.resolve());
+  info = vi.spyOn(pulumi.log, "info").mockImplementation(() => Promise.resolve());
 });
 afterEach(() => {
   warn.mockRestore();
+  info.mockRestore();
 });
+
+/** The verdict the gate logged, read back the way the pull-request comment reads it. */
+function loggedVerdict(): PromotionVerdict | undefined {
+  return readVerdict(info.mock.calls.map((call: unknown[]) => String(call[0])));
+}
 
 describe("prod: a valid staging record is promoted", () => {
   it.each([false, true])("runs exactly staging's imageRef (preview = %s)", async (preview) => {
@@ -136,30 +128,40 @@ describe("prod: a valid staging record is promoted", () => {
     expect(outputs.promotedFrom).toEqual({ stack: STAGING, imageDigest: DIGEST, checkedAt: CHECKED_AT });
     expect(outputs.promotionOverride).toBeUndefined();
 
-    const gate = mocks.resources.slice(0, 3);
+    const gate = mocks.resources.slice(0, 1);
     expect(gate.map((r) => r.type)).toEqual(GATE_TYPES);
-    expect(gate.map((r) => r.name)).toEqual([
-      `${PROJECT}-${STACK}-promotion`,
-      `${PROJECT}-${STACK}-promotion-staging`,
-      `${PROJECT}-${STACK}-promotion-previous`,
-    ]);
-    expect(gate[1]?.inputs.name).toBe(STAGING);
-    expect(gate[2]?.inputs.name).toBe(SELF);
+    expect(gate.map((r) => r.name)).toEqual([`${PROJECT}-${STACK}-promotion`]);
+    // Staging's outputs and this stack's own last ones, read without a resource in state.
+    expect([...mocks.reads].sort()).toEqual([STAGING, SELF].sort());
 
-    expect(types().slice(3).sort()).toEqual(PROD_TYPES);
+    expect(types().slice(1).sort()).toEqual(PROD_TYPES);
     const containers = mocks.ofType(CONTAINER);
     expect(containers).toHaveLength(1);
     expect(containers[0]?.inputs.image).toBe(DIGEST);
     expect(mocks.ofType("pulumi-nodejs:dynamic:Resource")[0]?.inputs.imageDigest).toBe(DIGEST);
     expect(mocks.resources.some((r) => r.type.startsWith("docker:index/image") || r.type === "docker-build:index:Image")).toBe(false);
     expect(warn).not.toHaveBeenCalled();
+    expect(loggedVerdict()).toEqual({ allowed: true, fromStack: STAGING, imageRef: DIGEST, imageDigest: DIGEST, checkedAt: CHECKED_AT });
   });
 
-  it("leaves previousImageRef out on the first deploy", async () => {
+  it("leaves previousImageRef out on the first deploy: no key at all, so the engine has nothing to warn about", async () => {
     await prodStack({ [STAGING]: stagingOutputs(), [SELF]: {} });
     const outputs = await runProgram();
-    expect(outputs.previousImageRef).toBeUndefined();
+    expect(Object.keys(outputs)).not.toContain("previousImageRef");
     expect(outputs.imageRef).toBe(DIGEST);
+  });
+
+  it("keeps the rollback target when an update keeps the image (a rerun, a secret rotation)", async () => {
+    await prodStack({ [STAGING]: stagingOutputs(), [SELF]: { imageRef: DIGEST, previousImageRef: OLD_DIGEST } });
+    const outputs = await runProgram();
+    expect(outputs.imageRef).toBe(DIGEST);
+    expect(outputs.previousImageRef).toBe(OLD_DIGEST);
+  });
+
+  it("has no rollback target yet after a rerun of the first image", async () => {
+    await prodStack({ [STAGING]: stagingOutputs(), [SELF]: { imageRef: DIGEST } });
+    const outputs = await runProgram();
+    expect(Object.keys(outputs)).not.toContain("previousImageRef");
   });
 
   it("promotes a registry image by its pinned reference", async () => {
@@ -283,6 +285,12 @@ describe("prod: blocked before any prod resource", () => {
     ]);
     expect(lines.filter((l) => l.startsWith("  fix: "))).toHaveLength(3);
     expect(types()).toEqual(GATE_TYPES);
+    // The same reasons, as data, in the verdict line the pull-request comment reads.
+    const verdict = loggedVerdict();
+    expect(verdict?.allowed).toBe(false);
+    expect(verdict?.allowed === false && verdict.reasons.map((r) => r.code)).toEqual(["not-ready", "digest-mismatch", "root-user"]);
+    // The engine prints a RunError's message without the program's stack trace.
+    expect(error).toBeInstanceOf(pulumi.RunError);
   });
 
   it("refuses a secret-marked output without printing its value", async () => {
@@ -301,26 +309,13 @@ describe("prod: blocked before any prod resource", () => {
   });
 
   it("names a staging stack that does not exist and how to create it", async () => {
-    // A failed read also rejects the reference's other promises inside the SDK; the engine reports
-    // that failure on its own. Collect those rejections here so that only they are tolerated.
-    const stray: unknown[] = [];
-    const listeners = process.listeners("unhandledRejection");
-    process.removeAllListeners("unhandledRejection");
-    process.on("unhandledRejection", (reason) => stray.push(reason));
-    try {
-      await prodStack({ [SELF]: {} });
-      const error = await programError();
-      expect(error.message).toContain(`- promotion.fromStack: staging stack ${STAGING} not found or unreadable`);
-      expect(error.message).toContain(`pulumi stack init ${STAGING}\` then \`pulumi up --stack ${STAGING}`);
-      expect(types()).toEqual(GATE_TYPES);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    } finally {
-      process.removeAllListeners("unhandledRejection");
-      for (const listener of listeners) process.on("unhandledRejection", listener);
-    }
-    for (const reason of stray) {
-      expect(String(reason)).toContain(`'${PROJECT}-${STACK}-promotion-staging' [pulumi:pulumi:StackReference]: unknown stack`);
-    }
+    await prodStack({ [SELF]: {} });
+    const error = await programError();
+    expect(error.message).toContain(`- promotion.fromStack: staging stack ${STAGING} not found or unreadable (unknown stack "${STAGING}")`);
+    expect(error.message).toContain(`pulumi stack init ${STAGING}\` then \`pulumi up --stack ${STAGING}`);
+    expect(types()).toEqual(GATE_TYPES);
+    const verdict = loggedVerdict();
+    expect(verdict?.allowed === false && verdict.reasons.map((r) => r.code)).toEqual(["stack-not-found"]);
   });
 });
 

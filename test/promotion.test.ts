@@ -2,12 +2,13 @@ import { describe, expect, it } from "vitest";
 import {
   decidePromotion,
   formatDuration,
-  formatReason,
+  nextPreviousImageRef,
   plainOutputs,
   type PromotionPolicy,
   type ReasonCode,
   type StagingOutputs,
 } from "../components/promotion";
+import { VerdictReason, formatReason, formatVerdict, readVerdict, refusalMessage } from "../components/promotionVerdict";
 import { stagingRecord, without } from "./support/stagingRecord";
 
 const DIGEST = `sha256:${"a".repeat(64)}`;
@@ -348,5 +349,61 @@ describe("formatDuration", () => {
     expect(formatDuration(30_000)).toBe("30 s");
     expect(formatDuration(7 * 60_000)).toBe("7 min");
     expect(formatDuration(26 * 3_600_000)).toBe("26.0 h");
+  });
+});
+
+describe("nextPreviousImageRef: the rollback target", () => {
+  const A = `sha256:${"1".repeat(64)}`;
+  const B = `sha256:${"2".repeat(64)}`;
+  const C = `sha256:${"3".repeat(64)}`;
+
+  it("is absent on the first deploy", () => {
+    expect(nextPreviousImageRef({}, A)).toBeUndefined();
+  });
+
+  it("is what the stack ran before when the image changes", () => {
+    expect(nextPreviousImageRef({ imageRef: A }, B)).toBe(A);
+    expect(nextPreviousImageRef({ imageRef: B, previousImageRef: A }, C)).toBe(B);
+  });
+
+  it("is kept by an update that keeps the image (a rerun, a rotation)", () => {
+    expect(nextPreviousImageRef({ imageRef: A }, A)).toBeUndefined();
+    expect(nextPreviousImageRef({ imageRef: B, previousImageRef: A }, B)).toBe(A);
+  });
+});
+
+describe("promotion verdict: what the gate logs, the comment reads back", () => {
+  const refused = decide(staging({ readiness: readiness({ ready: false, checkedAt: "2025-05-30T10:00:00Z" }) }));
+
+  it("round-trips a refusal with every reason, code and fix", () => {
+    const verdict = { allowed: false as const, fromStack: FROM, reasons: refused.reasons.map((r) => ({ ...r })) };
+    const line = formatVerdict(verdict);
+    expect(line.startsWith("promotion verdict: {")).toBe(true);
+    expect(line).not.toContain("\n");
+    // As the engine hands diagnostics over: a severity prefix, a trailing newline, other messages around.
+    expect(readVerdict(["warning: something else\n", `info: ${line}\n`])).toEqual(verdict);
+    expect(refused.reasons.map((r) => r.code)).toEqual(["not-ready", "stale-readiness"]);
+  });
+
+  it("round-trips an allowed promotion with the digest and staging's check time", () => {
+    const verdict = { allowed: true as const, fromStack: FROM, imageRef: DIGEST, imageDigest: DIGEST, checkedAt: "2025-06-01T11:00:00.000Z" };
+    expect(readVerdict([formatVerdict(verdict)])).toEqual(verdict);
+  });
+
+  it("finds nothing where the gate did not decide, and refuses a verdict line that breaks the contract", () => {
+    expect(readVerdict(["error: Stack \"prod\" config is invalid (1 problem)"])).toBeUndefined();
+    expect(() => readVerdict(['promotion verdict: {"allowed":true}'])).toThrow(/breaks the contract/);
+    expect(() => readVerdict(["promotion verdict: {not json"])).toThrow(/is not JSON/);
+    expect(() => formatVerdict({ allowed: false, fromStack: FROM, reasons: [] })).toThrow();
+  });
+
+  it("words the refusal from the same reasons: each output, problem and fix", () => {
+    const verdict = { allowed: false as const, fromStack: FROM, reasons: refused.reasons.map((r) => VerdictReason.parse(r)) };
+    const text = refusalMessage(verdict, false);
+    expect(text.split("\n")).toEqual([
+      `prod promotion from ${FROM} refused (2 reasons); no prod resource was touched:`,
+      ...refused.reasons.flatMap((r) => [`- ${r.output}: ${r.problem}.`, `  fix: ${r.fix}`]),
+    ]);
+    expect(refusalMessage(verdict, true)).toBe(text);
   });
 });

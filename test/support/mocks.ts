@@ -1,6 +1,6 @@
 /**
- * Pulumi mocks shared by the program tests: every registered resource is recorded, any provider
- * function call fails the test, and stack references answer from a fixed table of stack outputs.
+ * Pulumi mocks shared by the program tests: every registered resource is recorded, reads of stack
+ * outputs answer from a fixed table, and any other provider function call fails the test.
  */
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
@@ -28,10 +28,12 @@ export const FAKE_CHECKED_AT = "2030-01-01T00:00:00.000Z";
 export const FAKE_VERSION = "0.1.0";
 
 export interface MockOptions {
-  /** Outputs of stacks that `pulumi.StackReference` may read, by fully qualified stack name. */
+  /** Outputs of stacks the program may read (`readStackOutputs`), by fully qualified stack name. */
   stacks?: Record<string, Record<string, unknown>>;
-  /** What a reference to a stack missing from `stacks` does; the default is to fail like the engine. */
+  /** What a read of a stack missing from `stacks` does; the default is to fail like the engine. */
   unknownStack?: "throw" | "empty";
+  /** Outputs a read reports as secret, by stack name. */
+  secretOutputNames?: Record<string, string[]>;
   /** Overrides the readiness record the fake readiness check returns. */
   readiness?: (inputs: Record<string, unknown>) => Record<string, unknown>;
 }
@@ -39,6 +41,8 @@ export interface MockOptions {
 /** Records resources and answers with plausible provider outputs. */
 export class RecordingMocks implements pulumi.runtime.Mocks {
   readonly resources: RecordedResource[] = [];
+  /** Stacks whose outputs the program read, in order. */
+  readonly reads: string[] = [];
   constructor(private readonly options: MockOptions = {}) {}
 
   newResource(args: pulumi.runtime.MockResourceArgs): { id: string | undefined; state: Record<string, unknown> } {
@@ -55,14 +59,6 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
         return { id, state: { ...inputs, imageId: fakeDigest(`pulled-${String(inputs.name)}`), repoDigest: inputs.name } };
       case "docker:index/container:Container":
         return { id: fakeDigest(`container-${args.name}`).slice("sha256:".length), state: { ...inputs } };
-      case "pulumi:pulumi:StackReference": {
-        const stackName = String(inputs.name);
-        const outputs = this.options.stacks?.[stackName];
-        if (outputs === undefined && this.options.unknownStack !== "empty") {
-          throw new Error(`unknown stack "${stackName}"`);
-        }
-        return { id: stackName, state: { name: stackName, outputs: outputs ?? {}, secretOutputNames: [] } };
-      }
       case "pulumi-nodejs:dynamic:Resource": {
         const readiness = this.options.readiness?.(inputs) ?? {
           ready: true,
@@ -84,7 +80,19 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
     }
   }
 
+  /** Answers the engine's `readStackOutputs` from the table of stacks; anything else fails the test. */
   call(args: pulumi.runtime.MockCallArgs): Record<string, unknown> {
+    if (args.token === "pulumi:pulumi:readStackOutputs") {
+      const name = String((args.inputs as { name?: unknown }).name);
+      this.reads.push(name);
+      const outputs = this.options.stacks?.[name];
+      if (outputs === undefined && this.options.unknownStack !== "empty") {
+        // What the engine answers, as the SDK sees it: the message travels in gRPC's `details`.
+        const details = `invocation of ${args.token} returned an error: unknown stack "${name}"`;
+        throw Object.assign(new Error(details), { details });
+      }
+      return { name, outputs: outputs ?? {}, secretOutputNames: this.options.secretOutputNames?.[name] ?? [] };
+    }
     throw new Error(`unexpected provider call ${args.token}`);
   }
 
