@@ -230,8 +230,8 @@ describe("scripts/pr-comment.ts", { timeout: 90_000 }, () => {
     const body = posted[0]!;
     expect(body.startsWith(MARKER)).toBe(true);
     expect(body).toContain("### `staging`: preview FAILED");
-    expect(body).toContain("unable to start container");
-    expect(body).toContain("**Promotion: BLOCKED** (2 reasons)");
+    expect(body).toContain("Too small: expected number to be >=64");
+    expect(body).toContain("**Promotion: BLOCKED** (1 reason)");
     for (const leaked of [CANARY, "k-8d1e9", TOKEN]) {
       expect(gh.received.map((r) => JSON.stringify(r.body ?? {})).join("\n")).not.toContain(leaked);
       expect(stdout).not.toContain(leaked);

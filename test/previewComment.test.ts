@@ -11,58 +11,66 @@ import {
   splitMarkdown,
   summarize,
 } from "../scripts/lib/previewComment";
+import { formatVerdict, readVerdict } from "../components/promotionVerdict";
 
+// Documents captured from the real CLI by the end-to-end suite (CAPTURE_FIXTURES=1), secrets redacted.
 const fixture = (name: string) => fs.readFileSync(path.join(__dirname, "fixtures/preview", name), "utf8");
-const DIGEST = `sha256:${"4b".repeat(32)}`;
-
-const staging: StackPreview = { stack: "staging", json: fixture("staging-changes.json"), exitCode: 0 };
-const prodAllowed: StackPreview = { stack: "prod", json: fixture("prod-allowed.json"), exitCode: 0, promotion: true };
-const prodBlocked: StackPreview = {
-  stack: "prod",
-  json: fixture("prod-blocked.json"),
-  exitCode: 255,
-  promotion: true,
-  log: "error: preview failed",
+/** The verdict line the gate logged into a captured document. */
+const verdictIn = (name: string) => {
+  const doc = JSON.parse(fixture(name)) as { diagnostics: { message: string }[] };
+  return readVerdict(doc.diagnostics.map((d) => d.message));
 };
 
-describe("summarize", () => {
-  it("counts each operation from the change summary and names replaced and deleted resources first", () => {
+const staging: StackPreview = { stack: "staging", json: fixture("staging-changes.json"), exitCode: 0 };
+const stagingFailed: StackPreview = { stack: "staging", json: fixture("staging-failed.json"), exitCode: 255, log: "error: preview failed" };
+const prodAllowed: StackPreview = { stack: "prod", json: fixture("prod-allowed.json"), exitCode: 0, promotion: true };
+const prodBlocked: StackPreview = { stack: "prod", json: fixture("prod-blocked.json"), exitCode: 255, promotion: true, log: "error: preview failed" };
+
+describe("summarize (documents from the real CLI)", () => {
+  it("counts each operation from the change summary and names replaced resources first, with why", () => {
     const s = summarize(staging);
     expect(s.succeeded).toBe(true);
-    expect(s.counts).toEqual({ create: 1, update: 2, replace: 1, delete: 1, same: 4 });
+    expect(s.counts).toEqual({ create: 0, update: 0, replace: 2, delete: 0, same: 6 });
     expect(s.destructive).toEqual([
-      { op: "replace", type: "docker:index/container:Container", name: "backend-staging-container", keys: ["image"] },
-      { op: "delete", type: "docker:index/network:Network", name: "backend-staging-legacy-net", keys: [] },
+      { op: "replace", type: "docker:index/container:Container", name: "backend-delivery-staging-container", keys: ["envs"] },
+      { op: "replace", type: "pulumi-nodejs:dynamic:Resource", name: "backend-delivery-staging-readiness", keys: [] },
     ]);
-    expect(s.others.map((c) => [c.op, c.name, c.keys])).toEqual([
-      ["update", "backend-image", ["build"]],
-      ["create", "backend-staging-data", []],
-      ["update", "backend-staging-readiness", ["imageDigest"]],
-    ]);
-    expect(s.warnings).toEqual(["Image build uses the local base image local/python-base:3.11-bookworm"]);
+    expect(s.others).toEqual([]);
+    expect(s.warnings).toEqual([]);
     expect(s.errors).toEqual([]);
     expect(s.verdict).toBeUndefined();
   });
 
-  it("reads ALLOWED with digest, check time and source from prod's stack outputs", () => {
-    expect(summarize(prodAllowed).verdict).toEqual({
-      allowed: true,
-      imageDigest: DIGEST,
-      checkedAt: "2026-05-04T09:12:33.000Z",
-      fromStack: "organization/backend-delivery/staging",
-      image: DIGEST,
-    });
+  it("reads ALLOWED, with the digest and staging's check time, from the gate's verdict line", () => {
+    const logged = verdictIn("prod-allowed.json");
+    expect(logged?.allowed).toBe(true);
+    if (logged?.allowed !== true) return;
+    expect(logged.imageDigest).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(Number.isNaN(Date.parse(logged.checkedAt))).toBe(false);
+    const s = summarize(prodAllowed);
+    expect(s.succeeded).toBe(true);
+    expect(s.counts).toEqual({ create: 0, update: 0, replace: 0, delete: 0, same: 8 });
+    expect(s.verdict).toEqual(logged);
   });
 
-  it("reads BLOCKED with every reason of the gate's error", () => {
-    const s = summarize(prodBlocked);
+  it.each([
+    ["prod-blocked.json", ["stale-readiness"]],
+    ["prod-blocked-not-ready.json", ["not-ready"]],
+    ["prod-blocked-never-deployed.json", ["missing-output", "missing-output", "missing-output", "missing-output"]],
+    ["prod-blocked-unknown.json", ["stack-not-found"]],
+  ])("reads BLOCKED with every reason from %s", (name, codes) => {
+    const s = summarize({ stack: "prod", json: fixture(name), exitCode: 255, promotion: true });
     expect(s.succeeded).toBe(false);
+    expect(s.verdict?.allowed === false && "reasons" in s.verdict && s.verdict.reasons.map((r) => r.code)).toEqual(codes);
+    // The gate's error says the same as the verdict: it is shown once, as the verdict.
+    expect(s.errors.filter((e) => e.startsWith("prod promotion from"))).toHaveLength(1);
+  });
+
+  it("says NOT DECIDED when prod's preview failed before the gate, and why", () => {
+    const s = summarize({ stack: "prod", json: fixture("staging-failed.json"), exitCode: 255, promotion: true });
     expect(s.verdict).toEqual({
       allowed: false,
-      reasons: [
-        `readiness.ready: staging reports ready=false for ${DIGEST}. — fix: fix staging, then run \`pulumi up --stack staging\` until its readiness check passes`,
-        "readiness.checkedAt: staging's readiness check is 31.5 hours old (limit 24). — fix: run `pulumi up --stack staging` to check it again",
-      ],
+      undecided: expect.stringMatching(/^the prod preview failed before the gate decided: Stack "staging" config is invalid \(1 problem\)/) as unknown,
     });
   });
 
@@ -72,7 +80,7 @@ describe("summarize", () => {
     expect(empty.errors).toEqual(["`pulumi preview --json` wrote nothing to stdout"]);
     expect(empty.verdict).toEqual({
       allowed: false,
-      reasons: ["the prod preview failed before the gate decided: `pulumi preview --json` wrote nothing to stdout"],
+      undecided: "the prod preview failed before the gate decided: `pulumi preview --json` wrote nothing to stdout",
     });
     expect(summarize({ stack: "x", json: "error: no stack named 'x' found" }).errors[0]).toBe(
       "`pulumi preview --json` output is not JSON (was stderr mixed into it?)",
@@ -90,34 +98,41 @@ describe("summarize", () => {
 });
 
 describe("renderPreviewComment", () => {
-  it("renders one part with the marker, the counts table, destructive changes first and the rest collapsed", () => {
+  it("renders one part with the marker, the counts table, replacements first, and the verdict with digest and check time", () => {
     const parts = renderPreviewComment([staging, prodAllowed], { commit: "9f3c2ab", maxChars: GITHUB_COMMENT_LIMIT });
     expect(parts).toHaveLength(1);
     const body = parts[0]!;
     expect(body.startsWith(`${MARKER}\n<!-- backend-delivery:preview part 1/1 -->\n## Pulumi preview\n\n`)).toBe(true);
-    expect(body).toContain("| `staging` | succeeded | 1 | 2 | 1 | 1 | 4 |");
-    expect(body).toContain("| `prod` | succeeded | 0 | 1 | 1 | 0 | 6 |");
-    const replaced = body.indexOf("**replace** `docker:index/container:Container` `backend-staging-container` (replaced because of: `image`)");
-    const deleted = body.indexOf("**delete** `docker:index/network:Network` `backend-staging-legacy-net`");
-    const details = body.indexOf("<summary>Other changes (3)</summary>");
-    expect(replaced).toBeGreaterThan(0);
-    expect(deleted).toBeGreaterThan(replaced);
-    expect(details).toBeGreaterThan(deleted);
+    expect(body).toContain("commit `9f3c2ab`");
+    expect(body).toContain("| `staging` | succeeded | 0 | 0 | 2 | 0 | 6 |");
+    expect(body).toContain("| `prod` | succeeded | 0 | 0 | 0 | 0 | 8 |");
+    expect(body).toContain("**Replaced or deleted (2)**");
+    expect(body).toContain("**replace** `docker:index/container:Container` `backend-delivery-staging-container` (replaced because of: `envs`)");
+    const logged = verdictIn("prod-allowed.json");
+    if (logged?.allowed !== true) throw new Error("the allowed fixture holds no allowed verdict");
     expect(body).toContain(
-      `**Promotion: ALLOWED** — digest \`${DIGEST}\`, staging checked at \`2026-05-04T09:12:33.000Z\`, from \`organization/backend-delivery/staging\``,
+      `**Promotion: ALLOWED** — digest \`${logged.imageDigest}\`, staging checked at \`${logged.checkedAt}\`, from \`organization/backend-delivery/staging\``,
     );
+    expect(body).toContain("### `prod`: preview succeeded\n\n**Promotion: ALLOWED**");
   });
 
-  it("still comments when a preview fails, with its error and the gate's reasons", () => {
-    const [body] = renderPreviewComment([{ stack: "staging", json: fixture("staging-failed.json"), exitCode: 255 }, prodBlocked]);
+  it("still comments when a preview fails, with its error and the gate's reasons, each once", () => {
+    const [body] = renderPreviewComment([stagingFailed, prodBlocked]);
     expect(body).toContain("### `staging`: preview FAILED");
-    expect(body).toContain("unable to start container");
-    expect(body).toContain("**Promotion: BLOCKED** (2 reasons)");
-    expect(body).toContain("- readiness.checkedAt: staging's readiness check is 31.5 hours old (limit 24).");
+    expect(body).toContain("✖ Too small: expected number to be >=64");
+    expect(body).toContain("fix: pulumi config set --stack staging --path 'service.resources.memoryMb' 512");
+    expect(body).toContain("**Promotion: BLOCKED** (1 reason)");
+    expect(body).toMatch(/- `readiness\.checkedAt`: staging was last checked at \S+, \d+ s ago, older than promotion\.maxAgeHours = 0\.01\. — fix: run `pulumi up --stack organization\/backend-delivery\/staging` to check staging again/);
     expect(body).toContain("<summary>Preview log (stderr)</summary>");
-    // The refusal appears once, as the verdict, and the stack reference read is not a change.
-    expect(body.match(/readiness check is 31\.5 hours old/g)).toHaveLength(1);
-    expect(body).not.toContain("promotion-staging");
+    expect(body.match(/older than promotion\.maxAgeHours/g)).toHaveLength(1);
+  });
+
+  it("shows an override: who approved it and what it lifted", () => {
+    const verdict = { allowed: true as const, fromStack: "organization/backend-delivery/staging", imageRef: `sha256:${"a".repeat(64)}`, imageDigest: `sha256:${"a".repeat(64)}`, checkedAt: "2026-11-28T20:00:00.000Z", override: { reason: "INC-7", approvedBy: "alice" }, overridden: [{ code: "stale-readiness", output: "readiness.checkedAt", problem: "staging was last checked long ago", fix: "run pulumi up", overridable: true }] };
+    const json = JSON.stringify({ steps: [], diagnostics: [{ severity: "info", message: `${formatVerdict(verdict)}\n` }], changeSummary: { same: 8 } });
+    const [body] = renderPreviewComment([{ stack: "prod", json, exitCode: 0, promotion: true }]);
+    expect(body).toContain("**Override** approved by `alice`: INC-7. It lifts:");
+    expect(body).toContain("- `readiness.checkedAt`: staging was last checked long ago. — fix: run pulumi up");
   });
 
   it("redacts stack secrets and credential shapes before anything is posted", () => {
@@ -126,13 +141,14 @@ describe("renderPreviewComment", () => {
       stack: "staging",
       json: fixture("staging-failed.json"),
       exitCode: 255,
-      log: `GITHUB_TOKEN=ghp_${"a".repeat(36)} used key AKIAABCDEFGHIJKLMNOP; canary ${canary}; "${JSON.stringify(canary + '"q')}"`,
+      log: `GITHUB_TOKEN=ghp_${"a".repeat(36)} used key AKIAABCDEFGHIJKLMNOP; canary ${canary}; "${JSON.stringify(canary + '"q')}"; ${["amqp://app", "hunter2@mq.internal:5672/app"].join(":")}`,
     };
     const parts = renderPreviewComment([leaky], { secrets: [canary, `${canary}"q`] });
     const all = parts.join("\n");
     expect(all).not.toContain(canary);
     expect(all).not.toContain("ghp_aaaa");
     expect(all).not.toContain("AKIAABCDEFGHIJKLMNOP");
+    expect(all).not.toContain("hunter2");
     expect(all).toContain("amqp://app:[secret]@mq.internal:5672/app");
   });
 });

@@ -6,6 +6,7 @@
  * (https://github.com/pulumi/pulumi/blob/master/sdk/go/common/display/json.go).
  */
 import { z } from "zod";
+import { readVerdict, refusalMessage, type PromotionVerdict, type VerdictReason } from "../../components/promotionVerdict";
 
 /** First line of every part: how the poster finds its own comments again. */
 export const MARKER = "<!-- backend-delivery:preview -->";
@@ -90,10 +91,8 @@ export interface StackSummary {
   verdict?: Verdict;
 }
 
-/** Whether the gate lets prod take staging's image. */
-export type Verdict =
-  | { allowed: true; imageDigest?: string; checkedAt?: string; fromStack?: string; image?: string }
-  | { allowed: false; reasons: string[] };
+/** The gate's verdict as the comment shows it: the gate's own, or why the gate never decided. */
+export type Verdict = PromotionVerdict | { allowed: false; undecided: string };
 
 function parseUrn(urn: string): { type: string; name: string } {
   // urn:pulumi:<stack>::<project>::<parent$...$type>::<name>
@@ -126,38 +125,15 @@ function stripSeverity(message: string): string {
   return message.replace(/^\s*(error|warning):\s*/, "").trimEnd();
 }
 
-// The first line of the gate's error (components/promotionGate.ts).
-const REFUSAL = /^prod promotion from .* refused/;
-
-/** Reads the gate's verdict from prod's preview. */
-export function promotionVerdict(doc: PreviewDocument | undefined, errors: readonly string[], succeeded: boolean): Verdict {
-  const refusal = errors.find((m) => REFUSAL.test(m));
-  if (refusal !== undefined) {
-    // The gate lists each reason as "- <output>: <problem>" followed by an indented "fix:" line.
-    const reasons: string[] = [];
-    for (const line of refusal.split("\n").slice(1)) {
-      if (line.startsWith("- ")) reasons.push(line.slice(2).trim());
-      else if (reasons.length > 0 && /^\s+\S/.test(line)) reasons[reasons.length - 1] += ` — ${line.trim()}`;
-      else if (line.trim() !== "") reasons.push(line.trim());
-    }
-    return { allowed: false, reasons };
-  }
-  if (!succeeded) {
-    const first = errors.find((m) => m !== "");
-    return { allowed: false, reasons: [`the prod preview failed before the gate decided${first ? `: ${first}` : ""}`] };
-  }
-  const stackStep = (doc?.steps ?? []).find((s) => parseUrn(s.urn).type === "pulumi:pulumi:Stack");
-  const outputs = stackStep?.newState?.outputs ?? {};
-  const from = outputs.promotedFrom as { stack?: unknown; imageDigest?: unknown; checkedAt?: unknown } | undefined;
-  const str = (v: unknown) => (typeof v === "string" ? v : undefined);
-  const imageRef = str(outputs.imageRef);
-  return {
-    allowed: true,
-    imageDigest: str(from?.imageDigest) ?? str(outputs.imageDigest),
-    checkedAt: str(from?.checkedAt),
-    fromStack: str(from?.stack),
-    image: imageRef,
-  };
+/**
+ * The gate's verdict in prod's preview: the verdict line the gate logs (components/promotionVerdict.ts),
+ * or, when the preview failed before the gate decided, the first error.
+ */
+export function promotionVerdict(doc: PreviewDocument | undefined, errors: readonly string[]): Verdict {
+  const verdict = readVerdict((doc?.diagnostics ?? []).map((d) => d.message ?? ""));
+  if (verdict !== undefined) return verdict;
+  const first = errors.find((m) => m !== "");
+  return { allowed: false, undecided: `the prod preview failed before the gate decided${first ? `: ${first}` : ""}` };
 }
 
 /** Summarizes one stack's preview; a missing or unreadable document counts as a failure. */
@@ -201,7 +177,7 @@ export function summarize(preview: StackPreview): StackSummary {
     others: changes.filter((c) => !isDestructive(c)),
     warnings,
     errors,
-    ...(preview.promotion ? { verdict: promotionVerdict(doc, errors, succeeded) } : {}),
+    ...(preview.promotion ? { verdict: promotionVerdict(doc, errors) } : {}),
   };
 }
 
@@ -224,25 +200,35 @@ function changeLine(c: Change): string {
   return `- **${c.op}** ${code(c.type)} ${code(c.name)}${why}`;
 }
 
+function reasonLine(r: VerdictReason): string {
+  return `- ${code(r.output)}: ${r.problem}. — fix: ${r.fix}`;
+}
+
+function renderVerdict(v: Verdict): string[] {
+  if ("undecided" in v) return [`**Promotion: NOT DECIDED** — ${v.undecided}`];
+  if (!v.allowed) {
+    return [`**Promotion: BLOCKED** (${v.reasons.length} ${v.reasons.length === 1 ? "reason" : "reasons"})`, "", ...v.reasons.map(reasonLine)];
+  }
+  const lines = [
+    `**Promotion: ALLOWED** — digest ${code(v.imageDigest)}, staging checked at ${code(v.checkedAt)}, from ${code(v.fromStack)}`,
+  ];
+  if (v.override !== undefined) {
+    lines.push(
+      "",
+      `**Override** approved by ${code(v.override.approvedBy)}: ${v.override.reason}. It lifts:`,
+      "",
+      ...(v.overridden ?? []).map(reasonLine),
+    );
+  }
+  return lines;
+}
+
 function renderStack(s: StackSummary): string[] {
   const lines = [`### ${code(s.stack)}: ${s.succeeded ? "preview succeeded" : "preview FAILED"}`, ""];
-  if (s.verdict) {
-    if (s.verdict.allowed) {
-      const v = s.verdict;
-      const facts = [
-        v.imageDigest ? `digest ${code(v.imageDigest)}` : undefined,
-        v.checkedAt ? `staging checked at ${code(v.checkedAt)}` : undefined,
-        v.fromStack ? `from ${code(v.fromStack)}` : undefined,
-        !v.imageDigest && v.image ? `image ${code(v.image)}` : undefined,
-      ].filter((f) => f !== undefined);
-      lines.push(`**Promotion: ALLOWED**${facts.length > 0 ? ` — ${facts.join(", ")}` : ""}`, "");
-    } else {
-      lines.push(`**Promotion: BLOCKED** (${s.verdict.reasons.length} ${s.verdict.reasons.length === 1 ? "reason" : "reasons"})`, "");
-      lines.push(...s.verdict.reasons.map((r) => `- ${r}`), "");
-    }
-  }
+  if (s.verdict) lines.push(...renderVerdict(s.verdict), "");
   // The gate's refusal is already listed as the verdict's reasons.
-  const errors = s.verdict && !s.verdict.allowed ? s.errors.filter((e) => !REFUSAL.test(e)) : s.errors;
+  const refusal = s.verdict && !s.verdict.allowed && "reasons" in s.verdict ? refusalMessage(s.verdict, false) : undefined;
+  const errors = refusal === undefined ? s.errors : s.errors.filter((e) => !e.startsWith(refusal));
   if (errors.length > 0) {
     lines.push("**Errors**", "");
     for (const e of errors) lines.push(...block(e), "");
