@@ -70,17 +70,34 @@ export const HISTORY_LIMIT = 20;
 /** Container log lines quoted in a fail-fast error. */
 export const LOG_LINES = 20;
 
+/** Why a readiness check failed. */
+export type ReadinessFailureReason = "exited" | "restarted" | "unhealthy" | "timeout" | "inspect" | "version";
+
 /** A readiness failure: why, the probe history, and for a dead container its last log lines. */
-export class ReadinessError extends Error {
-  constructor(
-    message: string,
-    public readonly reason: "exited" | "restarted" | "unhealthy" | "timeout" | "inspect" | "version",
-    public readonly history: ProbeAttempt[],
-    public readonly logLines: string[] = [],
-  ) {
-    super(message);
-    this.name = "ReadinessError";
-  }
+export interface ReadinessError extends Error {
+  readonly name: "ReadinessError";
+  readonly reason: ReadinessFailureReason;
+  readonly history: ProbeAttempt[];
+  readonly logLines: string[];
+}
+
+/**
+ * A plain `Error` carrying the failure's facts. Not a subclass: Pulumi's closure serializer turns a
+ * class into a function whose `super(message)` call leaves `message` unset, and the engine would
+ * show the failure as "error: undefined".
+ */
+export function readinessError(
+  message: string,
+  reason: ReadinessFailureReason,
+  history: ProbeAttempt[],
+  logLines: string[] = [],
+): ReadinessError {
+  return Object.assign(new Error(message), { name: "ReadinessError" as const, reason, history, logLines });
+}
+
+/** Whether `error` is a readiness failure (of any reason, or of the one given). */
+export function isReadinessError(error: unknown, reason?: ReadinessFailureReason): error is ReadinessError {
+  return error instanceof Error && error.name === "ReadinessError" && (reason === undefined || (error as ReadinessError).reason === reason);
 }
 
 /** Every problem with the options, each naming the field and what it expects. */
@@ -172,7 +189,7 @@ export async function probeReadiness(options: ProbeOptions, container: Container
   const failWithLogs = async (reason: "exited" | "restarted" | "unhealthy", what: string): Promise<never> => {
     const lines = (await container.logs(LOG_LINES).catch((e: unknown) => [`(logs unavailable: ${String(e)})`])).map(redact);
     const logText = lines.length > 0 ? lines.map((l) => `  | ${l}`).join("\n") : "  (no log output)";
-    throw new ReadinessError(
+    throw readinessError(
       `Readiness check of ${shownUrl} failed after ${((Date.now() - started) / 1000).toFixed(1)} s: ${what}.\n` +
         `Last ${lines.length} container log lines:\n${logText}\n` +
         `Probe history (${history.length} attempts):\n${formatHistory(history) || "  (none yet)"}\n` +
@@ -188,7 +205,7 @@ export async function probeReadiness(options: ProbeOptions, container: Container
     try {
       state = await container.state();
     } catch (error) {
-      throw new ReadinessError(
+      throw readinessError(
         `Readiness check of ${shownUrl} could not inspect the container: ${redact(String(error))}. ` +
           `Check that the container exists and that the Docker host setting points to its engine.`,
         "inspect",
@@ -201,7 +218,9 @@ export async function probeReadiness(options: ProbeOptions, container: Container
     }
     // A restart policy hides a crash loop behind "running"; a restart while probing is a crash.
     if (state.status === "restarting" || state.restartCount > initialRestarts) {
-      await failWithLogs("restarted", `the container is crash-looping (restarted ${state.restartCount} times, last exit code ${state.exitCode})`);
+      // A container the engine has just started again reports exit code 0: only a stopped one has a real one.
+      const exit = state.status === "running" ? "" : `, last exit code ${state.exitCode}`;
+      await failWithLogs("restarted", `the container is crash-looping (restarted ${state.restartCount} times${exit})`);
     }
     if (state.health === "unhealthy") await failWithLogs("unhealthy", "the engine reports the container unhealthy");
 
@@ -220,7 +239,7 @@ export async function probeReadiness(options: ProbeOptions, container: Container
     if (consecutive >= options.successThreshold) break;
 
     const timedOut = () =>
-      new ReadinessError(
+      readinessError(
         `Readiness check of ${shownUrl} timed out after ${options.timeoutSeconds} s without ` +
           `${options.successThreshold} consecutive HTTP 200 answers.\n` +
           `Probe history (${history.length} attempts):\n${formatHistory(history)}\n` +
@@ -244,7 +263,7 @@ export async function probeReadiness(options: ProbeOptions, container: Container
     if (typeof parsed.version !== "string" || parsed.version === "") throw new Error(`HTTP ${answer.status}, no "version" string`);
     version = parsed.version;
   } catch (error) {
-    throw new ReadinessError(
+    throw readinessError(
       `The service is ready but ${redact(versionUrl)} did not return {"version": "..."}: ${describeFetchError(error, requestTimeoutMs)}.`,
       "version",
       history,
@@ -253,7 +272,7 @@ export async function probeReadiness(options: ProbeOptions, container: Container
 
   const hardening = await container.hardening();
   if (isRootUser(hardening.user)) {
-    throw new ReadinessError(
+    throw readinessError(
       `The container runs as root (user ${JSON.stringify(hardening.user)}); the hardening profile requires a non-root user.`,
       "inspect",
       history,

@@ -12,7 +12,7 @@ import type { Readiness } from "../components/contract";
 import { Readiness as ReadinessSchema } from "../components/contract";
 import { hardeningProfile, toDockerRunArgs } from "../components/hardening";
 import { decidePromotion, plainOutputs, type PromotionPolicy } from "../components/promotion";
-import { ReadinessError, dockerContainerView, probeReadiness } from "../components/readiness";
+import { dockerContainerView, isReadinessError, probeReadiness } from "../components/readiness";
 import { LOCAL_PYTHON_BASE, buildImage, docker, removeContainers, requireDockerEngine, uniqueName } from "./support/docker";
 
 const BACKEND = path.join(__dirname, "..", "backend");
@@ -126,8 +126,7 @@ describe("promotion on the real engine", () => {
       () => undefined,
       (error: unknown) => error,
     );
-    expect(failure).toBeInstanceOf(ReadinessError);
-    expect((failure as ReadinessError).reason).toBe("exited");
+    expect(isReadinessError(failure, "exited")).toBe(true);
     expect(Date.now() - started).toBeLessThan(5_000);
     const notReady: Readiness = { ...record, ready: false, checkedAt: new Date().toISOString() };
 

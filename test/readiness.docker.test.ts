@@ -7,7 +7,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Readiness } from "../components/contract";
 import { hardeningProfile, toDockerRunArgs } from "../components/hardening";
-import { dockerContainerView, probeReadiness, ReadinessError } from "../components/readiness";
+import { dockerContainerView, isReadinessError, probeReadiness, type ReadinessError } from "../components/readiness";
 import { readinessProvider } from "../components/readinessCheck";
 import { buildImage, docker, LOCAL_PYTHON_BASE, removeContainers, removeImages, requireDockerEngine, uniqueName } from "./support/docker";
 import { freePort } from "./support/wait";
@@ -58,7 +58,7 @@ async function failure(promise: Promise<unknown>): Promise<ReadinessError> {
   try {
     await promise;
   } catch (error) {
-    expect(error).toBeInstanceOf(ReadinessError);
+    expect(isReadinessError(error)).toBe(true);
     return error as ReadinessError;
   }
   throw new Error("expected the readiness check to fail");

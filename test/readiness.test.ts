@@ -10,7 +10,8 @@ import {
   formatHistory,
   probeReadiness,
   redact,
-  ReadinessError,
+  isReadinessError,
+  type ReadinessError,
   type ContainerState,
   type ContainerView,
   type ProbeAttempt,
@@ -104,7 +105,7 @@ async function rejection(promise: Promise<unknown>): Promise<ReadinessError> {
   try {
     await promise;
   } catch (error) {
-    expect(error).toBeInstanceOf(ReadinessError);
+    expect(isReadinessError(error)).toBe(true);
     return error as ReadinessError;
   }
   throw new Error("expected the probe to fail");
@@ -217,10 +218,18 @@ describe("probeReadiness against real HTTP servers", () => {
 
   it("treats a restart under the restart policy as a crash loop", async () => {
     const server = await startServer(() => ({ status: 503 }));
-    const container = fakeContainer([RUNNING, { status: "running", exitCode: 1, restartCount: 1 }]);
+    const container = fakeContainer([RUNNING, { status: "restarting", exitCode: 78, restartCount: 1 }]);
     const error = await rejection(probeReadiness(options(server.url, { timeoutSeconds: 60 }), container));
     expect(error.reason).toBe("restarted");
-    expect(error.message).toContain("crash-looping (restarted 1 times, last exit code 1)");
+    expect(error.message).toContain("crash-looping (restarted 1 times, last exit code 78)");
+  });
+
+  it("names no exit code for a crash-looping container the engine has already started again", async () => {
+    const server = await startServer(() => ({ status: 503 }));
+    const container = fakeContainer([RUNNING, { status: "running", exitCode: 0, restartCount: 2 }]);
+    const error = await rejection(probeReadiness(options(server.url, { timeoutSeconds: 60 }), container));
+    expect(error.reason).toBe("restarted");
+    expect(error.message).toContain("the container is crash-looping (restarted 2 times).");
   });
 
   it("fails when the engine cannot inspect the container", async () => {

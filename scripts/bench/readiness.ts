@@ -14,7 +14,7 @@ import * as fs from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import * as path from "node:path";
-import { dockerContainerView, probeReadiness, ReadinessError, type ContainerView } from "../../components/readiness";
+import { dockerContainerView, isReadinessError, probeReadiness, type ContainerView } from "../../components/readiness";
 import { hardeningProfile, toDockerRunArgs } from "../../components/hardening";
 import { buildImage, docker, inspectContainer, LOCAL_PYTHON_BASE, removeContainers, removeImages, requireDockerEngine, uniqueName } from "../../test/support/docker";
 import { freePort } from "../../test/support/wait";
@@ -84,7 +84,7 @@ async function failFast(tag: string, imageId: string) {
       await probeReadiness({ url: `http://127.0.0.1:${port}`, path: "/readyz", imageDigest: imageId, timeoutSeconds: 60, intervalMs: 500, successThreshold: 2 }, dockerContainerView(id));
       throw new Error("the probe reported ready for a container without SECRET_KEY");
     } catch (error) {
-      if (!(error instanceof ReadinessError) || error.reason !== "exited") throw error;
+      if (!isReadinessError(error, "exited")) throw error;
     }
     const failFastMs = Date.now() - runStarted;
     const finishedAt = Date.parse((await docker(["inspect", "--format", "{{.State.FinishedAt}}", name])).stdout.trim());
