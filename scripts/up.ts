@@ -2,11 +2,13 @@
  * Local quick start: `npm run up -- <stack> [-- <pulumi up arguments>]`.
  *
  * Uses the project-local file state backend (`.pulumi-state/`) unless you already use a backend of
- * your own, keeps a generated passphrase there, creates the stack when it is missing, gives unset
- * secrets local defaults (and says so), then runs `pulumi up`. Secret values travel to `pulumi` on
+ * your own, keeps a generated passphrase there, creates the stack when it is missing, gives a
+ * non-prod stack the plain settings it lacks (its role, a free host port) and unset secrets local
+ * defaults (and says so), then runs `pulumi up`. Secret values travel to `pulumi` on
  * stdin only and are never printed. A prod stack never gets invented secrets.
  */
 import { parseUpArgs } from "./lib/cliArgs";
+import { HOST_PORT_RANGE, chooseHostPort } from "./lib/hostPort";
 import {
   CliError,
   ExitCode,
@@ -59,6 +61,20 @@ async function main(): Promise<number> {
     const res = await cli.capture(["config", "set", "environment", "staging", "--stack", stack, "--non-interactive"]);
     if (res.code !== 0) throw pulumiFailure("pulumi config set environment staging", res);
     say(`environment was unset: set it to staging.`);
+  }
+
+  if (!prod && !(await configState(cli, stack, "service.hostPort", true)).set) {
+    const port = await chooseHostPort(dir);
+    if (port === undefined) {
+      throw new CliError(
+        `service.hostPort of stack ${stack} is unset and no port in ${HOST_PORT_RANGE.first}-${HOST_PORT_RANGE.last} is free. ` +
+          `Choose one: pulumi config set --stack ${stack} --path service.hostPort <port>`,
+        ExitCode.refused,
+      );
+    }
+    const res = await cli.capture(["config", "set", "--path", "service.hostPort", String(port), "--stack", stack, "--non-interactive"]);
+    if (res.code !== 0) throw pulumiFailure("pulumi config set --path service.hostPort", res);
+    say(`service.hostPort was unset: set it to ${port}, free on 127.0.0.1 and used by no other stack file of this project.`);
   }
 
   const missing: RequiredSecret[] = [];

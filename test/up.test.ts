@@ -3,9 +3,11 @@
  * `pulumi` that records argv, environment and stdin of every call.
  */
 import * as fs from "node:fs";
+import * as net from "node:net";
 import * as path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseUpArgs } from "../scripts/lib/cliArgs";
+import { HOST_PORT_RANGE, chooseHostPort, claimedHostPorts } from "../scripts/lib/hostPort";
 import { resolvePassphrase } from "../scripts/lib/pulumiCli";
 import { LOCAL_DATABASE_URL, isProdStack, localDefault, prodRefusal } from "../scripts/lib/stackSecrets";
 import { type FakeCall, type FakePulumi, createFakePulumi, makeProjectDir, runScript } from "./support/fakePulumi";
@@ -93,9 +95,38 @@ describe("stack roles and local defaults", () => {
   });
 });
 
+describe("the host port of a new personal stack", () => {
+  it("skips ports other stack files claim and ports something listens on", async () => {
+    const dir = makeProjectDir();
+    cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const first = HOST_PORT_RANGE.first;
+    fs.writeFileSync(path.join(dir, "Pulumi.staging.yaml"), `config:\n  backend-delivery:service:\n    hostPort: ${first}\n`);
+    fs.writeFileSync(path.join(dir, "Pulumi.prod.yaml"), `config:\n  backend-delivery:service:\n    hostPort: "${first + 1}"\n`);
+    fs.writeFileSync(path.join(dir, "Pulumi.broken.yaml"), "config: [unclosed\n");
+    expect([...claimedHostPorts(dir)].sort()).toEqual([first, first + 1]);
+
+    // Something listens on the next port: it is skipped too.
+    const server = net.createServer();
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen({ host: "127.0.0.1", port: first + 2 }, resolve);
+    });
+    try {
+      const chosen = await chooseHostPort(dir, { first, last: first + 2 });
+      expect(chosen).toBeUndefined();
+      const next = await chooseHostPort(dir, { first, last: HOST_PORT_RANGE.last });
+      expect(next).toBeGreaterThan(first + 2);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});
+
 describe("npm run up (subprocess, stand-in pulumi)", () => {
   it("on a fresh clone: local backend, generated passphrase, new stack, local secrets on stdin, then pulumi up", async () => {
     const { fake, dir } = setup();
+    // What the script will choose: the first port of its range that is free and unclaimed now.
+    const port = await chooseHostPort(dir);
     const res = await runScript("up", ["staging"], { fake, projectDir: dir });
     expect(res.stderr).toBe("");
     expect(res.code).toBe(0);
@@ -107,6 +138,8 @@ describe("npm run up (subprocess, stand-in pulumi)", () => {
       "stack init staging --non-interactive",
       "config get environment --stack staging --json --non-interactive",
       "config set environment staging --stack staging --non-interactive",
+      "config get --path service.hostPort --stack staging --json --non-interactive",
+      `config set --path service.hostPort ${port} --stack staging --non-interactive`,
       "config get --path secrets.DATABASE_URL --stack staging --json --non-interactive",
       "config get --path secrets.SECRET_KEY --stack staging --json --non-interactive",
       "config set --secret --path secrets.DATABASE_URL --stack staging --non-interactive",
@@ -137,7 +170,7 @@ describe("npm run up (subprocess, stand-in pulumi)", () => {
     expect(secretKey?.value).toMatch(/^[A-Za-z0-9_-]{43}$/);
 
     // Values reached pulumi on stdin only, exactly, with nothing else on stdin anywhere.
-    expect(calls.map((c) => c.stdin)).toEqual(["", "", "", "", "", "", "", LOCAL_DATABASE_URL, secretKey?.value, ""]);
+    expect(calls.map((c) => c.stdin)).toEqual(["", "", "", "", "", "", "", "", "", LOCAL_DATABASE_URL, secretKey?.value, ""]);
     for (const c of calls) {
       expect(c.argv.join(" ")).not.toContain(secretKey?.value);
       expect(c.argv.join(" ")).not.toContain(passphrase);
@@ -149,6 +182,8 @@ describe("npm run up (subprocess, stand-in pulumi)", () => {
     expect(res.stdout).toContain("secrets.DATABASE_URL was unset: set it to a local default, SQLite on the container's /data volume (sqlite:////data/app.db)");
     expect(res.stdout).toContain("secrets.SECRET_KEY was unset: set it to a local default, a generated random key (32 bytes), stored encrypted.");
     expect(res.stdout).toContain("Generated a local passphrase in .pulumi-state/passphrase (mode 0600).");
+    expect(res.stdout).toContain(`service.hostPort was unset: set it to ${port}, free on 127.0.0.1 and used by no other stack file of this project.`);
+    expect(stored?.["service.hostPort"]).toEqual({ value: String(port), secret: false });
     expect(res.stdout).toContain("fake pulumi up: staging");
   });
 
@@ -157,6 +192,7 @@ describe("npm run up (subprocess, stand-in pulumi)", () => {
       stacks: {
         staging: {
           environment: { value: "staging", secret: false },
+          "service.hostPort": { value: "8080", secret: false },
           "secrets.SECRET_KEY": { value: CANARY_SECRET_KEY, secret: true },
         },
       },
@@ -173,6 +209,7 @@ describe("npm run up (subprocess, stand-in pulumi)", () => {
       "whoami --json --non-interactive",
       "stack ls --json --non-interactive",
       "config get environment --stack staging --json --non-interactive",
+      "config get --path service.hostPort --stack staging --json --non-interactive",
       "config get --path secrets.DATABASE_URL --stack staging --json --non-interactive",
       "config get --path secrets.SECRET_KEY --stack staging --json --non-interactive",
       "config set --secret --path secrets.DATABASE_URL --stack staging --non-interactive",
