@@ -5,7 +5,7 @@
  * The CLI rather than the engine API, because what the tests prove is what a user can reproduce
  * by typing the same command. Every failure message carries the command and its stderr.
  */
-import { spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -298,4 +298,23 @@ export async function imageHistory(ref: string): Promise<{ id: string; createdBy
 class FatalWaitError extends Error {}
 function isFatal(error: unknown): boolean {
   return error instanceof FatalWaitError;
+}
+
+/**
+ * The host's address on Docker's default bridge: a container on any bridge network reaches the
+ * host there (the engine does not always record it as the network's gateway, so the interface
+ * named by the network's options is asked too).
+ */
+export async function dockerHostAddress(): Promise<string> {
+  const format = '{{range .IPAM.Config}}{{.Gateway}}{{end}} {{index .Options "com.docker.network.bridge.name"}}';
+  const [gateway, bridge] = (await docker(["network", "inspect", "bridge", "--format", format])).stdout.replace(/\n$/, "").split(" ");
+  if (gateway !== undefined && /^\d+\.\d+\.\d+\.\d+$/.test(gateway)) return gateway;
+  // Node lists only interfaces that are up; the bridge is down while no container uses it.
+  const device = bridge !== undefined && bridge !== "" ? bridge : "docker0";
+  const shown = await new Promise<string>((resolve) =>
+    execFile("ip", ["-4", "-o", "addr", "show", "dev", device], (error, stdout) => resolve(error ? "" : stdout)),
+  );
+  const address = /\binet (\d+\.\d+\.\d+\.\d+)\//.exec(shown)?.[1];
+  if (address === undefined) throw new Error(`cannot tell the host's address on Docker's bridge network (interface ${device}, via \`ip addr\`)`);
+  return address;
 }

@@ -7,7 +7,7 @@
  */
 import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { appendFileSync, chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "./wait";
@@ -104,6 +104,11 @@ export interface StartPostgresOptions {
   /** Names of the app's database and role; `app` unless told. */
   database?: string;
   user?: string;
+  /**
+   * Also listen on this host address (the Docker bridge's gateway, say), accepting password logins
+   * from the subnets the host is directly connected to, so that containers can reach the cluster.
+   */
+  alsoListenOn?: string;
 }
 
 /** Creates, starts and seeds a throwaway cluster. Call `stop()` when done (e.g. in `afterAll`). */
@@ -139,8 +144,11 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
       ["-D", dataDir, "-U", "postgres", "-E", "UTF8", "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync"],
       "initdb",
     );
+    if (options.alsoListenOn !== undefined) {
+      appendFileSync(join(dataDir, "pg_hba.conf"), "host all all samenet scram-sha-256\n");
+    }
     const serverOptions = [
-      "-c listen_addresses=127.0.0.1",
+      `-c listen_addresses=${["127.0.0.1", ...(options.alsoListenOn === undefined ? [] : [options.alsoListenOn])].join(",")}`,
       `-c port=${port}`,
       `-c unix_socket_directories=${socketDir}`,
       // Durability is worthless for a cluster that is deleted after the test; speed is not.
@@ -152,8 +160,10 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
       "pg_ctl start",
     );
   } catch (error) {
+    const log = join(dir, "server.log");
+    const tail = existsSync(log) ? readFileSync(log, "utf8").trim().split("\n").slice(-10).join("\n") : "";
     await stop();
-    throw error;
+    throw tail === "" ? error : new Error(`${(error as Error).message}\nserver log:\n${tail}`);
   }
 
   const psqlArgs = (db: string): string[] => ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", socketDir, "-p", String(port), "-U", "postgres", "-d", db];
