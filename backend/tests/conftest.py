@@ -16,6 +16,7 @@ from app.core.config import EXPECTATIONS, Settings, get_settings, load_settings
 from app.core.db import Backoff
 from app.main import create_app
 from tests.support.postgres import PostgresCluster
+from tests.support.server import Server
 
 #: A valid key for tests; random per run so no fixed value can leak into a passing assertion.
 TEST_SECRET_KEY = secrets.token_urlsafe(40)
@@ -82,6 +83,27 @@ def make_client(make_settings: SettingsFactory) -> Iterator[ClientFactory]:
 @pytest.fixture
 def client(make_client: ClientFactory) -> TestClient:
     return make_client()
+
+
+@pytest.fixture
+def server_env(tmp_path: Path) -> dict[str, str]:
+    """A minimal valid environment for a real server process (SQLite in the test's directory)."""
+    return {"APP_ENV": "development", "DATABASE_URL": f"sqlite:///{tmp_path}/app.db", "SECRET_KEY": TEST_SECRET_KEY}
+
+
+@pytest.fixture
+def make_server() -> Iterator[type[Server]]:
+    """Starts real server processes; every one still running is killed at the end of the test."""
+    started: list[Server] = []
+
+    class Tracked(Server):
+        def __init__(self, env: dict[str, str], *args: str) -> None:
+            super().__init__(env, *args)
+            started.append(self)
+
+    yield Tracked
+    for server in started:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -4,34 +4,15 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import signal
 import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import TEST_SECRET_KEY
-from tests.support.postgres import free_port
-
-BACKEND_DIR = Path(__file__).resolve().parents[1]
-EX_CONFIG = 78
-
-
-def run_entry(env: dict[str, str], *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", *(args or ("app",))],
-        cwd=BACKEND_DIR,
-        env={"PATH": os.environ.get("PATH", ""), **env},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+from tests.support.server import EX_CONFIG, Server, run_entry
 
 
 def test_nothing_set_exits_78_listing_every_required_variable() -> None:
@@ -83,62 +64,6 @@ def test_bench_entry_refuses_production() -> None:
     result = run_entry(env, "app.bench", "--middleware", "off")
     assert result.returncode == EX_CONFIG
     assert "app.bench refuses APP_ENV=production" in result.stderr
-
-
-class Server:
-    """A real server process on a free loopback port."""
-
-    def __init__(self, env: dict[str, str], *args: str) -> None:
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", *(args or ("app",))],
-            cwd=BACKEND_DIR,
-            env={"PATH": os.environ.get("PATH", ""), "PORT": str(self.port), **env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    def get(self, path: str) -> http.client.HTTPResponse:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-        conn.request("GET", path)
-        return conn.getresponse()
-
-    def wait_healthy(self, within: float = 20) -> None:
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.proc.communicate()
-            try:
-                if self.get("/readyz").status == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        pytest.fail("server did not become ready")
-
-    def stop(self) -> tuple[str, str]:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        return self.proc.communicate(timeout=10)
-
-
-@pytest.fixture
-def server_env(tmp_path: Path) -> dict[str, str]:
-    return {"APP_ENV": "development", "DATABASE_URL": f"sqlite:///{tmp_path}/app.db", "SECRET_KEY": TEST_SECRET_KEY}
-
-
-@pytest.fixture
-def make_server() -> Iterator[type[Server]]:
-    started: list[Server] = []
-
-    class Tracked(Server):
-        def __init__(self, env: dict[str, str], *args: str) -> None:
-            super().__init__(env, *args)
-            started.append(self)
-
-    yield Tracked
-    for server in started:
-        server.stop()
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
