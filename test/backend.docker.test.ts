@@ -44,10 +44,13 @@ const EXPECTED_HEADERS: Record<string, string> = {
   "strict-transport-security": "max-age=63072000; includeSubDomains",
   "x-content-type-options": "nosniff",
   "x-frame-options": "DENY",
-  "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
+  "content-security-policy": "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
   "referrer-policy": "no-referrer",
   "cross-origin-opener-policy": "same-origin",
   "cross-origin-resource-policy": "same-origin",
+  "cross-origin-embedder-policy": "require-corp",
+  "x-permitted-cross-domain-policies": "none",
+  "cache-control": "no-store, max-age=0",
 };
 
 const containers: string[] = [];
@@ -240,6 +243,8 @@ describe("the hardened container against PostgreSQL", () => {
       expect(response.status).toBe(status);
       for (const [header, value] of Object.entries(EXPECTED_HEADERS)) expect(response.headers[header]).toBe(value);
       expect(response.headers["permissions-policy"]).toContain("camera=()");
+      expect(response.headers["permissions-policy"]).toContain("interest-cohort=()");
+      expect(response.headers["x-request-id"]).toMatch(/^[0-9a-f]{32}$/);
       expect(response.headers.server).toBeUndefined();
     }
   }, 30_000);

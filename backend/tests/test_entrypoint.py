@@ -127,5 +127,7 @@ def test_bench_entry_serves_without_middleware(make_server: type[Server], server
     assert bare_response.status == full_response.status == 200
     assert bare_response.getheader("content-security-policy") is None
     assert bare_response.getheader("x-request-id") is None
-    assert full_response.getheader("content-security-policy") == "default-src 'none'; frame-ancestors 'none'"
+    assert full_response.getheader("content-security-policy") == (
+        "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
     assert full_response.getheader("x-request-id") is not None

@@ -5,34 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-import httpx2 as httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from app.core.middleware import HostMatcher
 from app.main import create_app
 from tests.conftest import FAST_BACKOFF, ClientFactory, SettingsFactory
-
-BASE_HEADERS = {
-    "x-content-type-options": "nosniff",
-    "x-frame-options": "DENY",
-    "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
-    "referrer-policy": "no-referrer",
-    "cross-origin-opener-policy": "same-origin",
-    "cross-origin-resource-policy": "same-origin",
-}
-HSTS = "max-age=63072000; includeSubDomains"
-
-
-def assert_security_headers(headers: httpx.Headers, *, hsts: bool) -> None:
-    for name, value in BASE_HEADERS.items():
-        assert headers.get(name) == value, name
-    policy = headers["permissions-policy"]
-    assert "camera=()" in policy
-    assert "geolocation=()" in policy
-    assert "microphone=()" in policy
-    assert headers.get("strict-transport-security") == (HSTS if hsts else None)
-    assert "server" not in headers
+from tests.support.headers import assert_security_headers
 
 
 @pytest.fixture
@@ -211,9 +190,13 @@ def test_docs_in_development_get_a_relaxed_csp_on_docs_paths_only(client: TestCl
     csp = docs.headers["content-security-policy"]
     assert "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net" in csp
     assert "frame-ancestors 'none'" in csp
+    assert "form-action 'none'" in csp
+    # jsDelivr's scripts would need to opt in to cross-origin embedding; the docs page does not demand it.
+    assert "cross-origin-embedder-policy" not in docs.headers
+    assert docs.headers["cache-control"] == "no-store, max-age=0"
     spec = client.get("/openapi.json")
     assert spec.status_code == 200
-    assert spec.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert_security_headers(spec.headers, hsts=False)
     assert set(spec.json()["paths"]) == {
         "/healthz",
         "/readyz",
