@@ -243,11 +243,12 @@ class SecurityMiddleware:
             if not started:
                 await _respond(send_secured, 413, self.too_large_body, b"application/json", (b"connection", b"close"))
         except Exception:
-            error_log.exception(
-                "unhandled error", extra={"request_id": rid, "method": scope["method"], "path": scope["path"]}
-            )
-            status = 500
-            if not started:
+            context = {"request_id": rid, "method": scope["method"], "path": scope["path"]}
+            if started:
+                # The client already has its status line: the access line keeps the status it got.
+                error_log.exception("error after the response started (status %d)", status, extra=context)
+            else:
+                error_log.exception("unhandled error", extra=context)
                 body = json.dumps({"detail": "Internal Server Error", "requestId": rid}).encode()
                 await _respond(send_secured, 500, body, b"application/json")
         finally:

@@ -9,10 +9,11 @@ import re
 import secrets
 import time
 import warnings
+from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.testclient import TestClient
 
 from app.core.logging import REDACTED, AccessEntry, JsonFormatter, Redactor, StdoutHandler, flush_logs
@@ -124,6 +125,34 @@ def test_unhandled_error_logged_with_request_id_and_redacted(
     assert f"RuntimeError: boom {REDACTED}" in str(errors[0]["exc"])
     access = [r for r in json_lines(out) if r["logger"] == "app.access"]
     assert access[0]["status"] == 500
+
+
+def test_an_error_after_the_response_started_keeps_the_status_the_client_got(
+    make_settings: SettingsFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = create_app(make_settings(), backoff=FAST_BACKOFF)
+
+    def failing_cleanup() -> Iterator[None]:
+        # Like closing a database session while the database shuts down: the clean-up of a
+        # dependency runs after the response has gone out, and fails there.
+        yield
+        raise RuntimeError("cleanup failed")
+
+    async def answered() -> dict[str, str]:
+        return {"status": "answered"}
+
+    app.add_api_route("/answered", answered, dependencies=[Depends(failing_cleanup)])
+    with TestClient(app, base_url="http://localhost", raise_server_exceptions=False) as client:
+        flush_logs()
+        capsys.readouterr()
+        response = client.get("/answered", headers={"X-Request-ID": "late-error-1"})
+        out = read_stdout(capsys)
+    assert response.status_code == 200
+    assert response.json() == {"status": "answered"}
+    records = [r for r in json_lines(out) if r.get("request_id") == "late-error-1"]
+    assert [(r["logger"], r.get("status")) for r in records] == [("app.error", None), ("app.access", 200)]
+    assert records[0]["msg"] == "error after the response started (status 200)"
+    assert "RuntimeError: cleanup failed" in str(records[0]["exc"])
 
 
 def test_database_errors_in_logs_do_not_reveal_password(
