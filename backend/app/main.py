@@ -6,12 +6,11 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from starlette.middleware.cors import CORSMiddleware
 
+from app.api.errors import COMMON_RESPONSES, install_error_handlers
 from app.api.routes import health, items
 from app.core.config import Settings, get_settings
 from app.core.db import Backoff, Database
@@ -23,10 +22,9 @@ log = logging.getLogger("app")
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
 
 
-async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    # Losing the database mid-request is an outage of a dependency, not a bug: 503, not 500.
-    log.warning("database error on %s: %s", request.url.path, type(exc).__name__)
-    return JSONResponse({"detail": "database unavailable"}, status_code=503)
+def _operation_id(route: APIRoute) -> str:
+    # The function's name (create_item, get_item, ...): stable ids that OpenAPI links can name.
+    return route.name
 
 
 def create_app(settings: Settings, *, middleware: bool = True, backoff: Backoff | None = None) -> FastAPI:
@@ -60,15 +58,15 @@ def create_app(settings: Settings, *, middleware: bool = True, backoff: Backoff 
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
+        responses=COMMON_RESPONSES,
+        generate_unique_id_function=_operation_id,
         # No OpenTelemetry collector is part of this service; exported spans and logs would carry
         # exception messages out of the redacted log path, and the hooks cost time per request.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.settings = settings
     app.state.database = database
-    # Connection-level failures only; an integrity or programming error stays a 500 (it is a bug).
-    for error in (OperationalError, InterfaceError, PoolTimeoutError):
-        app.add_exception_handler(error, _database_unavailable)
+    install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(items.router)
 

@@ -3,13 +3,82 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import DateTime, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAME_MAX_LENGTH = 200
 DESCRIPTION_MAX_LENGTH = 2000
+#: The largest id the ``items.id`` column (PostgreSQL ``integer``) can hold.
+MAX_ITEM_ID = 2**31 - 1
+
+#: Every character ``str.strip()`` removes (``str.isspace``), in code point order.
+WHITESPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
+    "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+
+
+def _class(chars: str) -> str:
+    # \uXXXX escapes read the same in Python's re, ECMA-262 (JSON Schema) and Rust's regex.
+    return "".join(f"\\u{ord(c):04x}" for c in chars)
+
+
+# The documented contract of the text fields, as JSON Schema patterns. Unpaired surrogates are
+# refused as well, but left out of the pattern: several JSON Schema validators cannot compile a
+# pattern that names them, and a JSON text carrying them is not valid Unicode to begin with.
+_STORABLE = f"[^{_class(chr(0))}]"
+_STORABLE_NON_SPACE = f"[^{_class(chr(0) + WHITESPACE)}]"
+DESCRIPTION_PATTERN = f"^{_STORABLE}*$"
+NAME_PATTERN = f"^{_STORABLE}*{_STORABLE_NON_SPACE}{_STORABLE}*$"
+
+
+def _storable(value: str) -> str:
+    """Refuse what the database cannot store (PostgreSQL: no NUL in text; UTF-8 only), then strip."""
+    if "\x00" in value:
+        raise ValueError("must not contain the NUL character (U+0000): the database cannot store it")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode: an unpaired surrogate (U+D800 to U+DFFF) cannot be stored") from None
+    return value.strip()
+
+
+def _not_blank(value: str) -> str:
+    if not value:
+        raise ValueError("must contain a character other than whitespace")
+    return value
+
+
+# Lengths count the text as sent; surrounding whitespace is stripped after validation.
+Name = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=NAME_MAX_LENGTH,
+        description=(
+            f"1 to {NAME_MAX_LENGTH} characters with at least one that is not whitespace; surrounding "
+            "whitespace is removed. NUL (U+0000) and unpaired surrogates are refused: the database cannot store them."
+        ),
+        json_schema_extra={"pattern": NAME_PATTERN},
+    ),
+    AfterValidator(_storable),
+    AfterValidator(_not_blank),
+]
+Description = Annotated[
+    str,
+    Field(
+        max_length=DESCRIPTION_MAX_LENGTH,
+        description=(
+            f"Up to {DESCRIPTION_MAX_LENGTH} characters; surrounding whitespace is removed. NUL (U+0000) "
+            "and unpaired surrogates are refused: the database cannot store them."
+        ),
+        json_schema_extra={"pattern": DESCRIPTION_PATTERN},
+    ),
+    AfterValidator(_storable),
+]
 
 
 class Base(DeclarativeBase):
@@ -30,16 +99,16 @@ class Item(Base):
 
 
 class ItemCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=NAME_MAX_LENGTH)
-    description: str | None = Field(default=None, max_length=DESCRIPTION_MAX_LENGTH)
+    name: Name
+    description: Description | None = None
 
 
 class ItemPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
-    id: int
+    id: int = Field(ge=1, le=MAX_ITEM_ID)
     name: str
     description: str | None
     created_at: datetime

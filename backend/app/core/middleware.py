@@ -89,6 +89,7 @@ _MANAGED = frozenset(
         b"x-request-id",
     }
 )
+INVALID_HOST_BODY = b'{"detail": "Invalid host header"}'
 _REQUEST_ID_RE = re.compile(rb"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 
@@ -230,7 +231,7 @@ class SecurityMiddleware:
 
         try:
             if not self.host_allowed(host):
-                await _respond(send_secured, 400, b"Invalid host header", b"text/plain; charset=utf-8")
+                await _respond(send_secured, 400, INVALID_HOST_BODY, b"application/json")
             elif content_length is not None and _declared_length(content_length) > self.max_body_bytes:
                 await _respond(send_secured, 413, self.too_large_body, b"application/json", (b"connection", b"close"))
             elif content_length is None and not chunked:

@@ -95,7 +95,8 @@ def test_untrusted_host_rejected_with_headers(make_client: ClientFactory) -> Non
     client = make_client(APP_ENV="staging", ALLOWED_HOSTS="api.example.com,*.example.org")
     rejected = client.get("/healthz", headers={"Host": "evil.example.net"})
     assert rejected.status_code == 400
-    assert rejected.text == "Invalid host header"
+    assert rejected.json() == {"detail": "Invalid host header"}
+    assert rejected.headers["content-type"] == "application/json"
     assert_security_headers(rejected.headers, hsts=True)
     assert client.get("/healthz", headers={"Host": "api.example.com"}).status_code == 200
     assert client.get("/healthz", headers={"Host": "x.example.org:8443"}).status_code == 200
