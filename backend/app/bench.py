@@ -12,8 +12,8 @@ import sys
 
 from fastapi import FastAPI
 
-from app.__main__ import EX_CONFIG
-from app.core.config import ConfigError, get_settings, load_settings
+from app.__main__ import EX_CONFIG, load_settings_or_explain
+from app.core.config import get_settings
 from app.main import create_app
 from app.server import serve
 
@@ -27,10 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.bench", description=__doc__)
     parser.add_argument("--middleware", choices=("on", "off"), required=True)
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(exc.render(), file=sys.stderr, flush=True)
+    settings = load_settings_or_explain()
+    if settings is None:
         return EX_CONFIG
     if settings.is_production:
         print("app.bench refuses APP_ENV=production; use python -m app", file=sys.stderr)

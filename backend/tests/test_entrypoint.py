@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import app.__main__ as entry
 from tests.conftest import TEST_SECRET_KEY
 from tests.support.server import EX_CONFIG, Server, run_entry
 
@@ -37,12 +38,27 @@ def test_bad_secrets_are_named_but_never_printed() -> None:
         }
     )
     assert result.returncode == EX_CONFIG
-    assert "  - DATABASE_URL: unsupported database scheme 'mysql'" in result.stderr
+    assert "  - DATABASE_URL: unsupported database scheme; use postgresql:// or sqlite:///" in result.stderr
     assert "  - SECRET_KEY: too short" in result.stderr
     for output in (result.stdout, result.stderr):
         assert canary_key not in output
         assert canary_password not in output
         assert "Traceback" not in output
+
+
+def test_an_unforeseen_error_while_loading_settings_exits_78_without_its_message(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    canary = "canary-" + TEST_SECRET_KEY[:12]
+
+    def failing() -> None:
+        raise RuntimeError(f"could not parse {canary}")
+
+    monkeypatch.setattr(entry, "load_settings", failing)
+    assert entry.main() == EX_CONFIG
+    err = capsys.readouterr().err
+    assert err.startswith("Configuration error: the backend cannot start: RuntimeError while reading the environment")
+    assert canary not in err
 
 
 def test_sqlite_in_production_exits_78(tmp_path: Path) -> None:

@@ -14,7 +14,6 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
 
 AppEnv = Literal["development", "staging", "production"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -93,25 +92,33 @@ def _is_periodic(value: str) -> bool:
 def normalise_database_url(raw: str) -> URL:
     """Parse a DATABASE_URL and pin PostgreSQL URLs to the psycopg 3 driver.
 
-    Raises ValueError with a message that never contains the URL itself.
+    Raises ValueError with a fixed message that holds no part of the URL: every character of it
+    may be secret (a password with an unescaped ``@`` or ``:`` spills into the host or port, and
+    the parser's own errors quote what they could not read).
     """
     try:
         url = make_url(raw)
-    except ArgumentError:
-        raise ValueError("not a valid URL") from None
-    if url.drivername in _POSTGRES_DRIVERS:
+        port = url.port
+        driver = url.drivername
+    except Exception:  # any parser error: its message would quote the URL
+        raise ValueError(
+            "not a valid URL; a user name or password holding @ : / ? # or % must be percent-encoded"
+        ) from None
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError("the port must be a number from 1 to 65535")
+    if driver in _POSTGRES_DRIVERS:
         if not url.host and "host" not in url.query:
             raise ValueError("PostgreSQL URL has no host")
         if not url.database:
             raise ValueError("PostgreSQL URL has no database name")
         return url.set(drivername="postgresql+psycopg")
-    if url.drivername == "sqlite":
+    if driver == "sqlite":
         if not url.database or url.database == ":memory:":
             raise ValueError("SQLite URL needs a file path, e.g. sqlite:////data/app.db")
         return url
-    if url.drivername.startswith(("postgresql+", "sqlite+")):
-        raise ValueError(f"driver {url.drivername!r} is not installed; use postgresql:// (psycopg 3)")
-    raise ValueError(f"unsupported database scheme {url.drivername!r}")
+    if driver.startswith(("postgresql+", "sqlite+")):
+        raise ValueError("this driver is not installed; use postgresql:// (psycopg 3)")
+    raise ValueError("unsupported database scheme; use postgresql:// or sqlite:///")
 
 
 class Settings(BaseSettings):

@@ -93,10 +93,12 @@ def test_each_required_variable_missing(
     ("url", "problem"),
     [
         ("not a url", "not a valid URL"),
-        ("mysql://app:pw@db/app", "unsupported database scheme 'mysql'"),
+        ("mysql://app:pw@db/app", "unsupported database scheme; use postgresql:// or sqlite:///"),
         ("postgresql://app:pw@/app", "PostgreSQL URL has no host"),
         ("postgresql://app:pw@db:5432", "PostgreSQL URL has no database name"),
-        ("postgresql+psycopg2://app:pw@db/app", "driver 'postgresql+psycopg2' is not installed"),
+        ("postgresql+psycopg2://app:pw@db/app", "this driver is not installed; use postgresql:// (psycopg 3)"),
+        ("postgresql://app:pw@db:5432x/app", "not a valid URL; a user name or password holding @ : / ? # or %"),
+        ("postgresql://app:pw@db:65536/app", "the port must be a number from 1 to 65535"),
         ("sqlite://", "SQLite URL needs a file path"),
         ("sqlite:///:memory:", "SQLite URL needs a file path"),
     ],
@@ -108,6 +110,9 @@ def test_invalid_database_url(
     assert error.variables == ["DATABASE_URL"]
     assert problem in error.problems[0][1]
     assert "pw@" not in str(error)
+    # No part of the value is quoted back, not even the scheme or driver.
+    assert "mysql" not in str(error)
+    assert "psycopg2" not in str(error)
 
 
 def test_sqlite_refused_in_production(make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch) -> None:

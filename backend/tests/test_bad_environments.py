@@ -1,0 +1,249 @@
+"""Bad environments against the real entry point: exit 78, every bad variable named, no secret shown.
+
+Each environment runs ``python -m app`` in its own process. The fake secrets are assembled at run
+time from characters chosen so that no four of them in a row occur in any text the backend prints
+on its own; the check is then simple and strict: no substring of four or more characters of a
+secret value may appear in the output. (The URL scheme is exempt: the help text names it.)
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import subprocess
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import pytest
+
+from tests.support.postgres import free_port
+from tests.support.server import EX_CONFIG, run_entry
+
+SECRET_VARIABLES = ("DATABASE_URL", "SECRET_KEY")
+LEAK_WINDOW = 4
+# Consonants and a few digits: no English word, no number the help text prints, no variable name.
+_ALPHABET = "BCDFGHJKMNPQRTVWXZbcdfhjkmnpqrtvwxz26789"
+_random = random.Random(12)  # noqa: S311  # fixed seed: the same canaries every run, so a collision shows at once
+
+
+def canary(length: int = 12) -> str:
+    return "".join(_random.choices(_ALPHABET, k=length))
+
+
+def url(scheme: str, userinfo: str, rest: str) -> str:
+    """A database URL assembled at run time (so the repository holds no credential-shaped literal)."""
+    return f"{scheme}://{userinfo}@{rest}"
+
+
+KEY = canary(40)  # a valid SECRET_KEY for environments whose problem lies elsewhere
+USER, PASSWORD, HOST, DB = canary(8), canary(14), canary(9), canary(7)
+GOOD_URL = url("postgresql", f"{USER}:{PASSWORD}", f"{HOST}:6432/{DB}")
+
+
+@dataclass(frozen=True)
+class BadEnv:
+    id: str
+    env: dict[str, str]
+    bad: frozenset[str]
+    #: Extra phrases the block must hold (the reason given for a variable).
+    says: tuple[str, ...] = field(default=())
+
+
+def bad(id_: str, bad_vars: set[str], *says: str, **env: str) -> BadEnv:
+    full = {"APP_ENV": "staging", "DATABASE_URL": GOOD_URL, "SECRET_KEY": KEY, **env}
+    return BadEnv(id_, {k: v for k, v in full.items() if v != "<unset>"}, frozenset(bad_vars), says)
+
+
+P1, P2, P3 = canary(10), canary(10), canary(10)
+NOT_A_URL = "not a valid URL"
+MATRIX = [
+    # DATABASE_URL whose password spills into the parts a parser reports on.
+    bad(
+        "password-with-at-and-colon",
+        {"DATABASE_URL"},
+        NOT_A_URL,
+        DATABASE_URL=url("postgresql", f"{USER}:{P1[:5]}@{P1[5:8]}:{P1[8:]}77", f"{HOST}:5432/{DB}"),
+    ),
+    bad("password-as-port", {"DATABASE_URL"}, NOT_A_URL, DATABASE_URL=url("postgresql", USER, f"{HOST}:{P2}/{DB}")),
+    bad(
+        "port-with-letters",
+        {"DATABASE_URL"},
+        NOT_A_URL,
+        DATABASE_URL=url("postgresql", f"{USER}:{P1}", f"{HOST}:54x{P3}/{DB}"),
+    ),
+    bad(
+        "port-zero",
+        {"DATABASE_URL"},
+        "the port must be a number from 1 to 65535",
+        DATABASE_URL=url("postgresql", f"{USER}:{P1}", f"{HOST}:0/{DB}"),
+    ),
+    bad(
+        "port-too-large",
+        {"DATABASE_URL"},
+        "the port must be",
+        DATABASE_URL=url("postgresql", f"{USER}:{P2}", f"{HOST}:99999/{DB}"),
+    ),
+    bad(
+        "port-negative",
+        {"DATABASE_URL"},
+        "the port must be",
+        DATABASE_URL=url("postgres", f"{USER}:{P3}", f"{HOST}:-6/{DB}"),
+    ),
+    bad("unclosed-ipv6", {"DATABASE_URL"}, NOT_A_URL, DATABASE_URL=url("postgresql", f"{USER}:{P1}", f"[::1/{DB}")),
+    bad("no-host", {"DATABASE_URL"}, "has no host", DATABASE_URL=url("postgresql", f"{USER}:{P1}", f"/{DB}")),
+    bad(
+        "no-database",
+        {"DATABASE_URL"},
+        "has no database name",
+        DATABASE_URL=url("postgresql", f"{USER}:{P2}", f"{HOST}:5432"),
+    ),
+    bad(
+        "unknown-scheme",
+        {"DATABASE_URL"},
+        "unsupported database scheme",
+        DATABASE_URL=url("mysqlx" + canary(4), f"{USER}:{P1}", f"{HOST}/{DB}"),
+    ),
+    bad(
+        "uninstalled-driver",
+        {"DATABASE_URL"},
+        "this driver is not installed",
+        DATABASE_URL=url("postgresql+pg8000", f"{USER}:{P3}", f"{HOST}/{DB}"),
+    ),
+    bad("no-scheme", {"DATABASE_URL"}, NOT_A_URL, DATABASE_URL=f"{USER}:{P1}@{HOST}/{DB}"),
+    bad("free-text", {"DATABASE_URL"}, NOT_A_URL, DATABASE_URL=f"{P2} {P3}"),
+    bad("empty-url", {"DATABASE_URL"}, NOT_A_URL, DATABASE_URL=""),
+    bad(
+        "sqlite-in-memory", {"DATABASE_URL"}, "SQLite URL needs a file path", DATABASE_URL=f"sqlite:///:memory:?{P1}=1"
+    ),
+    bad(
+        "sqlite-in-production",
+        {"DATABASE_URL"},
+        "SQLite is not allowed in production",
+        APP_ENV="production",
+        ALLOWED_HOSTS="api.example.com",
+        DATABASE_URL=f"sqlite:////{P2}/{P3}.db",
+    ),
+    bad("database-url-unset", {"DATABASE_URL"}, "missing", DATABASE_URL="<unset>"),
+    # SECRET_KEY refused for each reason.
+    bad("key-short", {"SECRET_KEY"}, "too short", SECRET_KEY=canary(20)),
+    bad("key-one-short-of-32", {"SECRET_KEY"}, "too short", SECRET_KEY=canary(31)),
+    bad("key-periodic", {"SECRET_KEY"}, "looks like a placeholder", SECRET_KEY=canary(8) * 5),
+    bad("key-changeme", {"SECRET_KEY"}, "looks like a placeholder", SECRET_KEY="changeme" + canary(30)),
+    bad("key-dummy", {"SECRET_KEY"}, "looks like a placeholder", SECRET_KEY=canary(15) + "dummy" + canary(15)),
+    bad("key-low-variety", {"SECRET_KEY"}, "too few distinct characters", SECRET_KEY="".join(sorted(canary(4) * 9))),
+    bad("key-empty", {"SECRET_KEY"}, "too short", SECRET_KEY=""),
+    bad("key-unset", {"SECRET_KEY"}, "missing", SECRET_KEY="<unset>"),
+    # Both secrets at once, and secrets beside plain problems.
+    bad(
+        "both-secrets",
+        {"DATABASE_URL", "SECRET_KEY"},
+        DATABASE_URL=url("postgresql", USER, f"{HOST}:{P1}/{DB}"),
+        SECRET_KEY=canary(12),
+    ),
+    bad(
+        "everything-unset",
+        {"APP_ENV", "DATABASE_URL", "SECRET_KEY"},
+        APP_ENV="<unset>",
+        DATABASE_URL="<unset>",
+        SECRET_KEY="<unset>",
+    ),
+    bad("app-env-bad-secrets-valid", {"APP_ENV"}, "got 'prod'", APP_ENV="prod"),
+    bad(
+        "plain-ints-bad-secrets-valid",
+        {"PORT", "WEB_CONCURRENCY", "SHUTDOWN_TIMEOUT_SECONDS", "MAX_BODY_BYTES"},
+        PORT="http",
+        WEB_CONCURRENCY="0",
+        SHUTDOWN_TIMEOUT_SECONDS="301",
+        MAX_BODY_BYTES="-1",
+    ),
+    bad(
+        "wildcards-in-production",
+        {"ALLOWED_HOSTS", "CORS_ORIGINS"},
+        "not allowed in production",
+        APP_ENV="production",
+        ALLOWED_HOSTS="*",
+        CORS_ORIGINS="*",
+    ),
+    bad(
+        "log-level-and-url",
+        {"LOG_LEVEL", "DATABASE_URL"},
+        LOG_LEVEL="loud",
+        DATABASE_URL=url("postgresql", f"{USER}:{P2}:{P3}", f"{HOST}:{P1}/{DB}"),
+    ),
+    bad(
+        "origins-and-key", {"CORS_ORIGINS", "SECRET_KEY"}, CORS_ORIGINS="ftp://files.example.com", SECRET_KEY=canary(9)
+    ),
+    bad("hosts-and-url", {"ALLOWED_HOSTS", "DATABASE_URL"}, ALLOWED_HOSTS="bad host", DATABASE_URL=f"{P3}://"),
+    bad(
+        "version-empty-and-key",
+        {"APP_VERSION", "GIT_SHA", "SECRET_KEY"},
+        APP_VERSION="",
+        GIT_SHA="",
+        SECRET_KEY="dummy" * 8,
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    returncode: int | None  # None: still running when the time was up
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture(scope="module")
+def outcomes() -> Iterator[dict[str, Outcome]]:
+    """Every environment's run, two at a time (each process spends most of its time importing)."""
+
+    def run(case: BadEnv) -> Outcome:
+        # A port of its own: an environment that is wrongly accepted starts a server, and times out.
+        env = {"PORT": str(free_port()), **case.env}
+        try:
+            result: subprocess.CompletedProcess[str] = run_entry(env, timeout=15)
+        except subprocess.TimeoutExpired as exc:
+            return Outcome(None, str(exc.stdout), str(exc.stderr))
+        return Outcome(result.returncode, result.stdout, result.stderr)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        yield dict(zip((c.id for c in MATRIX), pool.map(run, MATRIX), strict=True))
+
+
+# A scheme the help text names (it is printed whatever the value); everything after it counts.
+_PRINTED_SCHEME = re.compile(r"^(postgresql\+psycopg|postgresql|postgres|sqlite)(://+|(?=\+))")
+
+
+def secret_parts(env: dict[str, str]) -> list[str]:
+    return [_PRINTED_SCHEME.sub("", env[name]) for name in SECRET_VARIABLES if name in env]
+
+
+def leaked_windows(secret: str, output: str) -> list[str]:
+    return [
+        secret[i : i + LEAK_WINDOW]
+        for i in range(len(secret) - LEAK_WINDOW + 1)
+        if secret[i : i + LEAK_WINDOW] in output
+    ]
+
+
+def test_the_matrix_is_large_and_its_canaries_distinct() -> None:
+    assert len(MATRIX) >= 30
+    assert len({case.id for case in MATRIX}) == len(MATRIX)
+    # Secrets of every environment, so that a collision of two canaries cannot hide a leak.
+    for case in MATRIX:
+        for part in secret_parts(case.env):
+            others = [v for k, v in case.env.items() if k not in SECRET_VARIABLES]
+            assert not any(leaked_windows(part, value) for value in others), case.id
+
+
+@pytest.mark.parametrize("case", MATRIX, ids=[case.id for case in MATRIX])
+def test_bad_environment(case: BadEnv, outcomes: dict[str, Outcome]) -> None:
+    outcome = outcomes[case.id]
+    assert outcome.returncode == EX_CONFIG, outcome.stderr
+    assert outcome.stdout == ""
+    assert "Traceback" not in outcome.stderr
+    named = set(re.findall(r"^  - ([A-Z_]+): ", outcome.stderr, flags=re.MULTILINE))
+    assert named == case.bad
+    for phrase in case.says:
+        assert phrase in outcome.stderr
+    for secret in secret_parts(case.env):
+        assert leaked_windows(secret, outcome.stdout + outcome.stderr) == []
