@@ -86,7 +86,7 @@ def create_app(settings: Settings, *, middleware: bool = True, backoff: Backoff 
             SecurityMiddleware,
             allowed_hosts=settings.ALLOWED_HOSTS,
             max_body_bytes=settings.MAX_BODY_BYTES,
-            hsts=settings.APP_ENV in ("staging", "production"),
+            hsts=settings.hsts,
             docs_paths=DOCS_PATHS if docs else frozenset(),
         )
     return app

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import threading
 from collections.abc import Iterator
+from functools import cache
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from app.core.config import Settings
-from app.core.logging import configure_logging
+from app.core.config import Settings, get_settings
+from app.core.logging import configure_logging, log_access
+from app.core.middleware import Header, request_id_for, security_headers
 
 #: uvicorn's exit status when the server could not start (e.g. the port is taken).
 STARTUP_FAILURE = 3
@@ -39,9 +43,57 @@ class GracefulServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
+@cache
+def _protocol_headers() -> bytes:
+    # Read once per process: a worker process builds its settings from the same environment.
+    headers: list[Header] = security_headers(hsts=get_settings().hsts)
+    return b"".join(name + b": " + value + b"\r\n" for name, value in headers)
+
+
+class SecureHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol (httptools), whose own 400 answers carry the app's headers.
+
+    uvicorn answers a request it cannot parse (bad request line, bad or conflicting
+    Content-Length/Transfer-Encoding, an over-long URL, bytes that are not HTTP) itself, before
+    any ASGI app runs, so the security middleware never sees it. This answer gets the same
+    security headers, an X-Request-ID (the client's, when it got that far and is valid, as the
+    middleware does), ``Cache-Control: no-store`` and a JSON body, and one access line with that
+    request id. A front proxy cannot be relied on for it: the backend is also
+    reached directly (the readiness probe), and a proxy answers malformed requests itself.
+    """
+
+    def send_400_response(self, msg: str) -> None:
+        # The headers parsed so far (all of them when the body was the bad part), last one wins.
+        sent_id = next((value for name, value in reversed(self.headers or ()) if name == b"x-request-id"), None)
+        request_id = request_id_for(sent_id)
+        body = json.dumps({"detail": msg}).encode()
+        content = [STATUS_LINE[400]]
+        content.extend(name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers)
+        content += [
+            _protocol_headers(),
+            b"x-request-id: " + request_id.encode() + b"\r\n",
+            b"content-type: application/json\r\n",
+            b"content-length: " + str(len(body)).encode() + b"\r\n",
+            b"connection: close\r\n\r\n",
+            body,
+        ]
+        self.transport.write(b"".join(content))
+        self.transport.close()
+        scope = self.scope  # None until the parser has seen a request start, then filled as it goes
+        log_access(
+            request_id=request_id,
+            method=scope.get("method", "-") if scope else "-",
+            path=scope.get("path", "-") if scope else "-",
+            status=400,
+            duration=0.0,
+            client=self.client[0] if self.client else None,
+        )
+
+
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     return {
         "factory": True,
+        "http": "app.server:SecureHttpToolsProtocol",
         "host": "0.0.0.0",  # noqa: S104  # inside a container: the published port decides exposure
         "port": settings.PORT,
         "workers": settings.WEB_CONCURRENCY,

@@ -202,6 +202,11 @@ class Settings(BaseSettings):
         return self.APP_ENV == "production"
 
     @property
+    def hsts(self) -> bool:
+        """Whether responses carry Strict-Transport-Security (staging and production serve HTTPS)."""
+        return self.APP_ENV in ("staging", "production")
+
+    @property
     def database_url(self) -> URL:
         """The parsed database URL (carries the password: never log or render it)."""
         return make_url(self.DATABASE_URL.get_secret_value())

@@ -114,6 +114,18 @@ def security_headers(*, hsts: bool, docs: bool = False) -> list[Header]:
     return headers
 
 
+def request_id_for(header: bytes | None) -> str:
+    """The client's ``X-Request-ID`` when it is 1-128 safe characters, else a new id.
+
+    A new id is 128 random bits as 32 hex digits. A request id correlates log lines and guards
+    nothing: it needs uniqueness, not secrecy, so `random` (reseeded in every forked worker)
+    serves, without the system call os.urandom makes.
+    """
+    if header is not None and _REQUEST_ID_RE.match(header):
+        return header.decode("ascii")
+    return _getrandbits(128).to_bytes(16, "big").hex()
+
+
 class BodyTooLargeError(HTTPException):
     def __init__(self, limit: int) -> None:
         super().__init__(status_code=413, detail=f"Request body too large (limit {limit} bytes)")
@@ -208,13 +220,7 @@ class SecurityMiddleware:
                 content_length = value
             elif name == b"transfer-encoding":
                 chunked = True
-        if request_id is not None and _REQUEST_ID_RE.match(request_id):
-            rid = request_id.decode("ascii")
-        else:
-            # 128 random bits as 32 hex digits. A request id correlates log lines and guards
-            # nothing: it needs uniqueness, not secrecy, so `random` (reseeded in every forked
-            # worker) serves, without the system call os.urandom makes per request.
-            rid = _getrandbits(128).to_bytes(16, "big").hex()
+        rid = request_id_for(request_id)
         scope.setdefault("state", {})["request_id"] = rid
         headers = self.docs_headers if scope["path"] in self.docs_paths else self.headers
         extra = [*headers, (b"x-request-id", rid.encode())]
