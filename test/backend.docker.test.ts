@@ -303,6 +303,32 @@ describe("the hardened container against PostgreSQL", () => {
   }, 30_000);
 });
 
+describe("/version", () => {
+  it("reports the container's short id as `release` on a bridge network", async () => {
+    // How a release container runs behind the front proxy: its own network namespace, so Docker
+    // sets its host name to the short id. (On the host network it would be the host's name.)
+    const name = `${PREFIX}-release`;
+    containers.push(name);
+    // /version needs no database: an unreachable one only keeps /readyz at 503.
+    const unreachable = ["postgresql://app:", randomBytes(12).toString("hex"), "@127.0.0.1:1/app"].join("");
+    await docker(
+      ["run", "--detach", "--name", name, ...toDockerRunArgs(PROFILE), "--env", "APP_ENV=staging",
+        "--env", "DATABASE_URL", "--env", "SECRET_KEY", TAG],
+      { env: { DATABASE_URL: unreachable, SECRET_KEY: CANARY } },
+    );
+    const id = (await inspectContainer(name)).Id;
+    const fetchVersion = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8000/version').read().decode())";
+    const body = await waitFor(
+      async () => {
+        const r = await docker(["exec", name, "/opt/venv/bin/python", "-c", fetchVersion], { allowFailure: true });
+        return r.code === 0 ? r.stdout : undefined;
+      },
+      { timeoutMs: 30_000, what: "/version to answer inside the container" },
+    );
+    expect(JSON.parse(body)).toMatchObject({ version: "1.2.3-test", gitSha: BUILD_ARGS.GIT_SHA, release: id.slice(0, 12) });
+  }, 60_000);
+});
+
 describe("configuration errors", () => {
   it("exits 78 naming DATABASE_URL when it is missing, without echoing the other secret", async () => {
     const name = `${PREFIX}-noconfig`;

@@ -83,3 +83,10 @@ def test_a_created_item_links_to_its_get_and_delete(document: dict[str, Any]) ->
         "GetItem": {"operationId": "get_item", "parameters": {"item_id": "$response.body#/id"}},
         "DeleteItem": {"operationId": "delete_item", "parameters": {"item_id": "$response.body#/id"}},
     }
+
+
+def test_version_documents_release(document: dict[str, Any]) -> None:
+    ref = operation(document, "get", "/version")["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    schema = document["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    assert set(schema["required"]) == {"version", "gitSha", "python", "release"}
+    assert "container's short id" in schema["properties"]["release"]["description"]

@@ -137,3 +137,11 @@ def test_uvicorns_400_follows_the_environment_in_every_worker(
         response = exchange(server.port, MALFORMED["request-line-garbage"])
         assert response.status_line == b"HTTP/1.1 400 Bad Request"
         assert_security_headers(response.headers, hsts=app_env == "staging")
+
+
+def test_version_on_the_real_server_names_this_host(make_server: type[Server], server_env: dict[str, str]) -> None:
+    server = make_server(server_env)
+    server.wait_healthy()
+    response = server.get("/version")
+    assert response.status == 200
+    assert json.loads(response.read())["release"] == socket.gethostname()

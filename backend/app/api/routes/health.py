@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import platform
+import socket
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.deps import DatabaseDep, SettingsDep
 
@@ -16,6 +17,21 @@ router = APIRouter(tags=["health"])
 class Readiness(BaseModel):
     status: str = Field(description='"ready" or "not ready"')
     reason: str | None = Field(default=None, description="Why not ready; absent when ready")
+
+
+class VersionInfo(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    version: str = Field(description="APP_VERSION: the release version baked into the image")
+    git_sha: str = Field(alias="gitSha", description="GIT_SHA: the commit the image was built from")
+    python: str = Field(description="The Python version serving the request")
+    release: str = Field(
+        description=(
+            "This process's host name. Docker sets it to the container's short id (unless the container "
+            "runs on the host network or is given --hostname), so a deploy can tell through a proxy which "
+            "container answered."
+        )
+    )
 
 
 @router.get("/healthz")
@@ -39,5 +55,12 @@ async def readyz(database: DatabaseDep) -> JSONResponse:
 
 
 @router.get("/version")
-async def version(settings: SettingsDep) -> dict[str, str]:
-    return {"version": settings.APP_VERSION, "gitSha": settings.GIT_SHA, "python": platform.python_version()}
+async def version(settings: SettingsDep) -> VersionInfo:
+    """What is running here: version, commit, Python, and which container (``release``)."""
+    return VersionInfo(
+        version=settings.APP_VERSION,
+        git_sha=settings.GIT_SHA,
+        python=platform.python_version(),
+        # Read per request: cheap (one uname), and it follows a host name changed after start.
+        release=socket.gethostname(),
+    )

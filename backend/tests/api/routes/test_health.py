@@ -7,6 +7,7 @@ import socket
 import time
 
 import httpx2 as httpx
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import READY_WITHIN_SECONDS, ClientFactory
@@ -124,7 +125,20 @@ def test_version(make_client: ClientFactory) -> None:
     client = make_client(APP_VERSION="1.4.2", GIT_SHA="0123abcd")
     response = client.get("/version")
     assert response.status_code == 200
-    assert response.json() == {"version": "1.4.2", "gitSha": "0123abcd", "python": platform.python_version()}
+    assert response.json() == {
+        "version": "1.4.2",
+        "gitSha": "0123abcd",
+        "python": platform.python_version(),
+        "release": socket.gethostname(),
+    }
+
+
+def test_version_release_is_the_host_name_at_request_time(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Docker sets a container's host name to its short id; the deploy compares the two.
+    monkeypatch.setattr(socket, "gethostname", lambda: "3f2a9c1d7b6e")
+    assert client.get("/version").json()["release"] == "3f2a9c1d7b6e"
+    monkeypatch.setattr(socket, "gethostname", lambda: "8e7d6c5b4a39")
+    assert client.get("/version").json()["release"] == "8e7d6c5b4a39"
 
 
 def test_version_defaults(client: TestClient) -> None:
