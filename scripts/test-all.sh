@@ -15,6 +15,8 @@ step "backend: ruff, mypy"
 (cd backend && uv run --frozen ruff check . && uv run --frozen ruff format --check . && uv run --frozen mypy)
 step "backend: pytest"
 (cd backend && uv run --frozen pytest -q --junitxml="$results/pytest.xml")
+step "backend: API fuzzer (schemathesis against the real server and PostgreSQL)"
+(cd backend && uv run --frozen python -m tests.support.fuzz)
 step "vitest: unit tests and Docker integration"
 npx vitest run --exclude 'test/**/*.e2e.test.ts' --reporter=default --reporter=json --outputFile.json="$results/vitest.json"
 # The real Pulumi engine on its own: its updates would slow the timing-sensitive Docker tests above.

@@ -62,6 +62,7 @@ Name = Annotated[
             f"1 to {NAME_MAX_LENGTH} characters with at least one that is not whitespace; surrounding "
             "whitespace is removed. NUL (U+0000) and unpaired surrogates are refused: the database cannot store them."
         ),
+        examples=["widget"],
         json_schema_extra={"pattern": NAME_PATTERN},
     ),
     AfterValidator(_storable),
@@ -75,6 +76,7 @@ Description = Annotated[
             f"Up to {DESCRIPTION_MAX_LENGTH} characters; surrounding whitespace is removed. NUL (U+0000) "
             "and unpaired surrogates are refused: the database cannot store them."
         ),
+        examples=["A thing with a purpose"],
         json_schema_extra={"pattern": DESCRIPTION_PATTERN},
     ),
     AfterValidator(_storable),
