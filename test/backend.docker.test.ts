@@ -23,9 +23,9 @@ import {
   uniqueName,
   waitForExit,
   waitForHealthy,
-} from "./support/docker";
-import { startPostgres, type PostgresCluster } from "./support/postgres";
-import { freePort, httpRequest, sleep, waitFor } from "./support/wait";
+} from "../support/docker";
+import { startPostgres, type PostgresCluster } from "../support/postgres";
+import { freePort, httpRequest, sleep, waitFor } from "../support/wait";
 
 const BACKEND = join(__dirname, "..", "backend");
 const PREFIX = uniqueName("backend-image-test");

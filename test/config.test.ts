@@ -6,8 +6,8 @@ import {
   parseStackConfig,
   type RawStackConfig,
 } from "../components/config";
-import { PROJECT, setUpStack, stagingSetup, STAGING_CANARIES, type StackSetup } from "./support/mocks";
-import { canaryDatabaseUrl } from "./support/canary";
+import { PROJECT, setUpStack, stagingSetup, STAGING_CANARIES, type StackSetup } from "../support/mocks";
+import { canaryDatabaseUrl } from "../support/canary";
 
 type Config = Record<string, unknown>;
 

@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { describe, expect, it } from "vitest";
 import { appEnvFor, containerEnv, withLoopbackHost } from "../components/envMapping";
-import { awaitOutput } from "./support/mocks";
+import { awaitOutput } from "../support/mocks";
 
 describe("withLoopbackHost", () => {
   it("adds the loopback address the readiness check probes", () => {

@@ -15,8 +15,8 @@ import {
   requireDockerEngine,
   uniqueName,
   waitForHealthy,
-} from "./support/docker";
-import { freePort, httpRequest } from "./support/wait";
+} from "../support/docker";
+import { freePort, httpRequest } from "../support/wait";
 
 const TAG = `${uniqueName("bd-hardening-test")}:latest`;
 const NAME = uniqueName("bd-hardening");

@@ -5,9 +5,9 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { PROJECT, RecordingMocks, awaitOutput, setUpStack } from "./support/mocks";
-import { canaryDatabaseUrl } from "./support/canary";
-import { stagingRecord, without } from "./support/stagingRecord";
+import { PROJECT, RecordingMocks, awaitOutput, setUpStack } from "../support/mocks";
+import { canaryDatabaseUrl } from "../support/canary";
+import { stagingRecord, without } from "../support/stagingRecord";
 import { readVerdict, type PromotionVerdict } from "../components/promotionVerdict";
 
 const STACK = "prod";

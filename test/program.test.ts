@@ -14,7 +14,7 @@ import {
   STAGING_CANARIES,
   type RecordingMocks,
   type StackSetup,
-} from "./support/mocks";
+} from "../support/mocks";
 
 type Outputs = Record<string, pulumi.Output<unknown>>;
 

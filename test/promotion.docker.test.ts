@@ -13,7 +13,7 @@ import { Readiness as ReadinessSchema } from "../components/contract";
 import { hardeningProfile, toDockerRunArgs } from "../components/hardening";
 import { decidePromotion, plainOutputs, type PromotionPolicy } from "../components/promotion";
 import { dockerContainerView, isReadinessError, probeReadiness } from "../components/readiness";
-import { LOCAL_PYTHON_BASE, buildImage, docker, removeContainers, requireDockerEngine, uniqueName } from "./support/docker";
+import { LOCAL_PYTHON_BASE, buildImage, docker, removeContainers, requireDockerEngine, uniqueName } from "../support/docker";
 
 const BACKEND = path.join(__dirname, "..", "backend");
 const PREFIX = uniqueName("promotion-e2e");

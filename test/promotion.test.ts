@@ -9,7 +9,7 @@ import {
   type StagingOutputs,
 } from "../components/promotion";
 import { VerdictReason, formatReason, formatVerdict, readVerdict, refusalMessage } from "../components/promotionVerdict";
-import { stagingRecord, without } from "./support/stagingRecord";
+import { stagingRecord, without } from "../support/stagingRecord";
 
 const DIGEST = `sha256:${"a".repeat(64)}`;
 const OTHER_DIGEST = `sha256:${"b".repeat(64)}`;

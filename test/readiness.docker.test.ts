@@ -9,8 +9,8 @@ import { Readiness } from "../components/contract";
 import { hardeningProfile, toDockerRunArgs } from "../components/hardening";
 import { dockerContainerView, isReadinessError, probeReadiness, type ReadinessError } from "../components/readiness";
 import { readinessProvider } from "../components/readinessCheck";
-import { buildImage, docker, LOCAL_PYTHON_BASE, removeContainers, removeImages, requireDockerEngine, uniqueName } from "./support/docker";
-import { freePort } from "./support/wait";
+import { buildImage, docker, LOCAL_PYTHON_BASE, removeContainers, removeImages, requireDockerEngine, uniqueName } from "../support/docker";
+import { freePort } from "../support/wait";
 
 const VERSION = "4.5.6-readiness";
 const TAG = `${uniqueName("bd-readiness-test")}:latest`;

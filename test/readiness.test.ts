@@ -17,7 +17,7 @@ import {
   type ProbeAttempt,
   type ProbeOptions,
 } from "../components/readiness";
-import { canaryDatabaseUrl } from "./support/canary";
+import { canaryDatabaseUrl } from "../support/canary";
 
 const DIGEST = `sha256:${"ab".repeat(32)}`;
 const HARDENING: Hardening = { user: "10001:10001", readOnlyRootFilesystem: true, capabilitiesDropped: ["ALL"], noNewPrivileges: true };

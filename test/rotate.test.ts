@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { parseRotateArgs } from "../scripts/lib/cliArgs";
 import { formatPreview, parseUrn, summarizePreview } from "../scripts/lib/previewSummary";
 import { normalizeSecretInput } from "../scripts/lib/stackSecrets";
-import { type FakePulumi, type FakeScenario, createFakePulumi, makeProjectDir, runScript } from "./support/fakePulumi";
+import { type FakePulumi, type FakeScenario, createFakePulumi, makeProjectDir, runScript } from "../support/fakePulumi";
 
 const cleanups: (() => void)[] = [];
 afterEach(() => {

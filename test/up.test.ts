@@ -10,7 +10,7 @@ import { parseUpArgs } from "../scripts/lib/cliArgs";
 import { HOST_PORT_RANGE, chooseHostPort, claimedHostPorts } from "../scripts/lib/hostPort";
 import { resolvePassphrase } from "../scripts/lib/pulumiCli";
 import { LOCAL_DATABASE_URL, isProdStack, localDefault, prodRefusal } from "../scripts/lib/stackSecrets";
-import { type FakeCall, type FakePulumi, createFakePulumi, makeProjectDir, runScript } from "./support/fakePulumi";
+import { type FakeCall, type FakePulumi, createFakePulumi, makeProjectDir, runScript } from "../support/fakePulumi";
 
 const cleanups: (() => void)[] = [];
 afterEach(() => {

@@ -26,8 +26,8 @@ import {
   removeImages,
   requireDockerEngine,
   uniqueName,
-} from "../../test/support/docker";
-import { freePort, httpRequest, sleep, waitFor } from "../../test/support/wait";
+} from "../../support/docker";
+import { freePort, httpRequest, sleep, waitFor } from "../../support/wait";
 
 const ROOT = join(__dirname, "..", "..");
 const GOALS = { imageOverheadMb: 60, warmRebuildRatio: 0.15, startToReadyMs: 2000, middlewareOverhead: 0.15 };

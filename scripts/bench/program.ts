@@ -6,7 +6,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import main from "../../index";
-import { settle, setUpStack, stagingSetup } from "../../test/support/mocks";
+import { settle, setUpStack, stagingSetup } from "../../support/mocks";
 import { runLikePulumi } from "./pulumiLoader";
 
 const RUNS = 5;

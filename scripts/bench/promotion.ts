@@ -10,9 +10,9 @@ import * as path from "node:path";
 import { performance } from "node:perf_hooks";
 import { decidePromotion, plainOutputs, type PromotionPolicy } from "../../components/promotion";
 import * as pulumi from "@pulumi/pulumi";
-import { PROJECT, setUpStack } from "../../test/support/mocks";
+import { PROJECT, setUpStack } from "../../support/mocks";
 import { runLikePulumi } from "./pulumiLoader";
-import { canaryDatabaseUrl } from "../../test/support/canary";
+import { canaryDatabaseUrl } from "../../support/canary";
 
 const DIGEST = `sha256:${"c".repeat(64)}`;
 const POLICY: PromotionPolicy = { fromStack: "organization/backend-delivery/staging", maxAgeHours: 24, registry: false };

@@ -16,8 +16,8 @@ import type { AddressInfo } from "node:net";
 import * as path from "node:path";
 import { dockerContainerView, isReadinessError, probeReadiness, type ContainerView } from "../../components/readiness";
 import { hardeningProfile, toDockerRunArgs } from "../../components/hardening";
-import { buildImage, docker, inspectContainer, LOCAL_PYTHON_BASE, removeContainers, removeImages, requireDockerEngine, uniqueName } from "../../test/support/docker";
-import { freePort } from "../../test/support/wait";
+import { buildImage, docker, inspectContainer, LOCAL_PYTHON_BASE, removeContainers, removeImages, requireDockerEngine, uniqueName } from "../../support/docker";
+import { freePort } from "../../support/wait";
 
 const DIGEST = `sha256:${"0".repeat(64)}`;
 const INTERVALS_MS = [250, 1000];

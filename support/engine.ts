@@ -16,7 +16,7 @@ import { LocalWorkspace, type Stack } from "@pulumi/pulumi/automation";
 import { parse as parseYaml, stringify as toYaml } from "yaml";
 
 /** The repository root. */
-export const REPO = path.resolve(__dirname, "..", "..");
+export const REPO = path.resolve(__dirname, "..");
 
 /** What a command printed and how it ended. */
 export interface RunResult {
@@ -99,7 +99,7 @@ function programFiles(): string[] {
     (file) =>
       file !== "" &&
       fs.existsSync(path.join(REPO, file)) &&
-      !/^(test|bench-results|\.github|\.ci)\//.test(file) &&
+      !/^(test|support|bench-results|\.github|\.ci)\//.test(file) &&
       !/^Pulumi\.[^.]+\.yaml$/.test(file),
   );
 }

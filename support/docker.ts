@@ -318,3 +318,10 @@ export async function dockerHostAddress(): Promise<string> {
   if (address === undefined) throw new Error(`cannot tell the host's address on Docker's bridge network (interface ${device}, via \`ip addr\`)`);
   return address;
 }
+
+/** When the container first exited (ms since the epoch) between two times (s since the epoch), from the engine's events. */
+export async function firstExitOf(container: string, sinceSeconds: number, untilSeconds: number): Promise<number | undefined> {
+  const events = await docker(["events", "--since", String(sinceSeconds), "--until", String(untilSeconds), "--filter", "event=die", "--filter", `container=${container}`, "--format", "{{.TimeNano}}"]);
+  const first = Number(events.stdout.trim().split("\n")[0]);
+  return first > 0 ? first / 1e6 : undefined;
+}

@@ -185,7 +185,7 @@ export function createFakePulumi(scenario: FakeScenario = {}): FakePulumi {
   };
 }
 
-const REPO_ROOT = path.resolve(__dirname, "..", "..");
+const REPO_ROOT = path.resolve(__dirname, "..");
 const TSX_CLI = path.join(REPO_ROOT, "node_modules", "tsx", "dist", "cli.mjs");
 
 /** What a helper run printed and returned. */
