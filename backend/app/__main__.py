@@ -9,27 +9,8 @@ from __future__ import annotations
 
 import sys
 
-from app.core.config import ConfigError, Settings, load_settings
+from app.core.config import EX_CONFIG, load_settings_or_explain
 from app.server import serve
-
-EX_CONFIG = 78
-
-
-def load_settings_or_explain() -> Settings | None:
-    """The settings, or None once the reason they cannot be loaded is on stderr (never a value)."""
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        print(exc.render(), file=sys.stderr, flush=True)
-    except Exception as exc:
-        # An error nobody foresaw may quote the environment in its message: name its type only.
-        print(
-            f"Configuration error: the backend cannot start: {type(exc).__name__} while reading the "
-            "environment (details withheld: they may quote a secret value).",
-            file=sys.stderr,
-            flush=True,
-        )
-    return None
 
 
 def main() -> int:

@@ -12,8 +12,7 @@ import sys
 
 from fastapi import FastAPI
 
-from app.__main__ import EX_CONFIG, load_settings_or_explain
-from app.core.config import get_settings
+from app.core.config import EX_CONFIG, get_settings, load_settings_or_explain
 from app.main import create_app
 from app.server import serve
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import app.__main__ as entry
+import app.core.config as config_module
 from tests.conftest import TEST_SECRET_KEY
 from tests.support.server import EX_CONFIG, Server, run_entry
 
@@ -54,7 +55,7 @@ def test_an_unforeseen_error_while_loading_settings_exits_78_without_its_message
     def failing() -> None:
         raise RuntimeError(f"could not parse {canary}")
 
-    monkeypatch.setattr(entry, "load_settings", failing)
+    monkeypatch.setattr(config_module, "load_settings", failing)
     assert entry.main() == EX_CONFIG
     err = capsys.readouterr().err
     assert err.startswith("Configuration error: the backend cannot start: RuntimeError while reading the environment")

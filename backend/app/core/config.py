@@ -8,6 +8,7 @@ contains a secret value.
 from __future__ import annotations
 
 import re
+import sys
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
@@ -258,6 +259,31 @@ def load_settings() -> Settings:
             if described not in problems:
                 problems.append(described)
         raise ConfigError(problems) from None
+
+
+#: Exit status of an entry point that cannot start for its configuration (EX_CONFIG, sysexits.h).
+EX_CONFIG = 78
+
+
+def load_settings_or_explain() -> Settings | None:
+    """The settings, or None once the reason they cannot be loaded is on stderr (never a value).
+
+    Every entry point (``python -m app``, ``python -m app.bench``) starts with this, so a bad
+    environment always reads the same: one block naming each bad variable, no traceback.
+    """
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr, flush=True)
+    except Exception as exc:
+        # An error nobody foresaw may quote the environment in its message: name its type only.
+        print(
+            f"Configuration error: the backend cannot start: {type(exc).__name__} while reading the "
+            "environment (details withheld: they may quote a secret value).",
+            file=sys.stderr,
+            flush=True,
+        )
+    return None
 
 
 @lru_cache(maxsize=1)
