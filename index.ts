@@ -1,18 +1,23 @@
 /**
  * The program: load and validate this stack's config, build its components, export its outputs.
  * Staging builds the image; prod takes only the digest staging proved ready. The entry is async so
- * the prod gate can decide before any prod resource is constructed.
+ * the prod gate can decide before any prod resource is constructed. Its result is typed by the
+ * stack-output contract (components/contract.ts).
  */
 import * as pulumi from "@pulumi/pulumi";
 import { BackendImage } from "./components/backendImage";
 import { BackendService } from "./components/backendService";
 import { resolveBuildInfo } from "./components/buildInfo";
-import { loadConfig, type BackendConfig } from "./components/config";
+import { loadConfig, type BackendConfig } from "./components/config/load";
+import type { ProdOutputs, StackOutputs } from "./components/contract";
+import { GitHubDelivery } from "./components/delivery/github";
 import { appEnvFor } from "./components/envMapping";
-import { githubDeliveryFromConfig } from "./components/githubDelivery";
-import { resolvePromotion } from "./components/promotionGate";
+import { resolvePromotion } from "./components/promotion/gate";
 import { PromotedImage } from "./components/promotedImage";
-import { ReadinessCheck } from "./components/readinessCheck";
+import { ReadinessCheck } from "./components/readiness/check";
+
+/** Stack outputs as the program returns them: each value may still be on its way. */
+type Exported<T> = { [K in keyof T]: pulumi.Input<T[K]> };
 
 /** Container, and the readiness check against it, for an already pinned image. */
 function deploy(config: BackendConfig, image: { image: pulumi.Input<string>; imageDigest: pulumi.Input<string> }) {
@@ -36,12 +41,13 @@ function deploy(config: BackendConfig, image: { image: pulumi.Input<string>; ima
     timeoutSeconds: config.readiness.timeoutSeconds,
     intervalMs: config.readiness.intervalMs,
     successThreshold: config.readiness.successThreshold,
+    timeoutHint: `raise readiness.timeoutSeconds: \`pulumi config set --stack ${config.stack} --path readiness.timeoutSeconds <seconds>\``,
     ...(config.dockerHost === undefined ? {} : { dockerHost: config.dockerHost }),
   });
   return { url: service.url, readiness: check.readiness };
 }
 
-async function main(): Promise<Record<string, unknown>> {
+async function main(): Promise<Exported<StackOutputs> | Exported<ProdOutputs>> {
   const config = loadConfig();
 
   if (config.environment === "staging") {
@@ -66,7 +72,7 @@ async function main(): Promise<Record<string, unknown>> {
     fromStack: config.promotion.fromStack,
     maxAgeHours: config.promotion.maxAgeHours,
     registry: config.image.registry !== undefined,
-    override: config.promotion.override,
+    ...(config.promotion.override === undefined ? {} : { override: config.promotion.override }),
   });
   const registry = config.image.registry;
   const promoted = new PromotedImage(`${config.project}-${config.stack}`, {
@@ -75,7 +81,18 @@ async function main(): Promise<Record<string, unknown>> {
     ...(config.dockerHost === undefined ? {} : { dockerHost: config.dockerHost }),
   });
   const { url, readiness } = deploy(config, { image: promoted.image, imageDigest: approved.imageDigest });
-  githubDeliveryFromConfig(config.delivery, config.environment);
+  if (config.delivery !== undefined) {
+    const { config: delivery, environmentSecrets, token } = config.delivery;
+    new GitHubDelivery("github", {
+      owner: delivery.repository.owner,
+      repository: delivery.repository.name,
+      defaultBranch: delivery.defaultBranch,
+      productionReviewerUsers: delivery.productionReviewers.users,
+      productionReviewerTeams: delivery.productionReviewers.teams,
+      environmentSecrets,
+      token,
+    });
+  }
   return {
     environment: config.environment,
     imageRef: approved.imageRef,

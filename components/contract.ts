@@ -37,16 +37,41 @@ export const Readiness = z.object({
 });
 export type Readiness = z.infer<typeof Readiness>;
 
+/** An image reference: `<repo>@sha256:...` where a registry is used, else the local image id. */
+export const ImageRef = z.string().refine((ref) => ref.trim() !== "", "expected a non-empty image reference");
+
 /** The outputs every backend stack exports, staging and prod alike. */
 export const StackOutputs = z.object({
   environment: Environment,
   /** Pinned by digest where a registry is used, else the local image id. */
-  imageRef: z.string().min(1),
+  imageRef: ImageRef,
   imageDigest: Digest,
   url: z.string(),
   readiness: Readiness,
 });
 export type StackOutputs = z.infer<typeof StackOutputs>;
+
+/** What prod reads of the staging stack: its required outputs, and `environment` must say staging. */
+export const StagingContract = StackOutputs.pick({ imageRef: true, imageDigest: true, readiness: true }).extend({
+  environment: z.literal("staging"),
+});
+
+/** Where prod's image came from: the staging stack and the check that proved it. */
+export const PromotedFrom = z.object({ stack: z.string(), imageDigest: Digest, checkedAt: z.string() });
+
+/** A recorded break-glass approval for a promotion the gate would otherwise refuse. */
+export const PromotionOverride = z.object({ reason: z.string(), approvedBy: z.string() });
+export type PromotionOverride = z.infer<typeof PromotionOverride>;
+
+/** Prod's outputs: the common ones, plus where the image came from and the rollback target. */
+export const ProdOutputs = StackOutputs.extend({
+  promotedFrom: PromotedFrom,
+  /** The last different image prod ran; absent until there is one. */
+  previousImageRef: ImageRef.optional(),
+  /** Present only when an override let a refused promotion through. */
+  promotionOverride: PromotionOverride.optional(),
+});
+export type ProdOutputs = z.infer<typeof ProdOutputs>;
 
 /** Secrets every stack must set (`secrets.<NAME>`): the backend refuses to start without them. */
 export const REQUIRED_SECRETS = ["DATABASE_URL", "SECRET_KEY"] as const;

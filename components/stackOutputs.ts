@@ -6,7 +6,7 @@
  * the engine fails an unknown stack before the program can say what to do about it.
  */
 import * as pulumi from "@pulumi/pulumi";
-import type { OutputDetails } from "./promotion";
+import type { OutputDetails } from "./promotion/readStaging";
 
 /** The engine's built-in function that reads a stack's outputs. */
 export const READ_STACK_OUTPUTS = "pulumi:pulumi:readStackOutputs";

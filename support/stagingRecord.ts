@@ -2,6 +2,7 @@
  * Staging stack outputs as the promotion gate reads them: a healthy record by default, with any
  * field overridden per test. Shared by the pure decision tests and the prod program tests.
  */
+import type { StagingOutputs } from "../components/promotion/readStaging";
 
 type Fields = Record<string, unknown>;
 
@@ -49,4 +50,9 @@ export function without(record: Fields, key: string): Fields {
   const copy = { ...record };
   delete copy[key];
   return copy;
+}
+
+/** Outputs as plain (non-secret) details, the way a reader of plain stack outputs sees them. */
+export function plainOutputs(values: Readonly<Record<string, unknown>>): StagingOutputs {
+  return Object.fromEntries(Object.entries(values).map(([name, value]) => [name, { value }]));
 }

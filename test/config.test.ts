@@ -1,11 +1,8 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import {
-  fixCommand,
-  formatProblems,
-  isStoredEncrypted,
-  parseStackConfig,
-  type RawStackConfig,
-} from "../components/config";
+import { fixCommand, formatProblems, keyMeta, leafPaths } from "../components/config/fixes";
+import { parseStackConfig, type RawStackConfig } from "../components/config/parse";
+import { makeStackConfigSchema } from "../components/config/schema";
+import { isStoredEncrypted } from "../components/config/secretStorage";
 import { PROJECT, setUpStack, stagingSetup, STAGING_CANARIES, type StackSetup } from "../support/mocks";
 import { canaryDatabaseUrl } from "../support/canary";
 
@@ -363,6 +360,30 @@ describe("stack config: each bad config is refused with its key and fix", () => 
   });
 });
 
+describe("fix commands come from the schema", () => {
+  const schema = makeStackConfigSchema(PROJECT);
+
+  it("every key has an example, or is a secret that is prompted for", () => {
+    const leaves = leafPaths(schema).map((p) => p.join("."));
+    // The walk reaches every part of the schema, delivery's included.
+    expect(leaves).toEqual(expect.arrayContaining(["environment", "service.hostPort", "service.env.*", "secrets.*", "readiness.url", "delivery.productionReviewers.users.*", "delivery.environmentSecrets.*"]));
+    expect(leaves.length).toBeGreaterThan(25);
+    const without = leaves.filter((leaf) => {
+      const meta = keyMeta(schema, leaf.split("."));
+      return meta.example === undefined && meta.secret !== true;
+    });
+    expect(without).toEqual([]);
+  });
+
+  it("shows the example kept beside the key, and prompts for a secret", () => {
+    expect(fixCommand(schema, "s", ["service", "resources", "memoryMb"])).toBe("pulumi config set --stack s --path 'service.resources.memoryMb' 512");
+    expect(fixCommand(schema, "s", ["promotion", "fromStack"])).toBe(`pulumi config set --stack s --path 'promotion.fromStack' organization/${PROJECT}/staging`);
+    expect(fixCommand(schema, "s", ["delivery", "repository", "owner"])).toBe("pulumi config set --stack s --path 'delivery.repository.owner' <owner>");
+    expect(fixCommand(schema, "s", ["registryPassword"])).toBe(`pulumi config set --stack s --secret 'registryPassword'${SECRET_HINT}`);
+    expect(fixCommand(schema, "s", ["service"])).toBe("pulumi config set --stack s --path 'service.hostPort' 8080");
+  });
+});
+
 describe("stack file and SDK secret detection", () => {
   const file = {
     config: {
@@ -389,7 +410,7 @@ describe("stack file and SDK secret detection", () => {
   });
 
   it("fix commands never carry a secret value", () => {
-    expect(fixCommand("s", ["secrets", "X"])).toBe(`pulumi config set --stack s --secret --path 'secrets.X'${SECRET_HINT}`);
+    expect(fixCommand(makeStackConfigSchema(PROJECT), "s", ["secrets", "X"])).toBe(`pulumi config set --stack s --secret --path 'secrets.X'${SECRET_HINT}`);
   });
 });
 

@@ -15,7 +15,7 @@ import * as path from "node:path";
 import type { OutputMap, Stack } from "@pulumi/pulumi/automation";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { StackOutputs } from "../components/contract";
-import { readVerdict } from "../components/promotionVerdict";
+import { readVerdict } from "../components/promotion/reasons";
 import { LOCAL_PYTHON_BASE, docker, dockerHostAddress, firstExitOf, requireDockerEngine } from "../support/docker";
 import { REPO, requirePulumiCli, run, scratchProject, type ScratchProject } from "../support/engine";
 import { startPostgres, type PostgresCluster } from "../support/postgres";

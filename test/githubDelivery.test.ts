@@ -1,7 +1,8 @@
 import * as pulumi from "@pulumi/pulumi";
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { DeliveryConfig, parseDeliveryConfig, REQUIRED_CHECKS } from "../components/deliveryConfig";
-import { githubDeliveryFromConfig } from "../components/githubDelivery";
+import { parseStackConfig } from "../components/config/parse";
+import { DeliveryConfig, REQUIRED_CHECKS } from "../components/delivery/config";
+import { GitHubDelivery } from "../components/delivery/github";
 
 const PROJECT = "backend-delivery";
 // Canary values: the test proves they reach GitHub's secret inputs only as secrets.
@@ -25,27 +26,45 @@ function isWireSecret(v: unknown): v is { value: unknown } {
   return typeof v === "object" && v !== null && (v as Record<string, unknown>)[SECRET_SIG_KEY] === SECRET_SIG;
 }
 
-function setConfig(extra: Record<string, string> = {}, secrets: string[] = []): void {
-  pulumi.runtime.setAllConfig(
-    {
-      [`${PROJECT}:deliveryPassphrase`]: PASSPHRASE,
-      [`${PROJECT}:deliveryBackendUrl`]: BACKEND_URL,
-      "github:token": TOKEN,
-      ...extra,
-    },
-    [`${PROJECT}:deliveryPassphrase`, `${PROJECT}:deliveryBackendUrl`, "github:token", ...secrets],
-  );
-}
 
 const delivery: DeliveryConfig = DeliveryConfig.parse({
   repository: { owner: "acme", name: "backend" },
   productionReviewers: { users: [1001, "1002"], teams: [77] },
 });
 
-async function build(config: DeliveryConfig | undefined, env: "staging" | "prod" = "prod") {
-  const component = githubDeliveryFromConfig(config, env);
-  if (component) await Promise.all(component.resources.map((r) => new Promise((ok) => r.urn.apply(ok))));
+/** The component as the program builds it from a parsed `delivery` and the stack secrets it names. */
+async function build(config: DeliveryConfig, values: Record<string, string> = { deliveryPassphrase: PASSPHRASE, deliveryBackendUrl: BACKEND_URL }) {
+  const environmentSecrets = Object.fromEntries(
+    Object.entries(config.environmentSecrets).map(([name, key]) => [name, pulumi.secret(values[key] ?? "")]),
+  );
+  const component = new GitHubDelivery("github", {
+    owner: config.repository.owner,
+    repository: config.repository.name,
+    defaultBranch: config.defaultBranch,
+    productionReviewerUsers: config.productionReviewers.users,
+    productionReviewerTeams: config.productionReviewers.teams,
+    environmentSecrets,
+    token: pulumi.secret(TOKEN),
+  });
+  await Promise.all(component.resources.map((r) => new Promise((ok) => r.urn.apply(ok))));
   return component;
+}
+
+/** A prod stack's raw config with `delivery` and the secrets given, parsed as the program does. */
+function parseProd(delivery: unknown, secrets: Record<string, string>, plainKeys: string[] = []) {
+  const values: Record<string, string> = {
+    [`${PROJECT}:environment`]: "prod",
+    [`${PROJECT}:service`]: JSON.stringify({ hostPort: 8081 }),
+    [`${PROJECT}:secrets`]: JSON.stringify({ DATABASE_URL: `postgresql://db.internal:5432/app`, SECRET_KEY: "k".repeat(40) }),
+    [`${PROJECT}:delivery`]: JSON.stringify(delivery),
+    ...Object.fromEntries(Object.entries(secrets).map(([k, v]) => [k.includes(":") ? k : `${PROJECT}:${k}`, v])),
+  };
+  return parseStackConfig({
+    project: PROJECT,
+    stack: "prod",
+    values,
+    secretSources: { isSdkSecret: (key) => key !== `${PROJECT}:delivery` && !plainKeys.includes(key) && !key.endsWith(":environment") && !key.endsWith(":service") },
+  });
 }
 
 const byType = (t: string) => recorded.filter((r) => r.type === t);
@@ -68,7 +87,6 @@ beforeAll(async () => {
 
 beforeEach(() => {
   recorded.length = 0;
-  setConfig();
 });
 
 describe("deliveryConfig", () => {
@@ -81,70 +99,74 @@ describe("deliveryConfig", () => {
     });
   });
 
-  it("is absent when the stack does not set it", () => {
-    expect(parseDeliveryConfig(undefined)).toBeUndefined();
-  });
-
-  it("reports every problem at once with the fix", () => {
-    let message = "";
-    try {
-      parseDeliveryConfig({
-        repository: { owner: "" },
-        productionReviewers: { users: [] },
-        environmentSecrets: { GITHUB_TOKEN: "x", "bad-name": "y" },
-      });
-    } catch (e) {
-      message = (e as Error).message;
-    }
-    expect(message).toContain("invalid config key 'delivery'");
-    expect(message).toContain("repository.owner");
-    expect(message).toContain("repository.name");
-    expect(message).toContain("name at least one user or team id");
-    expect(message).toContain("names starting with GITHUB_ are reserved by GitHub");
-    expect(message).toContain("letters, digits and _ only");
-    expect(message).toContain("pulumi config set --path delivery.repository.owner");
+  it("reports every problem at once, each with the fix the schema keeps beside the key", () => {
+    const result = parseProd(
+      { repository: { owner: "" }, productionReviewers: { users: [] }, environmentSecrets: { GITHUB_TOKEN: "x", "bad-name": "y" } },
+      { "github:token": TOKEN },
+    );
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    const byPath = Object.fromEntries(result.problems.map((p) => [p.path.join("."), p]));
+    expect(Object.keys(byPath).sort()).toEqual(
+      [
+        "delivery.repository.owner",
+        "delivery.repository.name",
+        "delivery.productionReviewers",
+        "delivery.environmentSecrets.GITHUB_TOKEN",
+        "delivery.environmentSecrets.bad-name",
+      ].sort(),
+    );
+    expect(byPath["delivery.productionReviewers"]?.message).toBe("name at least one user or team id");
+    expect(byPath["delivery.environmentSecrets.GITHUB_TOKEN"]?.message).toContain("names starting with GITHUB_ are reserved by GitHub");
+    expect(byPath["delivery.environmentSecrets.bad-name"]?.message).toContain("letters, digits and _ only");
+    expect(byPath["delivery.repository.name"]?.fix).toBe("pulumi config set --stack prod --path 'delivery.repository.name' <repository>");
+    // A problem of a whole object is fixed at the key its schema names.
+    expect(byPath["delivery.productionReviewers"]?.fix).toBe("pulumi config set --stack prod --path 'delivery.productionReviewers.users[0]' <numeric id>");
   });
 
   it("refuses more than 6 reviewers and unknown keys", () => {
-    expect(() =>
-      parseDeliveryConfig({
-        repository: { owner: "a", name: "b" },
-        productionReviewers: { users: [1, 2, 3, 4], teams: [5, 6, 7] },
-      }),
-    ).toThrow(/at most 6 reviewers/);
-    expect(() =>
-      parseDeliveryConfig({ repository: { owner: "a", name: "b" }, productionReviewers: { users: [1] }, github: {} }),
-    ).toThrow(/Unrecognized key/);
+    expect(DeliveryConfig.safeParse({ repository: { owner: "a", name: "b" }, productionReviewers: { users: [1, 2, 3, 4], teams: [5, 6, 7] } }).error?.message).toMatch(
+      /at most 6 reviewers/,
+    );
+    expect(DeliveryConfig.safeParse({ repository: { owner: "a", name: "b" }, productionReviewers: { users: [1] }, github: {} }).error?.message).toMatch(
+      /Unrecognized key/,
+    );
+  });
+
+  it("names every missing stack secret and the token, without echoing any value", () => {
+    const result = parseProd(delivery, { deliveryBackendUrl: BACKEND_URL });
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    const text = JSON.stringify(result.problems);
+    expect(result.problems.map((p) => [p.path.join("."), p.message])).toEqual([
+      ["deliveryPassphrase", "is missing; delivery.environmentSecrets.PULUMI_CONFIG_PASSPHRASE reads it"],
+      ["github:token", "is missing; delivery needs a token with admin rights on the repository"],
+    ]);
+    expect(result.problems.map((p) => p.fix)).toEqual([
+      "pulumi config set --stack prod --secret 'deliveryPassphrase'   (prompts for the value; or pipe it on stdin)",
+      "pulumi config set --stack prod --secret github:token   (prompts for the value; or pipe it on stdin)",
+    ]);
+    expect(text).not.toContain(BACKEND_URL);
+  });
+
+  it("refuses delivery secrets stored in plain text", () => {
+    const result = parseProd(delivery, { deliveryBackendUrl: BACKEND_URL, deliveryPassphrase: PASSPHRASE, "github:token": TOKEN }, [`${PROJECT}:deliveryPassphrase`]);
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.problems.map((p) => [p.path.join("."), p.message])).toEqual([["deliveryPassphrase", "is stored in plain text; set it with --secret"]]);
+    expect(JSON.stringify(result.problems)).not.toContain(PASSPHRASE);
+  });
+
+  it("hands the program every delivery secret when all are set", () => {
+    const result = parseProd(delivery, { deliveryBackendUrl: BACKEND_URL, deliveryPassphrase: PASSPHRASE, "github:token": TOKEN });
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    expect(result.config.deliverySecrets).toEqual({ deliveryPassphrase: PASSPHRASE, deliveryBackendUrl: BACKEND_URL });
+    expect(result.config.githubToken).toBe(TOKEN);
   });
 });
 
 describe("GitHubDelivery", () => {
-  it("registers nothing when delivery is absent", async () => {
-    expect(await build(undefined)).toBeUndefined();
-    expect(recorded).toEqual([]);
-  });
-
-  it("refuses to run on a staging stack", () => {
-    expect(() => githubDeliveryFromConfig(delivery, "staging")).toThrow(/managed by the prod stack only/);
-  });
-
-  it("names every missing stack secret without echoing any value", () => {
-    pulumi.runtime.setAllConfig({ [`${PROJECT}:deliveryBackendUrl`]: BACKEND_URL }, [
-      `${PROJECT}:deliveryBackendUrl`,
-    ]);
-    let message = "";
-    try {
-      githubDeliveryFromConfig(delivery, "prod");
-    } catch (e) {
-      message = (e as Error).message;
-    }
-    expect(message).toContain("deliveryPassphrase (feeds PULUMI_CONFIG_PASSPHRASE)");
-    expect(message).toContain("github:token");
-    expect(message).toContain("pulumi config set --secret deliveryPassphrase");
-    expect(message).not.toContain(BACKEND_URL);
-    expect(recorded).toEqual([]);
-  });
-
   it("registers exactly the environments, policies, secrets and branch protection", async () => {
     await build(delivery);
     const counts = recorded.reduce<Record<string, number>>((acc, r) => ({ ...acc, [r.type]: (acc[r.type] ?? 0) + 1 }), {});
@@ -235,8 +257,7 @@ describe("GitHubDelivery", () => {
   });
 
   it("maps custom secret names to custom stack keys", async () => {
-    setConfig({ [`${PROJECT}:stateUrl`]: "s3://other" }, [`${PROJECT}:stateUrl`]);
-    await build(DeliveryConfig.parse({ ...delivery, environmentSecrets: { STATE_URL: "stateUrl" } }));
+    await build(DeliveryConfig.parse({ ...delivery, environmentSecrets: { STATE_URL: "stateUrl" } }), { stateUrl: "s3://other" });
     const secrets = byType("github:index/actionsEnvironmentSecret:ActionsEnvironmentSecret");
     expect(secrets.map((s) => [s.name, (s.inputs.value as { value: unknown }).value]).sort()).toEqual([
       ["github-preview-STATE_URL", "s3://other"],

@@ -11,7 +11,7 @@ import {
   splitMarkdown,
   summarize,
 } from "../scripts/lib/previewComment";
-import { formatVerdict, readVerdict } from "../components/promotionVerdict";
+import { formatVerdict, readVerdict } from "../components/promotion/reasons";
 
 // Documents captured from the real CLI by the end-to-end suite (CAPTURE_FIXTURES=1), secrets redacted.
 const fixture = (name: string) => fs.readFileSync(path.join(__dirname, "fixtures/preview", name), "utf8");
@@ -128,7 +128,7 @@ describe("renderPreviewComment", () => {
   });
 
   it("shows an override: who approved it and what it lifted", () => {
-    const verdict = { allowed: true as const, fromStack: "organization/backend-delivery/staging", imageRef: `sha256:${"a".repeat(64)}`, imageDigest: `sha256:${"a".repeat(64)}`, checkedAt: "2026-11-28T20:00:00.000Z", override: { reason: "INC-7", approvedBy: "alice" }, overridden: [{ code: "stale-readiness", output: "readiness.checkedAt", problem: "staging was last checked long ago", fix: "run pulumi up", overridable: true }] };
+    const verdict = { allowed: true as const, fromStack: "organization/backend-delivery/staging", imageRef: `sha256:${"a".repeat(64)}`, imageDigest: `sha256:${"a".repeat(64)}`, checkedAt: "2026-11-28T20:00:00.000Z", override: { reason: "INC-7", approvedBy: "alice" }, overridden: [{ code: "stale-readiness" as const, output: "readiness.checkedAt", problem: "staging was last checked long ago", fix: "run pulumi up", overridable: true }] };
     const json = JSON.stringify({ steps: [], diagnostics: [{ severity: "info", message: `${formatVerdict(verdict)}\n` }], changeSummary: { same: 8 } });
     const [body] = renderPreviewComment([{ stack: "prod", json, exitCode: 0, promotion: true }]);
     expect(body).toContain("**Override** approved by `alice`: INC-7. It lifts:");

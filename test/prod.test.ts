@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { PROJECT, RecordingMocks, awaitOutput, setUpStack } from "../support/mocks";
 import { canaryDatabaseUrl } from "../support/canary";
 import { stagingRecord, without } from "../support/stagingRecord";
-import { readVerdict, type PromotionVerdict } from "../components/promotionVerdict";
+import { readVerdict, type PromotionVerdict } from "../components/promotion/reasons";
 
 const STACK = "prod";
 const STAGING = `organization/${PROJECT}/staging`;
@@ -114,6 +114,20 @@ afterEach(() => {
 /** The verdict the gate logged, read back the way the pull-request comment reads it. */
 function loggedVerdict(): PromotionVerdict | undefined {
   return readVerdict(info.mock.calls.map((call: unknown[]) => String(call[0])));
+}
+
+/**
+ * Asserts the message holds a reason written `- <output>: <problem>` here, in the refusal format
+ * every refusal uses: `✖ <problem>` then `→ at <output>`.
+ */
+function expectReason(message: string, expected: string): void {
+  const match = /^- ([\w.]+): (.*)$/s.exec(expected);
+  if (match === null) {
+    expect(message).toContain(expected);
+    return;
+  }
+  const [, output, problem] = match as unknown as [string, string, string];
+  expect(message).toMatch(new RegExp(`✖ ${problem.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}[^\n]*\n  → at ${output.replace(/\./g, "\\.")}\n`));
 }
 
 describe("prod: a valid staging record is promoted", () => {
@@ -265,8 +279,8 @@ describe("prod: blocked before any prod resource", () => {
     await prodStack({ [STAGING]: outputs, [SELF]: { imageRef: OLD_DIGEST } }, extraConfig);
     const error = await programError();
     expect(error.message).toContain(`prod promotion from ${STAGING} refused (1 reason); no prod resource was touched:`);
-    expect(error.message).toContain(expected);
-    expect(error.message).toMatch(/\n {2}fix: \S/);
+    expectReason(error.message, expected);
+    expect(error.message).toMatch(/\n {4}fix: \S/);
     expect(types()).toEqual(GATE_TYPES);
   });
 
@@ -278,12 +292,12 @@ describe("prod: blocked before any prod resource", () => {
     const error = await programError();
     const lines = error.message.split("\n");
     expect(lines[0]).toBe(`prod promotion from ${STAGING} refused (3 reasons); no prod resource was touched:`);
-    expect(lines.filter((l) => l.startsWith("- ")).map((l) => l.split(":")[0])).toEqual([
-      "- readiness.ready",
-      "- readiness.imageDigest",
-      "- readiness.hardening.user",
+    expect(lines.filter((l) => l.startsWith("  → at "))).toEqual([
+      "  → at readiness.ready",
+      "  → at readiness.imageDigest",
+      "  → at readiness.hardening.user",
     ]);
-    expect(lines.filter((l) => l.startsWith("  fix: "))).toHaveLength(3);
+    expect(lines.filter((l) => l.startsWith("    fix: "))).toHaveLength(3);
     expect(types()).toEqual(GATE_TYPES);
     // The same reasons, as data, in the verdict line the pull-request comment reads.
     const verdict = loggedVerdict();
@@ -296,7 +310,7 @@ describe("prod: blocked before any prod resource", () => {
   it("refuses a secret-marked output without printing its value", async () => {
     await prodStack({ [STAGING]: stagingOutputs(), [SELF]: {} }, {}, { secretOutputs: { [STAGING]: ["imageRef"] } });
     const error = await programError();
-    expect(error.message).toContain("- imageRef: output `imageRef` is marked secret on");
+    expectReason(error.message, "- imageRef: output `imageRef` is marked secret on");
     expect(error.message).not.toContain(DIGEST.slice(7));
     expect(types()).toEqual(GATE_TYPES);
   });
@@ -304,14 +318,14 @@ describe("prod: blocked before any prod resource", () => {
   it("evaluates the gate the same way in preview", async () => {
     await prodStack({ [STAGING]: stagingOutputs({ readiness: readiness({ ready: false }) }), [SELF]: {} }, {}, { preview: true });
     const error = await programError();
-    expect(error.message).toContain("- readiness.ready: `readiness.ready` is false");
+    expectReason(error.message, "- readiness.ready: `readiness.ready` is false");
     expect(types()).toEqual(GATE_TYPES);
   });
 
   it("names a staging stack that does not exist and how to create it", async () => {
     await prodStack({ [SELF]: {} });
     const error = await programError();
-    expect(error.message).toContain(`- promotion.fromStack: staging stack ${STAGING} not found or unreadable (unknown stack "${STAGING}")`);
+    expectReason(error.message, `- promotion.fromStack: staging stack ${STAGING} not found or unreadable (unknown stack "${STAGING}")`);
     expect(error.message).toContain(`pulumi stack init ${STAGING}\` then \`pulumi up --stack ${STAGING}`);
     expect(types()).toEqual(GATE_TYPES);
     const verdict = loggedVerdict();
@@ -331,7 +345,7 @@ describe("prod: break-glass override", () => {
     const [message] = warn.mock.calls[0] as [string];
     expect(message).toContain(`PROMOTION OVERRIDE: prod takes ${DIGEST} from ${STAGING} although the gate refused it`);
     expect(message).toContain('approved by "alice" because "INC-42: staging host down, hotfix verified by hand"');
-    expect(message).toContain("- readiness.ready: `readiness.ready` is false");
+    expectReason(message, "- readiness.ready: `readiness.ready` is false");
     expect(mocks.ofType(CONTAINER)).toHaveLength(1);
   });
 
@@ -348,7 +362,7 @@ describe("prod: break-glass override", () => {
   it("cannot lift a missing image reference", async () => {
     await prodStack({ [STAGING]: without(stagingOutputs(), "imageRef"), [SELF]: {} }, { promotion: { override } });
     const error = await programError();
-    expect(error.message).toContain("- imageRef: output `imageRef` is missing");
+    expectReason(error.message, "- imageRef: output `imageRef` is missing");
     expect(error.message).toContain("promotion.override cannot lift: imageRef");
     expect(types()).toEqual(GATE_TYPES);
     expect(warn).not.toHaveBeenCalled();

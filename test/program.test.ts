@@ -211,7 +211,7 @@ describe("secrets stay secret through the container env", () => {
 
   it("the loaded config exposes every secret only as a secret Output", async () => {
     await setUpStack(stagingSetup());
-    const { loadConfig } = await import("../components/config");
+    const { loadConfig } = await import("../components/config/load");
     const config = loadConfig();
     expect(Object.keys(config.secrets).sort()).toEqual(["DATABASE_URL", "SECRET_KEY"]);
     for (const value of Object.values(config.secrets)) {

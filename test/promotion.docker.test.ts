@@ -11,8 +11,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Readiness } from "../components/contract";
 import { Readiness as ReadinessSchema } from "../components/contract";
 import { hardeningProfile, toDockerRunArgs } from "../components/hardening";
-import { decidePromotion, plainOutputs, type PromotionPolicy } from "../components/promotion";
-import { dockerContainerView, isReadinessError, probeReadiness } from "../components/readiness";
+import { decidePromotion, type PromotionPolicy } from "../components/promotion/decide";
+import { plainOutputs } from "../support/stagingRecord";
+import { dockerContainerView } from "../components/readiness/dockerView";
+import { isReadinessError, probeReadiness } from "../components/readiness/probe";
 import { LOCAL_PYTHON_BASE, buildImage, docker, removeContainers, requireDockerEngine, uniqueName } from "../support/docker";
 
 const BACKEND = path.join(__dirname, "..", "backend");

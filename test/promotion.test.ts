@@ -1,15 +1,9 @@
 import { describe, expect, it } from "vitest";
-import {
-  decidePromotion,
-  formatDuration,
-  nextPreviousImageRef,
-  plainOutputs,
-  type PromotionPolicy,
-  type ReasonCode,
-  type StagingOutputs,
-} from "../components/promotion";
-import { VerdictReason, formatReason, formatVerdict, readVerdict, refusalMessage } from "../components/promotionVerdict";
-import { stagingRecord, without } from "../support/stagingRecord";
+import { decidePromotion, formatDuration, nextPreviousImageRef, type PromotionPolicy } from "../components/promotion/decide";
+import type { StagingOutputs } from "../components/promotion/readStaging";
+import { type ReasonCode } from "../components/promotion/reasons";
+import { PromotionReason, formatReasons, formatVerdict, readVerdict, refusalMessage } from "../components/promotion/reasons";
+import { plainOutputs, stagingRecord, without } from "../support/stagingRecord";
 
 const DIGEST = `sha256:${"a".repeat(64)}`;
 const OTHER_DIGEST = `sha256:${"b".repeat(64)}`;
@@ -230,7 +224,7 @@ describe("decidePromotion: messages", () => {
     expect(reason?.fix).toBe(
       `fix staging until its readiness check passes, then run \`pulumi up --stack ${FROM}\` to check staging again`,
     );
-    expect(formatReason(reason!)).toBe(`- readiness.ready: ${reason!.problem}.\n  fix: ${reason!.fix}`);
+    expect(formatReasons([reason!])).toBe(`✖ ${reason!.problem}\n  → at readiness.ready\n    fix: ${reason!.fix}`);
   });
 
   it('says a "true" string is not the boolean true', () => {
@@ -398,11 +392,11 @@ describe("promotion verdict: what the gate logs, the comment reads back", () => 
   });
 
   it("words the refusal from the same reasons: each output, problem and fix", () => {
-    const verdict = { allowed: false as const, fromStack: FROM, reasons: refused.reasons.map((r) => VerdictReason.parse(r)) };
+    const verdict = { allowed: false as const, fromStack: FROM, reasons: refused.reasons.map((r) => PromotionReason.parse(r)) };
     const text = refusalMessage(verdict, false);
     expect(text.split("\n")).toEqual([
       `prod promotion from ${FROM} refused (2 reasons); no prod resource was touched:`,
-      ...refused.reasons.flatMap((r) => [`- ${r.output}: ${r.problem}.`, `  fix: ${r.fix}`]),
+      ...refused.reasons.flatMap((r) => [`✖ ${r.problem}`, `  → at ${r.output}`, `    fix: ${r.fix}`]),
     ]);
     expect(refusalMessage(verdict, true)).toBe(text);
   });

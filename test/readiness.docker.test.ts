@@ -7,8 +7,9 @@ import * as pulumi from "@pulumi/pulumi";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Readiness } from "../components/contract";
 import { hardeningProfile, toDockerRunArgs } from "../components/hardening";
-import { dockerContainerView, isReadinessError, probeReadiness, type ReadinessError } from "../components/readiness";
-import { readinessProvider } from "../components/readinessCheck";
+import { dockerContainerView } from "../components/readiness/dockerView";
+import { isReadinessError, probeReadiness, type ReadinessError } from "../components/readiness/probe";
+import { readinessProvider } from "../components/readiness/check";
 import { buildImage, docker, LOCAL_PYTHON_BASE, removeContainers, removeImages, requireDockerEngine, uniqueName } from "../support/docker";
 import { freePort } from "../support/wait";
 

@@ -4,19 +4,18 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { Readiness, type Hardening } from "../components/contract";
+import { demuxDockerLogs, dockerConnection } from "../components/readiness/dockerView";
 import {
-  demuxDockerLogs,
-  dockerConnection,
   formatHistory,
   probeReadiness,
-  redact,
   isReadinessError,
   type ReadinessError,
   type ContainerState,
   type ContainerView,
   type ProbeAttempt,
   type ProbeOptions,
-} from "../components/readiness";
+} from "../components/readiness/probe";
+import { redact } from "../components/redact";
 import { canaryDatabaseUrl } from "../support/canary";
 
 const DIGEST = `sha256:${"ab".repeat(32)}`;
@@ -170,7 +169,8 @@ describe("probeReadiness against real HTTP servers", () => {
   it("times out with the probe history when the server never becomes ready", async () => {
     const server = await startServer(() => ({ status: 503 }));
     const started = Date.now();
-    const error = await rejection(probeReadiness(options(server.url, { timeoutSeconds: 1, intervalMs: 100 }), fakeContainer([RUNNING])));
+    const hint = "raise the budget: `set-timeout <seconds>`";
+    const error = await rejection(probeReadiness(options(server.url, { timeoutSeconds: 1, intervalMs: 100, timeoutHint: hint }), fakeContainer([RUNNING])));
     const elapsed = Date.now() - started;
     expect(error.reason).toBe("timeout");
     expect(elapsed).toBeGreaterThanOrEqual(990);
@@ -180,7 +180,8 @@ describe("probeReadiness against real HTTP servers", () => {
     expect(error.history.every((a) => a.status === 503)).toBe(true);
     expect(error.message).toContain(`Readiness check of ${server.url}/readyz timed out after 1 s without 1 consecutive HTTP 200 answers`);
     expect(error.message).toMatch(/^ {2}#1 \+0\.0s HTTP 503 \(\d+ ms\)$/m);
-    expect(error.message).toContain("pulumi config set --path readiness.timeoutSeconds");
+    // The probe knows nothing of stack config: how to give it more time comes from its caller.
+    expect(error.message).toContain(`Check the service's readiness (its database connection), or ${hint}.`);
   });
 
   it("fails fast with redacted container logs when the engine says the container exited", async () => {
@@ -199,8 +200,8 @@ describe("probeReadiness against real HTTP servers", () => {
     expect(error.history.length).toBe(2);
     expect(error.message).toContain("the container exited with code 3");
     expect(error.message).toContain("  | configuration error: DATABASE_URL is missing");
-    expect(error.message).toContain("  | connecting to postgresql://app:***@db:5432/app");
-    expect(error.message).toContain("  | SECRET_KEY=*** is too short");
+    expect(error.message).toContain("  | connecting to postgresql://app:[secret]@db:5432/app");
+    expect(error.message).toContain("  | SECRET_KEY=[secret] is too short");
     expect(error.message).not.toContain("hunter2");
     expect(error.message).not.toContain("s3cr3t");
     expect(error.logLines).toHaveLength(4);
@@ -276,8 +277,8 @@ describe("probeReadiness against real HTTP servers", () => {
 
 describe("readiness helpers", () => {
   it("redacts URL passwords and secret-looking assignments only", () => {
-    expect(redact("db=postgresql+psycopg://u:p%40ss@h:5432/d ok")).toBe("db=postgresql+psycopg://u:***@h:5432/d ok");
-    expect(redact('API_TOKEN: "abc def" and password=xyz')).toBe("API_TOKEN: *** and password=***");
+    expect(redact("db=postgresql+psycopg://u:p%40ss@h:5432/d ok")).toBe("db=postgresql+psycopg://u:[secret]@h:5432/d ok");
+    expect(redact('API_TOKEN: "abc def" and password=xyz')).toBe('API_TOKEN: "[secret]" and password=[secret]');
     expect(redact("GET /readyz 503 in 3 ms")).toBe("GET /readyz 503 in 3 ms");
   });
 
@@ -353,7 +354,7 @@ describe("ReadinessCheck under Pulumi's mocks", () => {
       "backend-delivery",
       "staging",
     );
-    const { ReadinessCheck } = await import("../components/readinessCheck");
+    const { ReadinessCheck } = await import("../components/readiness/check");
     const check = new ReadinessCheck("backend-staging-readiness", ARGS);
     // Output's own promise carries a rejection of the apply callback, where `apply` would hide it.
     const readiness = (check.readiness as unknown as { promise(): Promise<unknown> }).promise();
@@ -375,7 +376,7 @@ describe("ReadinessCheck under Pulumi's mocks", () => {
   });
 
   it("rejects a record that breaks the contract schema, naming the check and the field", async () => {
-    const { checkedRecord } = await import("../components/readinessCheck");
+    const { checkedRecord } = await import("../components/readiness/check");
     expect(checkedRecord("api", RECORD)).toEqual(RECORD);
     expect(() => checkedRecord("api", { ...RECORD, imageDigest: "sha256:short", checkedAt: "yesterday" })).toThrow(
       "Readiness check api recorded a readiness output that breaks the contract:\n" +
@@ -405,7 +406,7 @@ describe("ReadinessCheck under Pulumi's mocks", () => {
 
 describe("diffReadinessInputs", () => {
   it("replaces for a new digest, container, url or path and updates for probe settings", async () => {
-    const { diffReadinessInputs } = await import("../components/readinessCheck");
+    const { diffReadinessInputs } = await import("../components/readiness/check");
     const base = { url: "http://127.0.0.1:1", containerName: "c", containerId: "id1", imageDigest: DIGEST, path: "/readyz", timeoutSeconds: 5, intervalMs: 100, successThreshold: 1 };
     expect(diffReadinessInputs(base, { ...base })).toEqual({ changes: false, replaces: [] });
     expect(diffReadinessInputs(base, { ...base, url: "http://127.0.0.1:2", path: "/ready" })).toEqual({ changes: true, replaces: ["url", "path"] });

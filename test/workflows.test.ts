@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import { DeliveryConfig, ENVIRONMENTS, REQUIRED_CHECKS } from "../components/deliveryConfig";
+import { DeliveryConfig, ENVIRONMENTS, REQUIRED_CHECKS } from "../components/delivery/config";
 
 const DIR = path.join(__dirname, "../.github/workflows");
 const files = fs.readdirSync(DIR).filter((f) => /\.ya?ml$/.test(f)).sort();

@@ -13,31 +13,35 @@ export const REQUIRED_CHECKS = ["test", "preview"] as const;
 /** The GitHub environments the workflows use: deploy jobs, and the pull-request preview job. */
 export const ENVIRONMENTS = { staging: "staging", production: "production", preview: "preview" } as const;
 
+/** The example a fix command shows for a key (see components/config/fixes.ts). */
+const example = <T extends z.ZodType>(schema: T, value: string): T => schema.meta({ example: value });
+
 // GitHub's rule for secret names: https://docs.github.com/en/actions/security-guides/using-secrets-in-github-actions#naming-your-secrets
 const SecretName = z
   .string()
   .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "letters, digits and _ only, not starting with a digit")
   .refine((s) => !s.toUpperCase().startsWith("GITHUB_"), "names starting with GITHUB_ are reserved by GitHub");
 
-const ConfigKey = z
-  .string()
-  .regex(/^[A-Za-z][A-Za-z0-9_-]*$/, "a key of this project's namespace, e.g. deliveryPassphrase");
+const ConfigKey = example(
+  z.string().regex(/^[A-Za-z][A-Za-z0-9_-]*$/, "a key of this project's namespace, e.g. deliveryPassphrase"),
+  "deliveryPassphrase",
+);
 
 /**
  * A GitHub user or team id: a positive integer, as the environments API takes them. Coerced because
  * `pulumi config set --path` may store a number as a string.
  */
-const GitHubId = z.coerce.number().int().positive();
+const GitHubId = example(z.coerce.number().int().positive(), "<numeric id>");
 
 /** The `delivery` config object. Absent: no GitHub resource is managed. */
 export const DeliveryConfig = z.strictObject({
   /** The repository whose environments, secrets and branch protection are managed. */
   repository: z.strictObject({
-    owner: z.string().min(1),
-    name: z.string().min(1),
+    owner: example(z.string().min(1), "<owner>"),
+    name: example(z.string().min(1), "<repository>"),
   }),
   /** The branch that deploys; protected, and the only branch the deploy environments accept. */
-  defaultBranch: z.string().min(1).default("main"),
+  defaultBranch: example(z.string().min(1), "main").default("main"),
   /**
    * Who approves a prod deployment, by numeric id (`gh api users/LOGIN --jq .id`,
    * `gh api orgs/ORG/teams/SLUG --jq .id`); GitHub allows up to 6 in all.
@@ -48,7 +52,8 @@ export const DeliveryConfig = z.strictObject({
       teams: z.array(GitHubId).default([]),
     })
     .refine((r) => r.users.length + r.teams.length >= 1, "name at least one user or team id")
-    .refine((r) => r.users.length + r.teams.length <= 6, "GitHub allows at most 6 reviewers"),
+    .refine((r) => r.users.length + r.teams.length <= 6, "GitHub allows at most 6 reviewers")
+    .meta({ fixAt: ["users", "0"] }),
   /**
    * Environment secret name -> the key of this project's stack secret that holds its value. Every
    * environment (staging, production, preview) gets the same set: the staging and prod stacks share
@@ -67,23 +72,7 @@ export const DeliveryConfig = z.strictObject({
         }
       }
     })
+    .meta({ fixAt: ["PULUMI_CONFIG_PASSPHRASE"] })
     .default({ PULUMI_BACKEND_URL: "deliveryBackendUrl", PULUMI_CONFIG_PASSPHRASE: "deliveryPassphrase" }),
 });
 export type DeliveryConfig = z.infer<typeof DeliveryConfig>;
-
-/**
- * Parses the raw `delivery` value (as from `config.getObject("delivery")`); `undefined` when the
- * stack does not set it. Throws one error listing every problem and how to fix it.
- */
-export function parseDeliveryConfig(raw: unknown): DeliveryConfig | undefined {
-  if (raw === undefined || raw === null) return undefined;
-  const result = DeliveryConfig.safeParse(raw);
-  if (result.success) return result.data;
-  throw new Error(
-    `invalid config key 'delivery':\n${z.prettifyError(result.error)}\n` +
-      "Fix it in the stack file or with, e.g.:\n" +
-      "  pulumi config set --path delivery.repository.owner <owner>\n" +
-      "  pulumi config set --path delivery.repository.name <repo>\n" +
-      "  pulumi config set --path 'delivery.productionReviewers.users[0]' <numeric user id>",
-  );
-}

@@ -4,7 +4,7 @@
  */
 import * as github from "@pulumi/github";
 import * as pulumi from "@pulumi/pulumi";
-import { DeliveryConfig, ENVIRONMENTS, REQUIRED_CHECKS } from "./deliveryConfig";
+import { ENVIRONMENTS, REQUIRED_CHECKS } from "./config";
 
 export interface GitHubDeliveryArgs {
   /** Owner (user or organization) of the repository. */
@@ -118,55 +118,4 @@ export class GitHubDelivery extends pulumi.ComponentResource {
     this.resources = resources;
     this.registerOutputs({ environments: this.environments, requiredChecks: this.requiredChecks });
   }
-}
-
-/**
- * Builds {@link GitHubDelivery} from the parsed `delivery` config, or returns `undefined` when the
- * stack does not set it. Only the prod stack may manage it: whoever can update a stack that
- * manages GitHub can change production's reviewers, so that power stays behind prod's own gate.
- * Secret values are read from this project's stack secrets named in `environmentSecrets`.
- */
-export function githubDeliveryFromConfig(
-  delivery: DeliveryConfig | undefined,
-  environment: "staging" | "prod",
-  opts: pulumi.ComponentResourceOptions = {},
-): GitHubDelivery | undefined {
-  if (delivery === undefined) return undefined;
-  if (environment !== "prod") {
-    throw new Error(
-      "config key 'delivery' is set on a staging stack; GitHub delivery is managed by the prod stack only " +
-        "(it controls production's reviewers). Move it: pulumi config rm delivery --stack <staging stack>, " +
-        "then set it on the prod stack.",
-    );
-  }
-  const config = new pulumi.Config();
-  const missing: string[] = [];
-  const secrets: Record<string, pulumi.Output<string>> = {};
-  for (const [secretName, key] of Object.entries(delivery.environmentSecrets)) {
-    const value = config.getSecret(key);
-    if (value === undefined) missing.push(`${key} (feeds ${secretName})`);
-    else secrets[secretName] = value;
-  }
-  const token = new pulumi.Config("github").getSecret("token");
-  if (token === undefined) missing.push("github:token (a token with admin rights on the repository)");
-  if (missing.length > 0 || token === undefined) {
-    throw new Error(
-      `delivery is configured but these stack secrets are missing:\n${missing.map((m) => `  - ${m}`).join("\n")}\n` +
-        "Set each one without putting its value on the command line (pulumi prompts for it):\n" +
-        missing.map((m) => `  pulumi config set --secret ${m.split(" ")[0]}`).join("\n"),
-    );
-  }
-  return new GitHubDelivery(
-    "github",
-    {
-      owner: delivery.repository.owner,
-      repository: delivery.repository.name,
-      defaultBranch: delivery.defaultBranch,
-      productionReviewerUsers: delivery.productionReviewers.users,
-      productionReviewerTeams: delivery.productionReviewers.teams,
-      environmentSecrets: secrets,
-      token,
-    },
-    opts,
-  );
 }

@@ -5,26 +5,11 @@
  * because a check inside an `apply` would run only after resources had been registered.
  */
 import * as pulumi from "@pulumi/pulumi";
-import {
-  REQUIRED_OUTPUTS,
-  decidePromotion,
-  nextPreviousImageRef,
-  type OutputDetails,
-  type PreviousOutputs,
-  type PromotionDecision,
-  type PromotionReason,
-  type StagingOutputs,
-} from "./promotion";
-import { formatReason, formatVerdict, refusalMessage, type PromotionVerdict, type VerdictReason } from "./promotionVerdict";
-import { StackReadError, currentStackName, readStackOutputs } from "./stackOutputs";
-
-/** A recorded break-glass approval for a promotion the gate would otherwise refuse. */
-export interface PromotionOverride {
-  /** Why prod must take this image anyway (an incident number, a sentence). */
-  reason: string;
-  /** Who approved it. */
-  approvedBy: string;
-}
+import type { PromotionOverride } from "../contract";
+import { StackReadError, currentStackName, readStackOutputs } from "../stackOutputs";
+import { decidePromotion, nextPreviousImageRef, type PreviousOutputs, type PromotionDecision } from "./decide";
+import { REQUIRED_OUTPUTS, type OutputDetails, type StagingOutputs } from "./readStaging";
+import { formatReasons, formatVerdict, refusalMessage, type PromotionReason, type PromotionVerdict } from "./reasons";
 
 /** What the gate is held to; normally the prod stack's `promotion` config. */
 export interface PromotionGateArgs {
@@ -59,8 +44,7 @@ export interface ApprovedPromotion {
  * no state: the stacks are read with the engine's `readStackOutputs` (see stackOutputs.ts).
  */
 export class PromotionGate extends pulumi.ComponentResource {
-  constructor(name: string, args: PromotionGateArgs, opts: pulumi.ComponentResourceOptions = {}) {
-    checkArgs(args);
+  constructor(name: string, opts: pulumi.ComponentResourceOptions = {}) {
     super("backend-delivery:index:PromotionGate", name, {}, opts);
     this.registerOutputs({});
   }
@@ -76,7 +60,7 @@ export async function resolvePromotion(
   args: PromotionGateArgs,
   opts: pulumi.ComponentResourceOptions = {},
 ): Promise<ApprovedPromotion> {
-  const gate = new PromotionGate(name, args, opts);
+  const gate = new PromotionGate(name, opts);
   const [staging, previous] = await Promise.all([readStaging(args.fromStack), readPrevious(gate)]);
   const decision: PromotionDecision =
     "notFound" in staging
@@ -105,7 +89,7 @@ export async function resolvePromotion(
       imageRef: image.imageRef,
       imageDigest: image.imageDigest,
       checkedAt: image.checkedAt,
-      ...(image.override === undefined ? {} : { override: image.override, overridden: decision.reasons.map(plainReason) }),
+      ...(image.override === undefined ? {} : { override: image.override, overridden: [...decision.reasons] }),
     };
     pulumi.log.info(formatVerdict(verdict), gate);
     return image;
@@ -126,44 +110,18 @@ export async function resolvePromotion(
     pulumi.log.warn(
       `PROMOTION OVERRIDE: prod takes ${String(approved().imageRef)} from ${args.fromStack} although the gate ` +
         `refused it, approved by ${JSON.stringify(args.override.approvedBy)} because ` +
-        `${JSON.stringify(args.override.reason)}. Overridden:\n${decision.reasons.map(formatReason).join("\n")}\n` +
+        `${JSON.stringify(args.override.reason)}. Overridden:\n${formatReasons(decision.reasons)}\n` +
         "The override is recorded in the stack output `promotionOverride`; remove it after the emergency: " +
         "`pulumi config rm --path promotion.override`",
       gate,
     );
     return allow(args.override);
   }
-  const verdict: PromotionVerdict = { allowed: false, fromStack: args.fromStack, reasons: decision.reasons.map(plainReason) };
+  const verdict: PromotionVerdict = { allowed: false, fromStack: args.fromStack, reasons: [...decision.reasons] };
   pulumi.log.info(formatVerdict(verdict), gate);
   throw new pulumi.RunError(refusalMessage(verdict, args.override !== undefined));
 }
 
-function plainReason(reason: PromotionReason): VerdictReason {
-  return { code: reason.code, output: reason.output, problem: reason.problem, fix: reason.fix, overridable: reason.overridable };
-}
-
-/** Rejects args the gate cannot act on, naming the config key and the fix. */
-function checkArgs(args: PromotionGateArgs): void {
-  const problems: string[] = [];
-  if (typeof args.fromStack !== "string" || args.fromStack.trim() === "") {
-    problems.push(
-      "promotion.fromStack is empty: `pulumi config set --path promotion.fromStack <organization>/<project>/staging`",
-    );
-  }
-  if (args.override !== undefined) {
-    for (const field of ["reason", "approvedBy"] as const) {
-      const value: unknown = args.override[field];
-      if (typeof value !== "string" || value.trim() === "") {
-        problems.push(
-          `promotion.override.${field} is missing or empty; an override needs both reason and approvedBy: ` +
-            `\`pulumi config set --path promotion.override.${field} <text>\` ` +
-            "(or drop the override: `pulumi config rm --path promotion.override`)",
-        );
-      }
-    }
-  }
-  if (problems.length > 0) throw new pulumi.RunError(`invalid promotion settings:\n- ${problems.join("\n- ")}`);
-}
 
 type StagingRead = { outputs: StagingOutputs } | { notFound: PromotionReason };
 

@@ -1,27 +1,53 @@
 /**
- * The promotion gate's verdict as data: one line that the gate logs in `pulumi up` and `pulumi
- * preview`, and that the pull-request comment reads back from `pulumi preview --json`. The gate
- * writes it with {@link formatVerdict}; readers use {@link readVerdict}; nobody parses the gate's
- * prose. Pure module: no resources.
+ * Why a promotion is refused, and the gate's verdict, as data: the reason codes, one reason's
+ * shape, and the one line the gate logs in `pulumi up` and `pulumi preview` that the pull-request
+ * comment reads back from `pulumi preview --json`. The gate writes it with {@link formatVerdict};
+ * readers use {@link readVerdict}; nobody parses the gate's prose. Pure module: no resources.
  */
 import { z } from "zod";
-import { Digest } from "./contract";
+import { Digest, PromotionOverride } from "../contract";
+import { formatProblemList, formatRefusal, type Problem } from "../problems";
 
 /** What starts the verdict line; everything after it is the verdict as JSON. */
 export const VERDICT_PREFIX = "promotion verdict: ";
 
-/** One reason against a promotion: the output at fault, what is wrong, the fix. */
-export const VerdictReason = z.object({
-  code: z.string(),
+/** Why a promotion is refused; stable codes so callers and tests can tell reasons apart. */
+export const ReasonCode = z.enum([
+  "stack-not-found",
+  "missing-output",
+  "secret-output",
+  "invalid-output",
+  "wrong-environment",
+  "not-ready",
+  "digest-mismatch",
+  "unpinned-ref",
+  "ref-digest-mismatch",
+  "checked-in-future",
+  "stale-readiness",
+  "root-user",
+  "writable-root",
+  "capabilities-kept",
+  "new-privileges-allowed",
+]);
+export type ReasonCode = z.infer<typeof ReasonCode>;
+
+/** One reason a promotion is refused: the output at fault, what is wrong, the fix. */
+export const PromotionReason = z.object({
+  code: ReasonCode,
+  /** The output (or output field) at fault, e.g. `readiness.hardening.user`. */
   output: z.string(),
+  /** What is wrong, in one sentence. */
   problem: z.string(),
+  /** The command or change that fixes it. */
   fix: z.string(),
+  /**
+   * Whether a recorded break-glass override may lift it. Reasons that leave prod without a
+   * trustworthy image to run (no image reference, no staging stack) can never be overridden.
+   */
   overridable: z.boolean(),
 });
-export type VerdictReason = z.infer<typeof VerdictReason>;
+export type PromotionReason = z.infer<typeof PromotionReason>;
 
-/** A break-glass approval, as recorded. */
-export const VerdictOverride = z.object({ reason: z.string(), approvedBy: z.string() });
 
 /** The gate's answer for one update or preview of prod. */
 export const PromotionVerdict = z.discriminatedUnion("allowed", [
@@ -35,14 +61,14 @@ export const PromotionVerdict = z.discriminatedUnion("allowed", [
     /** When staging's readiness check ran, or "unchecked" when an override let a stack without one through. */
     checkedAt: z.string(),
     /** Set when a recorded override let an otherwise refused promotion through. */
-    override: VerdictOverride.optional(),
+    override: PromotionOverride.optional(),
     /** What the override lifted. */
-    overridden: z.array(VerdictReason).optional(),
+    overridden: z.array(PromotionReason).optional(),
   }),
   z.object({
     allowed: z.literal(false),
     fromStack: z.string(),
-    reasons: z.array(VerdictReason).min(1),
+    reasons: z.array(PromotionReason).min(1),
   }),
 ]);
 export type PromotionVerdict = z.infer<typeof PromotionVerdict>;
@@ -76,24 +102,20 @@ export function readVerdict(messages: readonly string[]): PromotionVerdict | und
   return undefined;
 }
 
-/** One reason as readable lines: the output, what is wrong, and the fix. */
-export function formatReason(reason: Pick<VerdictReason, "output" | "problem" | "fix">): string {
-  return `- ${reason.output}: ${reason.problem}.\n  fix: ${reason.fix}`;
+/** A reason as a problem of the shared refusal format: where (the output), what, and the fix. */
+function asProblem(reason: Pick<PromotionReason, "output" | "problem" | "fix">): Problem {
+  return { path: reason.output.split("."), message: reason.problem, fix: reason.fix };
+}
+
+/** Reasons as readable lines, in the format every refusal of the program uses. */
+export function formatReasons(reasons: readonly Pick<PromotionReason, "output" | "problem" | "fix">[]): string {
+  return formatProblemList(reasons.map(asProblem));
 }
 
 /** The message a refused promotion stops the update with: every reason and its fix. */
 export function refusalMessage(verdict: Extract<PromotionVerdict, { allowed: false }>, override: boolean): string {
-  const count = verdict.reasons.length === 1 ? "1 reason" : `${verdict.reasons.length} reasons`;
-  const lines = [
-    `prod promotion from ${verdict.fromStack} refused (${count}); no prod resource was touched:`,
-    ...verdict.reasons.map(formatReason),
-  ];
+  const text = formatRefusal(`prod promotion from ${verdict.fromStack} refused`, "reason", "no prod resource was touched", verdict.reasons.map(asProblem));
   const blocking = verdict.reasons.filter((r) => !r.overridable);
-  if (override && blocking.length > 0) {
-    lines.push(
-      `promotion.override cannot lift: ${blocking.map((r) => r.output).join(", ")} ` +
-        "(prod would have no trustworthy image to run).",
-    );
-  }
-  return lines.join("\n");
+  if (!override || blocking.length === 0) return text;
+  return `${text}\npromotion.override cannot lift: ${blocking.map((r) => r.output).join(", ")} (prod would have no trustworthy image to run).`;
 }

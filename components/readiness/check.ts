@@ -11,8 +11,9 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
-import { Readiness } from "./contract";
-import { dockerContainerView, probeReadiness } from "./readiness";
+import { Readiness } from "../contract";
+import { dockerContainerView } from "./dockerView";
+import { probeReadiness } from "./probe";
 
 /** Inputs of a readiness check. */
 export interface ReadinessCheckArgs {
@@ -34,6 +35,8 @@ export interface ReadinessCheckArgs {
   successThreshold: pulumi.Input<number>;
   /** Docker engine of the container (unix://, tcp://, ssh://); default `DOCKER_HOST`, then the local socket. */
   dockerHost?: pulumi.Input<string>;
+  /** How to give the check more time, told by whoever set `timeoutSeconds`; shown when it times out. */
+  timeoutHint?: pulumi.Input<string>;
 }
 
 /** The inputs as the provider sees them: resolved. */
@@ -47,6 +50,7 @@ export interface ReadinessCheckInputs {
   intervalMs: number;
   successThreshold: number;
   dockerHost?: string;
+  timeoutHint?: string;
 }
 
 /** What the provider stores: its inputs (for the next diff) and the record. */
@@ -57,7 +61,7 @@ export interface ReadinessCheckOutputs extends ReadinessCheckInputs {
 /** A change to any of these probes a different thing: the old record no longer applies. */
 export const REPLACE_ON = ["imageDigest", "containerId", "url", "path"] as const;
 /** A change to these only re-runs the probe. */
-export const UPDATE_ON = ["containerName", "timeoutSeconds", "intervalMs", "successThreshold", "dockerHost"] as const;
+export const UPDATE_ON = ["containerName", "timeoutSeconds", "intervalMs", "successThreshold", "dockerHost", "timeoutHint"] as const;
 
 /** How a change of inputs affects the recorded check. */
 export function diffReadinessInputs(olds: Partial<ReadinessCheckInputs>, news: Partial<ReadinessCheckInputs>): pulumi.dynamic.DiffResult {
@@ -84,6 +88,7 @@ async function runCheck(inputs: ReadinessCheckInputs): Promise<ReadinessCheckOut
       timeoutSeconds: Number(inputs.timeoutSeconds),
       intervalMs: Number(inputs.intervalMs),
       successThreshold: Number(inputs.successThreshold),
+      ...(inputs.timeoutHint === undefined ? {} : { timeoutHint: inputs.timeoutHint }),
     },
     dockerContainerView(inputs.containerId, inputs.dockerHost),
   );
@@ -99,6 +104,7 @@ async function runCheck(inputs: ReadinessCheckInputs): Promise<ReadinessCheckOut
     readiness,
   };
   if (inputs.dockerHost !== undefined) outputs.dockerHost = inputs.dockerHost;
+  if (inputs.timeoutHint !== undefined) outputs.timeoutHint = inputs.timeoutHint;
   return outputs;
 }
 

@@ -6,12 +6,12 @@
  * This module is also the body of the `ReadinessCheck` dynamic provider, which Pulumi serializes
  * with its closure and runs in a separate Node process. So the functions here must stay
  * serializable: no zod schema values (they hold native bound functions the serializer cannot
- * carry), only Node globals, `dockerode` (captured as `require("dockerode")`) and plain functions.
- * The record is validated with the contract schema where it lands, in `readinessCheck.ts`.
+ * carry), only Node globals and plain functions. The record is validated with the contract schema
+ * where it lands, in `check.ts`; the engine's side of the probe is `dockerView.ts`.
  */
-import Docker from "dockerode";
-import type { Hardening, Readiness } from "./contract";
-import { isRootUser } from "./contract";
+import type { Hardening, Readiness } from "../contract";
+import { isRootUser } from "../contract";
+import { redact } from "../redact";
 
 /** What the engine says about the container's life. */
 export interface ContainerState {
@@ -61,6 +61,8 @@ export interface ProbeOptions {
   successThreshold: number;
   /** Budget of one HTTP request; defaults to the interval, clamped to 1-5 s. */
   requestTimeoutMs?: number;
+  /** How to give the check more time, in the words of whoever set `timeoutSeconds` (a config command). */
+  timeoutHint?: string;
   /** Called after every attempt, e.g. to show progress while `pulumi up` waits. */
   onAttempt?: (attempt: ProbeAttempt) => void;
 }
@@ -127,16 +129,6 @@ export function joinUrl(base: string, path: string): string {
   return `${base.replace(/\/+$/, "")}${path.startsWith("/") ? path : `/${path}`}`;
 }
 
-/**
- * Masks credentials that may appear in log lines or URLs: the password of `scheme://user:pass@`
- * and values of `password=`, `secret=`, `token=`, `key=` style assignments.
- */
-export function redact(text: string): string {
-  return text
-    .replace(/([a-z][a-z0-9+.-]*:\/\/[^:/@\s]*:)[^@\s]*@/gi, "$1***@")
-    .replace(/\b([A-Z0-9_]*(?:PASSWORD|PASSWD|SECRET|TOKEN|KEY)[A-Z0-9_]*)(\s*[=:]\s*)("[^"]*"|'[^']*'|\S+)/gi, "$1$2***");
-}
-
 /** The history as text lines: the first attempts and the latest, bounded by {@link HISTORY_LIMIT}. */
 export function formatHistory(history: readonly ProbeAttempt[]): string {
   const line = (a: ProbeAttempt) =>
@@ -187,7 +179,7 @@ export async function probeReadiness(options: ProbeOptions, container: Container
   let initialRestarts: number | undefined;
 
   const failWithLogs = async (reason: "exited" | "restarted" | "unhealthy", what: string): Promise<never> => {
-    const lines = (await container.logs(LOG_LINES).catch((e: unknown) => [`(logs unavailable: ${String(e)})`])).map(redact);
+    const lines = (await container.logs(LOG_LINES).catch((e: unknown) => [`(logs unavailable: ${String(e)})`])).map((line) => redact(line));
     const logText = lines.length > 0 ? lines.map((l) => `  | ${l}`).join("\n") : "  (no log output)";
     throw readinessError(
       `Readiness check of ${shownUrl} failed after ${((Date.now() - started) / 1000).toFixed(1)} s: ${what}.\n` +
@@ -243,8 +235,7 @@ export async function probeReadiness(options: ProbeOptions, container: Container
         `Readiness check of ${shownUrl} timed out after ${options.timeoutSeconds} s without ` +
           `${options.successThreshold} consecutive HTTP 200 answers.\n` +
           `Probe history (${history.length} attempts):\n${formatHistory(history)}\n` +
-          `Check the service's readiness (its database connection), or raise readiness.timeoutSeconds ` +
-          `with \`pulumi config set --path readiness.timeoutSeconds <seconds>\`.`,
+          `Check the service's readiness (its database connection)${options.timeoutHint === undefined ? "" : `, or ${options.timeoutHint}`}.`,
         "timeout",
         history,
       );
@@ -279,72 +270,4 @@ export async function probeReadiness(options: ProbeOptions, container: Container
     );
   }
   return { ready: true, imageDigest: options.imageDigest, checkedAt: new Date().toISOString(), url: probeUrl, version, hardening };
-}
-
-/**
- * dockerode connection options for a Docker host string: `unix:///path`, `tcp://host:port`,
- * `http(s)://host:port`, `ssh://user@host`; empty means `DOCKER_HOST`, then the local socket.
- */
-export function dockerConnection(host: string | undefined): Docker.DockerOptions {
-  const value = (host ?? "").trim() || (process.env.DOCKER_HOST ?? "").trim() || "unix:///var/run/docker.sock";
-  const match = /^([a-z]+):\/\/(.*)$/.exec(value);
-  if (match === null) {
-    throw new Error(`Docker host ${JSON.stringify(value)} is not understood; use unix:///var/run/docker.sock or tcp://HOST:PORT.`);
-  }
-  const [, scheme, rest] = match as unknown as [string, string, string];
-  if (scheme === "unix") return { socketPath: rest.startsWith("/") ? rest : `/${rest}` };
-  const url = new URL(`${scheme === "tcp" ? "http" : scheme}://${rest}`);
-  if (scheme === "tcp" || scheme === "http" || scheme === "https") {
-    const protocol = url.protocol === "https:" ? "https" : "http";
-    return { protocol, host: url.hostname, port: url.port || (protocol === "https" ? 2376 : 2375) };
-  }
-  if (scheme === "ssh") {
-    return { protocol: "ssh", host: url.hostname, port: url.port || 22, username: url.username || undefined };
-  }
-  throw new Error(`Docker host scheme ${JSON.stringify(scheme)} is not supported; use unix://, tcp://, http(s):// or ssh://.`);
-}
-
-/** Splits Docker's multiplexed log stream (8-byte frame headers) into text; a TTY stream is raw. */
-export function demuxDockerLogs(buffer: Buffer, tty: boolean): string {
-  if (tty) return buffer.toString("utf8");
-  const parts: Buffer[] = [];
-  let offset = 0;
-  while (offset + 8 <= buffer.length) {
-    const size = buffer.readUInt32BE(offset + 4);
-    parts.push(buffer.subarray(offset + 8, offset + 8 + size));
-    offset += 8 + size;
-  }
-  return Buffer.concat(parts).toString("utf8");
-}
-
-/** The engine's view of one container, through dockerode. */
-export function dockerContainerView(containerId: string, dockerHost?: string): ContainerView {
-  const container = new Docker(dockerConnection(dockerHost)).getContainer(containerId);
-  return {
-    async state() {
-      const info = await container.inspect();
-      return {
-        status: info.State.Status,
-        exitCode: info.State.ExitCode,
-        health: info.State.Health?.Status,
-        restartCount: info.RestartCount,
-      };
-    },
-    async logs(lines) {
-      const info = await container.inspect();
-      const raw = (await container.logs({ stdout: true, stderr: true, follow: false, tail: lines })) as unknown as Buffer;
-      const text = demuxDockerLogs(Buffer.isBuffer(raw) ? raw : Buffer.from(String(raw)), info.Config.Tty);
-      return text.split(/\r?\n/).filter((l) => l.length > 0).slice(-lines);
-    },
-    async hardening() {
-      const info = await container.inspect();
-      const securityOpts: string[] = info.HostConfig.SecurityOpt ?? [];
-      return {
-        user: info.Config.User ?? "",
-        readOnlyRootFilesystem: info.HostConfig.ReadonlyRootfs === true,
-        capabilitiesDropped: [...(info.HostConfig.CapDrop ?? [])],
-        noNewPrivileges: securityOpts.some((o) => o === "no-new-privileges" || o === "no-new-privileges:true" || o === "no-new-privileges=true"),
-      };
-    },
-  };
 }

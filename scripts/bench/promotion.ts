@@ -8,7 +8,8 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { performance } from "node:perf_hooks";
-import { decidePromotion, plainOutputs, type PromotionPolicy } from "../../components/promotion";
+import { decidePromotion, type PromotionPolicy } from "../../components/promotion/decide";
+import { plainOutputs } from "../../support/stagingRecord";
 import * as pulumi from "@pulumi/pulumi";
 import { PROJECT, setUpStack } from "../../support/mocks";
 import { runLikePulumi } from "./pulumiLoader";

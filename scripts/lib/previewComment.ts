@@ -6,7 +6,7 @@
  * (https://github.com/pulumi/pulumi/blob/master/sdk/go/common/display/json.go).
  */
 import { z } from "zod";
-import { readVerdict, refusalMessage, type PromotionVerdict, type VerdictReason } from "../../components/promotionVerdict";
+import { readVerdict, refusalMessage, type PromotionVerdict, type PromotionReason } from "../../components/promotion/reasons";
 
 /** First line of every part: how the poster finds its own comments again. */
 export const MARKER = "<!-- backend-delivery:preview -->";
@@ -200,7 +200,7 @@ function changeLine(c: Change): string {
   return `- **${c.op}** ${code(c.type)} ${code(c.name)}${why}`;
 }
 
-function reasonLine(r: VerdictReason): string {
+function reasonLine(r: PromotionReason): string {
   return `- ${code(r.output)}: ${r.problem}. — fix: ${r.fix}`;
 }
 

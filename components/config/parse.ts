@@ -1,0 +1,140 @@
+/**
+ * Validates the raw stack config, as the engine hands it over, in one pass: every problem at once,
+ * each with the command that fixes it, and secret values never echoed. Pure: no Pulumi runtime.
+ */
+import type { z } from "zod";
+import { DeliveryConfig } from "../delivery/config";
+import { fixCommand, issueProblems, type ConfigProblem } from "./fixes";
+import { makeStackConfigSchema, type StackConfig, type StackConfigSchema } from "./schema";
+import { isStoredEncrypted, type SecretSources } from "./secretStorage";
+
+/** The GitHub provider's token, which `delivery` needs; the provider's own namespace. */
+export const GITHUB_TOKEN_KEY = "github:token";
+
+/** Input to {@link parseStackConfig}: the raw config exactly as the engine hands it over. */
+export interface RawStackConfig {
+  project: string;
+  stack: string;
+  /** Every config value, keyed `<namespace>:<key>`, values as strings (objects as JSON). */
+  values: Record<string, string>;
+  secretSources: SecretSources;
+}
+
+/** The parsed stack config with plain secret values; only the loader (load.ts) sees it. */
+export type ParsedStackConfig = StackConfig & {
+  /** Values of the top-level keys that `delivery.environmentSecrets` names, by key. */
+  deliverySecrets: Record<string, string>;
+  /** `github:token`, when `delivery` is set. */
+  githubToken?: string;
+};
+
+export type ParseResult = { ok: true; config: ParsedStackConfig } | { ok: false; problems: ConfigProblem[] };
+
+const PROMPT = "   (prompts for the value; or pipe it on stdin)";
+
+/** Validate the raw config; pure, no Pulumi runtime needed. */
+export function parseStackConfig(raw: RawStackConfig): ParseResult {
+  const { project, stack, values, secretSources } = raw;
+  const schema = makeStackConfigSchema(project);
+  const fix = (path: readonly PropertyKey[], action: "set" | "rm" = "set") => fixCommand(schema, stack, path, action);
+  const encrypted = (segments: string[]) => isStoredEncrypted(project, segments, secretSources);
+  const problems: ConfigProblem[] = [];
+  const input: Record<string, unknown> = {};
+  const prefix = `${project}:`;
+  for (const [fullKey, text] of Object.entries(values)) {
+    if (!fullKey.startsWith(prefix)) continue;
+    const key = fullKey.slice(prefix.length);
+    let value: unknown = text;
+    if (key !== "environment" && key !== "registryPassword" && /^\s*[[{]/.test(text)) {
+      try {
+        value = JSON.parse(text);
+      } catch {
+        problems.push({ path: [key], message: "is not valid JSON", fix: fix([key]) });
+        continue;
+      }
+    }
+    input[key] = value;
+  }
+
+  // `delivery` names further top-level keys that hold secrets; they are known keys, stored encrypted.
+  // Its own problems are the schema's to report, below.
+  const deliverySecrets: Record<string, string> = {};
+  let githubToken: string | undefined;
+  const delivery = input.delivery === undefined ? undefined : DeliveryConfig.safeParse(input.delivery);
+  if (delivery?.success === true) {
+    for (const [secretName, key] of Object.entries(delivery.data.environmentSecrets)) {
+      const value = input[key];
+      delete input[key];
+      const setIt = `pulumi config set --stack ${stack} --secret '${key}'${PROMPT}`;
+      if (typeof value !== "string" || value === "") {
+        problems.push({ path: [key], message: `is missing; delivery.environmentSecrets.${secretName} reads it`, fix: setIt });
+      } else if (!encrypted([key])) {
+        problems.push({ path: [key], message: "is stored in plain text; set it with --secret", fix: setIt });
+      } else {
+        deliverySecrets[key] = value;
+      }
+    }
+    githubToken = values[GITHUB_TOKEN_KEY];
+    const setToken = `pulumi config set --stack ${stack} --secret ${GITHUB_TOKEN_KEY}${PROMPT}`;
+    if (githubToken === undefined || githubToken === "") {
+      problems.push({ path: [GITHUB_TOKEN_KEY], message: "is missing; delivery needs a token with admin rights on the repository", fix: setToken });
+    } else if (!isStoredEncrypted("github", ["token"], secretSources)) {
+      problems.push({ path: [GITHUB_TOKEN_KEY], message: "is stored in plain text; set it with --secret", fix: setToken });
+    }
+  }
+
+  // Plaintext secrets are refused whatever else is wrong, and before zod sees the values.
+  const secrets = input.secrets;
+  if (secrets !== null && typeof secrets === "object" && !Array.isArray(secrets)) {
+    for (const name of Object.keys(secrets)) {
+      if (!encrypted(["secrets", name])) {
+        problems.push({ path: ["secrets", name], message: "is stored in plain text; secrets must be set with --secret", fix: fix(["secrets", name]) });
+      }
+    }
+  }
+  if (input.registryPassword !== undefined && !encrypted(["registryPassword"])) {
+    problems.push({ path: ["registryPassword"], message: "is stored in plain text; set it with --secret", fix: fix(["registryPassword"]) });
+  }
+
+  const result = schema.safeParse(input);
+  if (!result.success) {
+    for (const issue of result.error.issues) problems.push(...issueProblems(schema, stack, issue));
+    return { ok: false, problems };
+  }
+  problems.push(...crossChecks(schema, result.data, input, stack));
+  if (problems.length > 0) return { ok: false, problems };
+  return { ok: true, config: { ...result.data, deliverySecrets, ...(githubToken === undefined ? {} : { githubToken }) } };
+}
+
+/** Rules that span keys or depend on the stack's role. */
+function crossChecks(schema: StackConfigSchema, config: z.output<StackConfigSchema>, input: Record<string, unknown>, stack: string): ConfigProblem[] {
+  const fix = (path: readonly PropertyKey[], action: "set" | "rm" = "set") => fixCommand(schema, stack, path, action);
+  const problems: ConfigProblem[] = [];
+  const problem = (path: PropertyKey[], message: string, command: string) => problems.push({ path, message, fix: command });
+  const rawImage = (input.image ?? {}) as Record<string, unknown>;
+  if (config.image.registry && config.registryPassword === undefined) {
+    problem(["registryPassword"], "is required when image.registry is set", fix(["registryPassword"]));
+  }
+  if (!config.image.registry && config.registryPassword !== undefined) {
+    problem(["registryPassword"], "is set but image.registry is not; set image.registry or remove the password", fix(["registryPassword"], "rm"));
+  }
+  for (const name of Object.keys(config.service.env)) {
+    if (name in config.secrets) problem(["service", "env", name], "is also set in secrets; keep it in one place", fix(["service", "env", name], "rm"));
+  }
+  if (config.environment === "prod") {
+    if (/^sqlite/.test(config.secrets.DATABASE_URL)) {
+      problem(["secrets", "DATABASE_URL"], "is the local SQLite default, which prod refuses; use a PostgreSQL URL", fix(["secrets", "DATABASE_URL"]));
+    }
+    for (const key of ["context", "dockerfile", "baseImage", "platform"]) {
+      if (rawImage[key] !== undefined) {
+        problem(["image", key], "is a build setting, but prod never builds: it runs the digest staging proved ready", fix(["image", key], "rm"));
+      }
+    }
+  } else {
+    if (input.promotion !== undefined) problem(["promotion"], "only applies to prod stacks (environment is staging)", fix(["promotion"], "rm"));
+    if (input.delivery !== undefined) {
+      problem(["delivery"], "is managed by the prod stack only (it controls production's reviewers); set it there", fix(["delivery"], "rm"));
+    }
+  }
+  return problems;
+}

@@ -1,0 +1,175 @@
+/**
+ * The stack config schema: one zod object for the project's namespace. Defaults live here and
+ * nowhere else. Every leaf carries what its fix command shows: an example value
+ * (`.meta({ example })`), or `secret` for a value that must be set with `--secret` and so gets no
+ * example. A test walks every leaf, so a key cannot lack one.
+ */
+import { z } from "zod";
+import { DeliveryConfig } from "../delivery/config";
+import { hardeningProfile } from "../hardening";
+
+/** What a leaf of the schema tells the fix renderer. */
+export interface KeyMeta {
+  /** The value a fix command shows, quoted for the shell where it needs it. */
+  example?: string;
+  /** Set with `--secret`: fix commands prompt for it instead of showing a value. */
+  secret?: boolean;
+  /** For an object: the key inside it whose command fixes a problem of the whole object. */
+  fixAt?: string[];
+}
+
+const example = <T extends z.ZodType>(schema: T, value: string): T => schema.meta({ example: value } satisfies KeyMeta);
+const secret = <T extends z.ZodType>(schema: T): T => schema.meta({ secret: true } satisfies KeyMeta);
+
+/** Environment variables the program sets itself; config may not override them. */
+export const PROGRAM_MANAGED_ENV = ["APP_ENV", "PORT"] as const;
+
+/** What a container environment variable name must look like. */
+export const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** A variable name that looks like it holds a credential and so belongs in `secrets`. */
+export function looksSecret(name: string): boolean {
+  return /PASSWORD|SECRET|TOKEN|KEY/i.test(name) || name.toUpperCase() === "DATABASE_URL";
+}
+
+/** Why `name` cannot be a container environment variable set from config, or undefined when it can. */
+export function envNameProblem(name: string): string | undefined {
+  if (!ENV_NAME.test(name)) return "not a valid environment variable name (letters, digits and _, not starting with a digit)";
+  if ((PROGRAM_MANAGED_ENV as readonly string[]).includes(name)) {
+    return `is set by the program (${name === "PORT" ? "from service.containerPort" : "from environment"}); remove it`;
+  }
+  return undefined;
+}
+
+// `pulumi config set --path a.b 8080` may store the number as a string; accept both spellings.
+const fromNumericString = (value: unknown): unknown =>
+  typeof value === "string" && /^-?\d+(\.\d+)?$/.test(value.trim()) ? Number(value) : value;
+const int = (min: number, max: number) => z.preprocess(fromNumericString, z.int().min(min).max(max));
+const num = (min: number, max: number) => z.preprocess(fromNumericString, z.number().min(min).max(max));
+
+const DATABASE_URL_SCHEMES = /^(postgresql|postgres|postgresql\+psycopg|sqlite)(\+[a-z0-9]+)?:\/\//;
+
+// Messages here must not contain the value: they end up in CI logs.
+const SecretValue = secret(z.string({ error: "expected a string" }).min(1, "must not be empty"));
+
+const Secrets = z
+  .object({
+    DATABASE_URL: secret(SecretValue.regex(DATABASE_URL_SCHEMES, "expected a postgresql:// (or sqlite:// for a local stack) URL")),
+    SECRET_KEY: secret(SecretValue.min(32, "must be at least 32 characters")),
+  })
+  .catchall(SecretValue)
+  .superRefine((secrets, ctx) => {
+    for (const name of Object.keys(secrets)) {
+      const problem = envNameProblem(name);
+      if (problem !== undefined) ctx.addIssue({ code: "custom", path: [name], message: problem, params: { fix: "rm" } });
+    }
+  });
+
+// `pulumi config set --path service.env.WEB_CONCURRENCY 2` stores the number 2, and `true` the
+// boolean: the container gets their text either way.
+const EnvValue = example(
+  z.union([z.string(), z.number(), z.boolean()], { error: "expected a string, number or boolean" }).transform(String),
+  "<value>",
+);
+
+const Env = z.record(z.string(), EnvValue).superRefine((env, ctx) => {
+  for (const name of Object.keys(env)) {
+    const problem = envNameProblem(name);
+    if (problem !== undefined) {
+      ctx.addIssue({ code: "custom", path: [name], message: problem, params: { fix: "rm" } });
+    } else if (looksSecret(name)) {
+      ctx.addIssue({
+        code: "custom",
+        path: [name],
+        message: "looks like a secret; plain env is stored in clear text, move it to secrets",
+        params: { fix: "move-to-secrets" },
+      });
+    }
+  }
+});
+
+/** The stack config schema; `project` decides the default promotion source. */
+export function makeStackConfigSchema(project: string) {
+  return z.strictObject({
+    /** Decides the stack's role; stack names are free. */
+    environment: example(z.enum(["staging", "prod"], { error: "expected staging or prod" }), "staging"),
+    image: z
+      .strictObject({
+        /** Build context, relative to the project directory. */
+        context: example(z.string().min(1), "./backend").default("./backend"),
+        /** Dockerfile, relative to the build context. */
+        dockerfile: example(z.string().min(1), "Dockerfile").default("Dockerfile"),
+        /** Base image passed as the `PYTHON_BASE` build argument; the Dockerfile's default when unset. */
+        baseImage: example(z.string().min(1), "python:3.12-slim-bookworm").optional(),
+        /** Repository name of the image (without registry server). */
+        name: example(
+          z
+            .string()
+            .regex(
+              /^[a-z0-9]+([._-][a-z0-9]+)*(\/[a-z0-9]+([._-][a-z0-9]+)*)*(:[\w][\w.-]{0,127})?$/,
+              "expected a lowercase image name such as backend-delivery or team/backend:1",
+            ),
+          "backend-delivery",
+        ).default("backend-delivery"),
+        platform: example(z.string().regex(/^[a-z0-9]+\/[a-z0-9]+(\/[a-z0-9]+)?$/, "expected os/arch such as linux/amd64"), "linux/amd64").optional(),
+        /** Push to this registry and reference the image by repo digest; local-only when unset. */
+        registry: z
+          .strictObject({ server: example(z.string().min(1), "ghcr.io"), username: example(z.string().min(1), "<user>") })
+          .optional(),
+      })
+      .prefault({}),
+    /** Registry password; only with image.registry. */
+    registryPassword: SecretValue.optional(),
+    service: z
+      .strictObject({
+      hostPort: example(int(1024, 65535), "8080"),
+      containerPort: example(int(1, 65535), "8000").default(8000),
+      env: Env.default({}),
+      resources: z
+        .strictObject({
+          memoryMb: example(int(64, 1_048_576), "512").default(hardeningProfile.resources.memoryMb),
+          cpus: example(num(0.01, 256), "1").default(hardeningProfile.resources.cpus),
+          pids: example(int(16, 1_000_000), "256").default(hardeningProfile.resources.pids),
+        })
+        .prefault({}),
+      })
+      .meta({ fixAt: ["hostPort"] } satisfies KeyMeta),
+    secrets: Secrets,
+    readiness: z
+      .strictObject({
+        path: example(z.string().startsWith("/", "expected a path starting with /"), "/readyz").default("/readyz"),
+        timeoutSeconds: example(int(1, 3600), "120").default(120),
+        intervalMs: example(int(50, 60_000), "1000").default(1000),
+        successThreshold: example(int(1, 100), "2").default(2),
+        /** Base URL to probe instead of http://127.0.0.1:<hostPort>. */
+        url: example(z.url({ protocol: /^https?$/, error: "expected an http(s) URL" }), "http://127.0.0.1:8080").optional(),
+      })
+      .prefault({})
+      .refine((r) => r.intervalMs < r.timeoutSeconds * 1000, {
+        path: ["intervalMs"],
+        message: "must be shorter than readiness.timeoutSeconds",
+      }),
+    promotion: z
+      .strictObject({
+        fromStack: example(
+          z.string().regex(/^[^\s/]+(\/[^\s/]+\/[^\s/]+)?$/, "expected <organization>/<project>/<stack> or a stack name"),
+          `organization/${project}/staging`,
+        ).default(`organization/${project}/staging`),
+        maxAgeHours: example(num(0.01, 24 * 90), "24").default(24),
+        override: z
+          .strictObject({
+            reason: example(z.string().trim().min(1, "must not be empty"), "'<why>'"),
+            approvedBy: example(z.string().trim().min(1, "must not be empty"), "'<who>'"),
+          })
+          .optional(),
+      })
+      .prefault({}),
+    /** GitHub delivery (environments, secrets, branch protection): prod stacks only. */
+    delivery: DeliveryConfig.optional(),
+  });
+}
+
+/** The stack config schema's type, for a project. */
+export type StackConfigSchema = ReturnType<typeof makeStackConfigSchema>;
+/** The config as the schema outputs it. */
+export type StackConfig = z.output<StackConfigSchema>;
