@@ -11,16 +11,22 @@
  */
 import * as fs from "node:fs";
 import { parseArgs } from "node:util";
+import { CliError, ExitCode, runMain } from "./lib/cli";
 import { createOctokit, upsertPreviewComments } from "./lib/githubComment";
 import { renderPreviewComment, secretsFromConfigJson, type StackPreview } from "./lib/previewComment";
 
-class UsageError extends Error {}
+/** Every value the run holds that must never reach the comment or stderr; filled as they are read. */
+const secrets: string[] = [];
+
+function usage(message: string): CliError {
+  return new CliError(message, ExitCode.usage);
+}
 
 function pairs(values: string[] | undefined, flag: string): Map<string, string> {
   const map = new Map<string, string>();
   for (const v of values ?? []) {
     const at = v.indexOf("=");
-    if (at <= 0 || at === v.length - 1) throw new UsageError(`${flag} takes NAME=VALUE, got '${v}'`);
+    if (at <= 0 || at === v.length - 1) throw usage(`${flag} takes NAME=VALUE, got '${v}'`);
     map.set(v.slice(0, at), v.slice(at + 1));
   }
   return map;
@@ -30,7 +36,7 @@ function read(file: string, what: string): string {
   try {
     return fs.readFileSync(file, "utf8");
   } catch (e) {
-    throw new UsageError(`cannot read ${what} ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    throw usage(`cannot read ${what} ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
   }
 }
 
@@ -44,33 +50,41 @@ function event(): PullRequestEvent {
   return JSON.parse(fs.readFileSync(file, "utf8")) as PullRequestEvent;
 }
 
-async function main(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      stack: { type: "string", multiple: true },
-      "exit-code": { type: "string", multiple: true },
-      log: { type: "string", multiple: true },
-      "secrets-file": { type: "string", multiple: true },
-      "promotion-stack": { type: "string", default: "prod" },
-      pr: { type: "string" },
-      repo: { type: "string" },
-      commit: { type: "string" },
-      "dry-run": { type: "boolean", default: false },
-    },
-    strict: true,
-  });
+const OPTIONS = {
+  stack: { type: "string", multiple: true },
+  "exit-code": { type: "string", multiple: true },
+  log: { type: "string", multiple: true },
+  "secrets-file": { type: "string", multiple: true },
+  "promotion-stack": { type: "string", default: "prod" },
+  pr: { type: "string" },
+  repo: { type: "string" },
+  commit: { type: "string" },
+  "dry-run": { type: "boolean", default: false },
+} as const;
+
+function parseCommandLine(argv: string[]) {
+  try {
+    return parseArgs({ args: argv, options: OPTIONS, strict: true }).values;
+  } catch (e) {
+    // node:util's own message names the unknown or malformed option.
+    if ((e as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) throw usage((e as Error).message);
+    throw e;
+  }
+}
+
+async function main(): Promise<number> {
+  const values = parseCommandLine(process.argv.slice(2));
   const stacks = pairs(values.stack, "--stack");
-  if (stacks.size === 0) throw new UsageError("name at least one preview: --stack <name>=<pulumi preview --json output>");
+  if (stacks.size === 0) throw usage("name at least one preview: --stack <name>=<pulumi preview --json output>");
   const exitCodes = pairs(values["exit-code"], "--exit-code");
   const logs = pairs(values.log, "--log");
   for (const name of [...exitCodes.keys(), ...logs.keys()]) {
-    if (!stacks.has(name)) throw new UsageError(`'${name}' has an exit code or log but no --stack ${name}=<file>`);
+    if (!stacks.has(name)) throw usage(`'${name}' has an exit code or log but no --stack ${name}=<file>`);
   }
 
   const previews: StackPreview[] = [...stacks].map(([stack, file]) => {
     const code = exitCodes.get(stack);
-    if (code !== undefined && !/^\d+$/.test(code)) throw new UsageError(`--exit-code ${stack}=${code}: not a number`);
+    if (code !== undefined && !/^\d+$/.test(code)) throw usage(`--exit-code ${stack}=${code}: not a number`);
     // A missing preview file is itself a failed preview: the comment must say so.
     const json = fs.existsSync(file) ? read(file, "preview") : "";
     const logFile = logs.get(stack);
@@ -83,12 +97,11 @@ async function main(argv: string[]): Promise<number> {
     };
   });
 
-  const secrets: string[] = [];
   for (const file of values["secrets-file"] ?? []) {
     try {
       secrets.push(...secretsFromConfigJson(read(file, "secrets file"), file));
     } catch (e) {
-      throw new UsageError((e as Error).message);
+      throw usage((e as Error).message);
     }
   }
   // Values from the environment too: what the workflow itself holds must never be posted.
@@ -108,17 +121,17 @@ async function main(argv: string[]): Promise<number> {
 
   if (values["dry-run"]) {
     process.stdout.write(parts.join("\n---\n"));
-    return 0;
+    return ExitCode.ok;
   }
   const repo = values.repo ?? repository;
   const [owner, name, ...rest] = (repo ?? "").split("/");
-  if (!owner || !name || rest.length > 0) throw new UsageError("name the repository: --repo owner/name (or set GITHUB_REPOSITORY)");
+  if (!owner || !name || rest.length > 0) throw usage("name the repository: --repo owner/name (or set GITHUB_REPOSITORY)");
   const prNumber = values.pr !== undefined ? Number(values.pr) : ev.pull_request?.number;
   if (prNumber === undefined || !Number.isInteger(prNumber) || prNumber <= 0) {
-    throw new UsageError("name the pull request: --pr <number> (or run on a pull_request event)");
+    throw usage("name the pull request: --pr <number> (or run on a pull_request event)");
   }
   const token = process.env.GITHUB_TOKEN;
-  if (!token) throw new UsageError("set GITHUB_TOKEN (a token that may write pull-request comments)");
+  if (!token) throw usage("set GITHUB_TOKEN (a token that may write pull-request comments)");
 
   const octokit = createOctokit(token, process.env.GITHUB_API_URL);
   try {
@@ -127,19 +140,15 @@ async function main(argv: string[]): Promise<number> {
       `preview comment on ${owner}/${name}#${prNumber}: ${parts.length} part(s); ` +
         `created ${r.created.length}, updated ${r.updated.length}, unchanged ${r.unchanged.length}, deleted ${r.deleted.length}`,
     );
-    return 0;
+    return ExitCode.ok;
   } catch (e) {
     // Octokit's message names the status and endpoint; it never carries the token.
     const status = (e as { status?: number }).status;
-    console.error(`GitHub refused the preview comment${status ? ` (HTTP ${status})` : ""}: ${(e as Error).message}`);
-    return 1;
+    throw new CliError(
+      `GitHub refused the preview comment${status ? ` (HTTP ${status})` : ""}: ${(e as Error).message}`,
+      ExitCode.githubRefused,
+    );
   }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (e: unknown) => {
-    console.error(`pr-comment: ${(e as Error).message}`);
-    process.exit(e instanceof UsageError || (e as { code?: string }).code?.startsWith("ERR_PARSE_ARGS") ? 2 : 1);
-  },
-);
+runMain(main, () => secrets);

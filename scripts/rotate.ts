@@ -9,22 +9,14 @@
  * Exit codes: 0 stored and previewed; 2 bad command line or value; 3 refused (no backend, no such
  * stack, no passphrase); 1 storing failed; 4 stored, but the preview failed.
  */
+import { redact } from "../components/redact";
+import { CliError, ExitCode, runMain } from "./lib/cli";
 import { parseRotateArgs } from "./lib/cliArgs";
 import { formatPreview, summarizePreview } from "./lib/previewSummary";
-import {
-  CliError,
-  ExitCode,
-  describeSession,
-  openSession,
-  projectDir,
-  redact,
-  runMain,
-  setSecret,
-  stackExists,
-} from "./lib/pulumiCli";
+import { describeSession, openSession, projectDir, setSecret, stackExists } from "./lib/pulumiCli";
 import { generateSecret, normalizeSecretInput, secretPath } from "./lib/stackSecrets";
 
-/** The new value, once known: every printed line is checked against it. */
+/** The new value, once known: every line about the rotation, and pulumi's output, is redacted with it. */
 const hidden: string[] = [];
 
 function say(line: string): void {
@@ -90,7 +82,9 @@ async function main(): Promise<number> {
   const dir = projectDir();
   const session = await openSession(dir, process.env, false);
   const { cli } = session;
-  for (const line of describeSession(session, dir)) say(line);
+  // Made from paths and variable names only, and printed as `npm run up` prints them: the shared
+  // redaction would take `Passphrase: <file>` for a credential and hide the file the user needs.
+  for (const line of describeSession(session, dir)) process.stdout.write(`${line}\n`);
 
   if (!(await stackExists(cli, stack))) {
     throw new CliError(

@@ -7,17 +7,15 @@
  * defaults (and says so), then runs `pulumi up`. Secret values travel to `pulumi` on
  * stdin only and are never printed. A prod stack never gets invented secrets.
  */
+import { CliError, ExitCode, runMain } from "./lib/cli";
 import { parseUpArgs } from "./lib/cliArgs";
 import { HOST_PORT_RANGE, chooseHostPort } from "./lib/hostPort";
 import {
-  CliError,
-  ExitCode,
   configState,
   describeSession,
   openSession,
   projectDir,
   pulumiFailure,
-  runMain,
   setSecret,
   stackExists,
 } from "./lib/pulumiCli";

@@ -7,30 +7,8 @@ import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-
-/** Exit codes shared by `npm run up` and `npm run rotate`. */
-export const ExitCode = {
-  ok: 0,
-  /** A `pulumi` command failed; its own message was shown. */
-  pulumiFailed: 1,
-  /** The command line or the value given was wrong. */
-  usage: 2,
-  /** Refused on purpose: prod without secrets, no backend, missing stack or passphrase. */
-  refused: 3,
-  /** Rotation stored the new value, but the preview of its effect failed. */
-  previewFailed: 4,
-} as const;
-
-/** An error the helpers expect and explain; `main` prints its message and exits with `exitCode`. */
-export class CliError extends Error {
-  constructor(
-    message: string,
-    readonly exitCode: number,
-  ) {
-    super(message);
-    this.name = "CliError";
-  }
-}
+import { redact } from "../../components/redact";
+import { CliError, ExitCode } from "./cli";
 
 /** Directory name of the project-local file state backend, relative to the project directory. */
 export const LOCAL_STATE_DIR = ".pulumi-state";
@@ -328,33 +306,8 @@ export async function setSecret(cli: PulumiCli, stack: string, pathKey: string, 
   if (res.code !== 0) throw pulumiFailure(`pulumi config set --secret --path ${pathKey}`, res, [value]);
 }
 
-/** An error carrying pulumi's own message, with any listed values blanked out. */
+/** An error carrying pulumi's own message, redacted: the listed values and anything shaped like a credential. */
 export function pulumiFailure(what: string, res: PulumiResult, hide: readonly string[] = []): CliError {
   const detail = redact(res.stderr.trim() || res.stdout.trim(), hide);
   return new CliError(`\`${what}\` failed (exit ${res.code})${detail ? `:\n${detail}` : "."}`, ExitCode.pulumiFailed);
-}
-
-/** Replaces every occurrence of each value with `[secret]`: a last guard before anything is printed. */
-export function redact(text: string, values: readonly string[]): string {
-  let out = text;
-  for (const v of values) if (v.length > 0) out = out.split(v).join("[secret]");
-  return out;
-}
-
-/**
- * Runs a helper's `main`, turning its result into the process exit code. Expected failures
- * ({@link CliError}) print their message only; anything else prints its stack, which is a bug. Every
- * message passes through {@link redact} with the values `secrets()` lists at that moment.
- */
-export function runMain(main: () => Promise<number>, secrets: () => readonly string[] = () => []): void {
-  main().then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (e: unknown) => {
-      const text = e instanceof CliError ? e.message : e instanceof Error ? (e.stack ?? e.message) : String(e);
-      process.stderr.write(`${redact(text, secrets())}\n`);
-      process.exitCode = e instanceof CliError ? e.exitCode : ExitCode.pulumiFailed;
-    },
-  );
 }
