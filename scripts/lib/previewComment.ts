@@ -7,13 +7,12 @@
  */
 import { z } from "zod";
 import { readVerdict, refusalMessage, type PromotionVerdict, type PromotionReason } from "../../components/promotion/reasons";
+import { redact } from "../../components/redact";
 
 /** First line of every part: how the poster finds its own comments again. */
 export const MARKER = "<!-- backend-delivery:preview -->";
 /** GitHub's limit on a comment body. */
 export const GITHUB_COMMENT_LIMIT = 65_536;
-/** What every redacted value and credential becomes. */
-export const REDACTED = "[secret]";
 
 const ResourceState = z.looseObject({
   type: z.string().optional(),
@@ -267,43 +266,6 @@ export function renderBody(summaries: readonly StackSummary[], previews: readonl
     }
   });
   return lines.join("\n").trimEnd() + "\n";
-}
-
-// Credential shapes redacted even when no stack file names them.
-const CREDENTIAL_PATTERNS: readonly [RegExp, string][] = [
-  [/-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----/g, REDACTED],
-  [/\bgh[pousr]_[A-Za-z0-9]{20,255}\b/g, REDACTED],
-  [/\bgithub_pat_[A-Za-z0-9_]{20,255}\b/g, REDACTED],
-  [/\b(?:AKIA|ASIA)[A-Z0-9]{16}\b/g, REDACTED],
-  [/\bxox[abposr]-[A-Za-z0-9-]{10,}\b/g, REDACTED],
-  [/\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}/g, REDACTED],
-  [/\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}/gi, `$1 ${REDACTED}`],
-  // scheme://user:password@host keeps the user and host, loses the password.
-  [/\b([a-z][a-z0-9+.-]*:\/\/[^\s:/@]*:)[^\s@/]+@/gi, `$1${REDACTED}@`],
-  // password=..., api_key: "...", PULUMI_CONFIG_PASSPHRASE=...
-  [
-    /\b([A-Za-z0-9_-]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|passphrase|credentials?)["']?\s*[:=]\s*)(["']?)(?!\[secret\])[^\s"',;&]+\2/gi,
-    `$1$2${REDACTED}$2`,
-  ],
-];
-
-/** Replaces every given secret value (and its JSON- and URL-escaped forms) and every credential shape. */
-export function redact(text: string, secrets: readonly string[] = []): string {
-  const forms = new Set<string>();
-  for (const s of secrets) {
-    if (s === "") continue;
-    forms.add(s);
-    forms.add(JSON.stringify(s).slice(1, -1));
-    forms.add(encodeURIComponent(s));
-  }
-  let out = text;
-  if (forms.size > 0) {
-    // One pass, longest first, so a value inside another is never half-replaced.
-    const alternation = [...forms].sort((a, b) => b.length - a.length).map((f) => f.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
-    out = out.replace(new RegExp(alternation.join("|"), "g"), REDACTED);
-  }
-  for (const [pattern, replacement] of CREDENTIAL_PATTERNS) out = out.replace(pattern, replacement);
-  return out;
 }
 
 /** The hidden and visible header of part `index` of `total`. */
