@@ -12,8 +12,10 @@
 import * as fs from "node:fs";
 import { parseArgs } from "node:util";
 import { CliError, ExitCode, runMain } from "./lib/cli";
+import { secretsFromConfigJson } from "./lib/configSecrets";
 import { createOctokit, upsertPreviewComments } from "./lib/githubComment";
-import { renderPreviewComment, secretsFromConfigJson, type StackPreview } from "./lib/previewComment";
+import { renderPreviewComment } from "./lib/preview/render";
+import type { StackPreview } from "./lib/preview/stackSummary";
 
 /** Every value the run holds that must never reach the comment or stderr; filled as they are read. */
 const secrets: string[] = [];

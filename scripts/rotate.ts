@@ -12,7 +12,8 @@
 import { redact } from "../components/redact";
 import { CliError, ExitCode, runMain } from "./lib/cli";
 import { parseRotateArgs } from "./lib/cliArgs";
-import { formatPreview, summarizePreview } from "./lib/previewSummary";
+import { parsePreviewDocument } from "./lib/preview/document";
+import { type PreviewSummary, formatPreview, summarizePreview } from "./lib/preview/rotationReport";
 import { describeSession, openSession, projectDir, setSecret, stackExists } from "./lib/pulumiCli";
 import { generateSecret, normalizeSecretInput, secretPath } from "./lib/stackSecrets";
 
@@ -98,9 +99,9 @@ async function main(): Promise<number> {
 
   say(`Previewing stack ${stack} ...`);
   const res = await cli.capture(["preview", "--stack", stack, "--json", "--non-interactive"]);
-  let summary: ReturnType<typeof summarizePreview> | undefined;
+  let summary: PreviewSummary | undefined;
   try {
-    summary = summarizePreview(JSON.parse(res.stdout));
+    summary = summarizePreview(parsePreviewDocument(res.stdout));
   } catch {
     summary = undefined;
   }

@@ -7,7 +7,9 @@ import * as path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createOctokit, upsertPreviewComments } from "../scripts/lib/githubComment";
-import { MARKER, renderPreviewComment, type StackPreview } from "../scripts/lib/previewComment";
+import { renderPreviewComment } from "../scripts/lib/preview/render";
+import { MARKER } from "../scripts/lib/preview/split";
+import type { StackPreview } from "../scripts/lib/preview/stackSummary";
 
 const run = promisify(execFile);
 const ROOT = path.join(__dirname, "..");

@@ -1,15 +1,9 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
-import {
-  GITHUB_COMMENT_LIMIT,
-  MARKER,
-  type StackPreview,
-  partOf,
-  renderPreviewComment,
-  splitMarkdown,
-  summarize,
-} from "../scripts/lib/previewComment";
+import { renderPreviewComment } from "../scripts/lib/preview/render";
+import { GITHUB_COMMENT_LIMIT, MARKER, partOf, splitMarkdown } from "../scripts/lib/preview/split";
+import { type StackPreview, summarize } from "../scripts/lib/preview/stackSummary";
 import { formatVerdict, readVerdict } from "../components/promotion/reasons";
 
 // Documents captured from the real CLI by the end-to-end suite (CAPTURE_FIXTURES=1), secrets redacted.

@@ -7,7 +7,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseRotateArgs } from "../scripts/lib/cliArgs";
-import { formatPreview, parseUrn, summarizePreview } from "../scripts/lib/previewSummary";
+import { parseUrn } from "../scripts/lib/preview/document";
+import { formatPreview, summarizePreview } from "../scripts/lib/preview/rotationReport";
 import { normalizeSecretInput } from "../scripts/lib/stackSecrets";
 import { type FakePulumi, type FakeScenario, createFakePulumi, makeProjectDir, runScript } from "../support/fakePulumi";
 

@@ -4,7 +4,7 @@
  * surplus ones (a later run needing fewer parts, or a duplicate) deleted.
  */
 import { Octokit } from "@octokit/rest";
-import { partOf } from "./previewComment";
+import { partOf } from "./preview/split";
 
 /** Where to comment. */
 export interface PullRequestRef {

@@ -1,0 +1,124 @@
+/**
+ * The pull-request comment in Markdown: per-stack counts, the replaced and deleted resources first,
+ * the rest collapsed, prod's promotion verdict, errors of a failed preview. Everything is redacted
+ * before it is split into parts that fit GitHub's limit. Pure: no I/O.
+ */
+import { refusalMessage, type PromotionReason } from "../../../components/promotion/reasons";
+import { redact } from "../../../components/redact";
+import { GITHUB_COMMENT_LIMIT, partHeader, splitMarkdown } from "./split";
+import { type Change, type StackPreview, type StackSummary, type Verdict, summarize } from "./stackSummary";
+
+/** Options of {@link renderPreviewComment}. */
+export interface RenderOptions {
+  /** Every secret value to redact (stack secrets, current and previous). */
+  secrets?: readonly string[];
+  /** Largest body of one comment, in UTF-16 units (never more than code points). */
+  maxChars?: number;
+  /** The commit previewed, shown in the heading. */
+  commit?: string;
+  /** Link to the workflow run. */
+  runUrl?: string;
+}
+
+/** Inline code that survives any backticks inside. */
+function code(text: string): string {
+  const run = Math.max(0, ...[...text.matchAll(/`+/g)].map((m) => m[0].length));
+  const fence = "`".repeat(run + 1);
+  return run > 0 ? `${fence} ${text} ${fence}` : `${fence}${text}${fence}`;
+}
+
+/** A fenced block that no content can close early. */
+function block(text: string): string[] {
+  const run = Math.max(2, ...[...text.matchAll(/`+/g)].map((m) => m[0].length));
+  const fence = "`".repeat(run + 1);
+  return [`${fence}text`, ...text.split("\n"), fence];
+}
+
+function changeLine(c: Change): string {
+  const why = c.keys.length > 0 ? ` (${c.op === "replace" ? "replaced because of" : "changed"}: ${c.keys.map(code).join(", ")})` : "";
+  return `- **${c.op}** ${code(c.type)} ${code(c.name)}${why}`;
+}
+
+function reasonLine(r: PromotionReason): string {
+  return `- ${code(r.output)}: ${r.problem}. — fix: ${r.fix}`;
+}
+
+function renderVerdict(v: Verdict): string[] {
+  if ("undecided" in v) return [`**Promotion: NOT DECIDED** — ${v.undecided}`];
+  if (!v.allowed) {
+    return [`**Promotion: BLOCKED** (${v.reasons.length} ${v.reasons.length === 1 ? "reason" : "reasons"})`, "", ...v.reasons.map(reasonLine)];
+  }
+  const lines = [
+    `**Promotion: ALLOWED** — digest ${code(v.imageDigest)}, staging checked at ${code(v.checkedAt)}, from ${code(v.fromStack)}`,
+  ];
+  if (v.override !== undefined) {
+    lines.push(
+      "",
+      `**Override** approved by ${code(v.override.approvedBy)}: ${v.override.reason}. It lifts:`,
+      "",
+      ...(v.overridden ?? []).map(reasonLine),
+    );
+  }
+  return lines;
+}
+
+function renderStack(s: StackSummary): string[] {
+  const lines = [`### ${code(s.stack)}: ${s.succeeded ? "preview succeeded" : "preview FAILED"}`, ""];
+  if (s.verdict) lines.push(...renderVerdict(s.verdict), "");
+  // The gate's refusal is already listed as the verdict's reasons.
+  const refusal = s.verdict && !s.verdict.allowed && "reasons" in s.verdict ? refusalMessage(s.verdict, false) : undefined;
+  const errors = refusal === undefined ? s.errors : s.errors.filter((e) => !e.startsWith(refusal));
+  if (errors.length > 0) {
+    lines.push("**Errors**", "");
+    for (const e of errors) lines.push(...block(e), "");
+  }
+  if (s.destructive.length > 0) {
+    lines.push(`**Replaced or deleted (${s.destructive.length})**`, "", ...s.destructive.map(changeLine), "");
+  }
+  if (s.others.length > 0) {
+    lines.push(`<details>`, `<summary>Other changes (${s.others.length})</summary>`, "", ...s.others.map(changeLine), "", `</details>`, "");
+  }
+  if (s.succeeded && s.destructive.length + s.others.length === 0) lines.push("No changes.", "");
+  if (s.warnings.length > 0) {
+    lines.push(`<details>`, `<summary>Warnings (${s.warnings.length})</summary>`, "");
+    for (const w of s.warnings) lines.push(...block(w), "");
+    lines.push(`</details>`, "");
+  }
+  return lines;
+}
+
+/** The comment body before redaction and splitting (no marker, no heading). */
+export function renderBody(summaries: readonly StackSummary[], previews: readonly StackPreview[], opts: RenderOptions = {}): string {
+  const lines: string[] = [];
+  const meta = [opts.commit ? `commit ${code(opts.commit)}` : undefined, opts.runUrl ? `[workflow run](${opts.runUrl})` : undefined];
+  if (meta.some((m) => m !== undefined)) lines.push(meta.filter((m) => m !== undefined).join(" · "), "");
+  lines.push("| Stack | Preview | Create | Update | Replace | Delete | Same |", "|---|---|--:|--:|--:|--:|--:|");
+  for (const s of summaries) {
+    const c = s.counts;
+    lines.push(`| ${code(s.stack)} | ${s.succeeded ? "succeeded" : "**failed**"} | ${c.create} | ${c.update} | ${c.replace} | ${c.delete} | ${c.same} |`);
+  }
+  lines.push("");
+  summaries.forEach((s, i) => {
+    lines.push(...renderStack(s));
+    const log = previews[i]?.log?.trim();
+    if (!s.succeeded && log) {
+      lines.push("<details>", "<summary>Preview log (stderr)</summary>", "", ...block(log), "", "</details>", "");
+    }
+  });
+  return lines.join("\n").trimEnd() + "\n";
+}
+
+/**
+ * The comment parts for these previews: rendered, redacted, then split so that every part
+ * (header included) fits `maxChars`.
+ */
+export function renderPreviewComment(previews: readonly StackPreview[], opts: RenderOptions = {}): string[] {
+  const summaries = previews.map(summarize);
+  const body = redact(renderBody(summaries, previews, opts), opts.secrets ?? []);
+  const maxChars = opts.maxChars ?? GITHUB_COMMENT_LIMIT;
+  // Room for the largest header any part count could need.
+  const budget = maxChars - partHeader(9999, 9999).length;
+  if (budget < 400) throw new RangeError(`maxChars ${maxChars} leaves no room for a comment part`);
+  const chunks = splitMarkdown(body, budget);
+  return chunks.map((chunk, i) => partHeader(i + 1, chunks.length) + chunk);
+}
