@@ -14,7 +14,8 @@ import { CliError, ExitCode, runMain } from "./lib/cli";
 import { parseRotateArgs } from "./lib/cliArgs";
 import { parsePreviewDocument } from "./lib/preview/document";
 import { type PreviewSummary, formatPreview, summarizePreview } from "./lib/preview/rotationReport";
-import { describeSession, openSession, projectDir, setSecret, stackExists } from "./lib/pulumiCli";
+import { projectDir, setSecret, stackExists } from "./lib/pulumiCli";
+import { describeSession, openSession } from "./lib/session";
 import { generateSecret, normalizeSecretInput, secretPath } from "./lib/stackSecrets";
 
 /** The new value, once known: every line about the rotation, and pulumi's output, is redacted with it. */

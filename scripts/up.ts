@@ -10,15 +10,8 @@
 import { CliError, ExitCode, runMain } from "./lib/cli";
 import { parseUpArgs } from "./lib/cliArgs";
 import { HOST_PORT_RANGE, chooseHostPort } from "./lib/hostPort";
-import {
-  configState,
-  describeSession,
-  openSession,
-  projectDir,
-  pulumiFailure,
-  setSecret,
-  stackExists,
-} from "./lib/pulumiCli";
+import { configState, projectDir, pulumiFailure, setSecret, stackExists } from "./lib/pulumiCli";
+import { describeSession, openSession } from "./lib/session";
 import {
   REQUIRED_SECRETS,
   type RequiredSecret,

@@ -8,7 +8,7 @@ import * as path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseUpArgs } from "../scripts/lib/cliArgs";
 import { HOST_PORT_RANGE, chooseHostPort, claimedHostPorts } from "../scripts/lib/hostPort";
-import { resolvePassphrase } from "../scripts/lib/pulumiCli";
+import { resolvePassphrase } from "../scripts/lib/session";
 import { LOCAL_DATABASE_URL, isProdStack, localDefault, prodRefusal } from "../scripts/lib/stackSecrets";
 import { type FakeCall, type FakePulumi, createFakePulumi, makeProjectDir, runScript } from "../support/fakePulumi";
 
