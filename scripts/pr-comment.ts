@@ -75,6 +75,11 @@ function parseCommandLine(argv: string[]) {
 }
 
 async function main(): Promise<number> {
+  // What the workflow itself holds must never be posted nor printed, even in a usage error.
+  for (const name of ["PULUMI_CONFIG_PASSPHRASE", "PULUMI_BACKEND_URL", "GITHUB_TOKEN"]) {
+    const v = process.env[name];
+    if (v) secrets.push(v);
+  }
   const values = parseCommandLine(process.argv.slice(2));
   const stacks = pairs(values.stack, "--stack");
   if (stacks.size === 0) throw usage("name at least one preview: --stack <name>=<pulumi preview --json output>");
@@ -105,11 +110,6 @@ async function main(): Promise<number> {
     } catch (e) {
       throw usage((e as Error).message);
     }
-  }
-  // Values from the environment too: what the workflow itself holds must never be posted.
-  for (const name of ["PULUMI_CONFIG_PASSPHRASE", "PULUMI_BACKEND_URL", "GITHUB_TOKEN"]) {
-    const v = process.env[name];
-    if (v) secrets.push(v);
   }
 
   const ev = event();
