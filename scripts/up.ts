@@ -15,7 +15,8 @@ import { describeSession, openSession } from "./lib/session";
 import {
   REQUIRED_SECRETS,
   type RequiredSecret,
-  isProdStack,
+  nameSaysProduction,
+  unsetProductionRole,
   localDefault,
   prodRefusal,
   secretPath,
@@ -45,10 +46,11 @@ async function main(): Promise<number> {
     say(`Created stack ${stack}.`);
   }
 
+  // The role is `environment`, as the program decides it; unset, it becomes staging, never by guess prod.
   const env = await configState(cli, stack, "environment", false);
-  const environment = env.set && !env.secret ? env.value : undefined;
-  const prod = isProdStack(stack, environment);
-  if (!env.set && !prod) {
+  const prod = env.set && !env.secret && env.value === "prod";
+  if (!env.set) {
+    if (nameSaysProduction(stack)) throw new CliError(unsetProductionRole(stack), ExitCode.refused);
     const res = await cli.capture(["config", "set", "environment", "staging", "--stack", stack, "--non-interactive"]);
     if (res.code !== 0) throw pulumiFailure("pulumi config set environment staging", res);
     say(`environment was unset: set it to staging.`);

@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { parseUpArgs } from "../scripts/lib/cliArgs";
 import { HOST_PORT_RANGE, chooseHostPort, claimedHostPorts } from "../scripts/lib/hostPort";
 import { resolvePassphrase } from "../scripts/lib/session";
-import { LOCAL_DATABASE_URL, isProdStack, localDefault, prodRefusal } from "../scripts/lib/stackSecrets";
+import { LOCAL_DATABASE_URL, localDefault, nameSaysProduction, prodRefusal, unsetProductionRole } from "../scripts/lib/stackSecrets";
 import { type FakeCall, type FakePulumi, createFakePulumi, makeProjectDir, runScript } from "../support/fakePulumi";
 
 const cleanups: (() => void)[] = [];
@@ -54,13 +54,13 @@ describe("parseUpArgs", () => {
 });
 
 describe("stack roles and local defaults", () => {
-  it("treats environment prod, or a prod-like name, as production", () => {
-    expect(isProdStack("staging", "prod")).toBe(true);
-    expect(isProdStack("prod", undefined)).toBe(true);
-    expect(isProdStack("acme/backend-delivery/production", "staging")).toBe(true);
-    expect(isProdStack("staging", "staging")).toBe(false);
-    expect(isProdStack("dev", undefined)).toBe(false);
-    expect(isProdStack("prod-like-test", "staging")).toBe(false);
+  it("tells a stack name that says production, which the quick start never gives a role by guess", () => {
+    expect(nameSaysProduction("prod")).toBe(true);
+    expect(nameSaysProduction("acme/backend-delivery/production")).toBe(true);
+    expect(nameSaysProduction("PRD")).toBe(true);
+    expect(nameSaysProduction("staging")).toBe(false);
+    expect(nameSaysProduction("dev")).toBe(false);
+    expect(nameSaysProduction("prod-like-test")).toBe(false);
   });
 
   it("defaults DATABASE_URL to SQLite under /data and generates a fresh 43-character SECRET_KEY", () => {
@@ -248,8 +248,8 @@ describe("npm run up (subprocess, stand-in pulumi)", () => {
     });
     const res = await runScript("up", ["prod"], { fake, projectDir: dir });
     expect(res.code).toBe(3);
-    expect(res.stderr).toContain("Missing: secrets.SECRET_KEY.");
-    expect(res.stderr).not.toContain("secrets.DATABASE_URL");
+    expect(res.stderr).toBe(`${unsetProductionRole("prod")}\n`);
+    expect(res.stderr).toContain("pulumi config set --stack prod environment prod");
     expect(commands(fake.calls()).filter((c) => c.startsWith("config set") || c.startsWith("up"))).toEqual([]);
     expect(res.stdout + res.stderr).not.toContain(CANARY_DATABASE_URL);
   });

@@ -4,6 +4,7 @@
  * tested directly.
  */
 import { randomBytes } from "node:crypto";
+import { ENV_NAME, PROGRAM_MANAGED_ENV } from "../../components/config/schema";
 import { REQUIRED_SECRETS, type RequiredSecret } from "../../components/contract";
 
 export { REQUIRED_SECRETS, type RequiredSecret };
@@ -31,13 +32,13 @@ export function secretPath(name: string): string {
   return `secrets.${name}`;
 }
 
-/** A name usable as a container environment variable; what `secrets.<NAME>` must be. */
+/** Why `name` cannot be a secret's name (the rule stack config holds), without echoing the word; undefined when it can. */
 export function validateEnvVarName(name: string): string | undefined {
-  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
+  if (!ENV_NAME.test(name)) {
     // The word is not echoed: a mistyped command line may have put the value where the name belongs.
     return "The name given is not an environment variable name: use letters, digits and _, not starting with a digit (e.g. SECRET_KEY).";
   }
-  if (name === "APP_ENV" || name === "PORT") {
+  if ((PROGRAM_MANAGED_ENV as readonly string[]).includes(name)) {
     return `${name} is set by the program itself and cannot be a secret.`;
   }
   return undefined;
@@ -50,13 +51,19 @@ export function shortStackName(stack: string): string {
 }
 
 /**
- * Whether `stack` is a production stack, for which no secret is ever invented: its `environment`
- * says prod, or its name does (a prod stack whose environment is still unset must not get
- * staging's defaults).
+ * Whether a stack's name says production. The role itself is always `environment`, as the program
+ * decides it; the name only stops the quick start from giving such a stack staging's role by guess.
  */
-export function isProdStack(stack: string, environment: string | undefined): boolean {
-  if (environment === "prod") return true;
+export function nameSaysProduction(stack: string): boolean {
   return /^(prod|production|prd)$/i.test(shortStackName(stack));
+}
+
+/** The quick start's refusal to guess the role of a stack whose name says production. */
+export function unsetProductionRole(stack: string): string {
+  return (
+    `Stack ${stack} has no environment, and its name says production. The quick start does not guess a ` +
+    `production stack's role; set it on purpose, then run it again:\n  pulumi config set --stack ${stack} environment prod`
+  );
 }
 
 /** The exact commands that set one secret without putting its value on the command line. */
