@@ -24,6 +24,7 @@ import {
   waitForExit,
   waitForHealthy,
 } from "../support/docker";
+import { HSTS, SECURITY_HEADERS } from "../support/securityHeaders";
 import { startPostgres, type PostgresCluster } from "../support/postgres";
 import { freePort, httpRequest, sleep, waitFor } from "../support/wait";
 
@@ -40,18 +41,7 @@ const BUILD_ARGS = {
 const CANARY = `canary${randomBytes(24).toString("hex")}`;
 // Tighter than the defaults, to show the limits given to the engine are the ones enforced.
 const PROFILE = { ...withResources(hardeningProfile, { memoryMb: 256, pids: 128 }), restart: "no" as const };
-const EXPECTED_HEADERS: Record<string, string> = {
-  "strict-transport-security": "max-age=63072000; includeSubDomains",
-  "x-content-type-options": "nosniff",
-  "x-frame-options": "DENY",
-  "content-security-policy": "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-  "referrer-policy": "no-referrer",
-  "cross-origin-opener-policy": "same-origin",
-  "cross-origin-resource-policy": "same-origin",
-  "cross-origin-embedder-policy": "require-corp",
-  "x-permitted-cross-domain-policies": "none",
-  "cache-control": "no-store, max-age=0",
-};
+const EXPECTED_HEADERS: Record<string, string> = { "strict-transport-security": HSTS, ...SECURITY_HEADERS };
 
 const containers: string[] = [];
 const images: string[] = [TAG];

@@ -14,6 +14,7 @@ import random
 import re
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -25,10 +26,11 @@ _getrandbits = random.getrandbits
 
 Header = tuple[bytes, bytes]
 
-# Header values follow the OWASP Secure Headers Project's recommendations
-# (https://owasp.org/www-project-secure-headers/, ci/headers_add.json), tightened where an API
-# needs less than a web site: no source is allowed, no form may be sent, no base URL may be set.
-BASE_CSP = b"default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+# The header values live in security_headers.json beside this module, which the front proxy reads
+# too for the answers it writes itself: one list for every response, whoever writes it.
+_SPEC = json.loads((Path(__file__).with_name("security_headers.json")).read_text(encoding="utf-8"))
+_HEADERS: dict[str, str] = _SPEC["headers"]
+BASE_CSP = _HEADERS["content-security-policy"].encode()
 # Swagger UI and ReDoc load their scripts and styles from jsDelivr; only those pages get this.
 DOCS_CSP = (
     b"default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
@@ -36,41 +38,11 @@ DOCS_CSP = (
     b"connect-src 'self'; worker-src blob:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 #: Every feature the OWASP list names, all denied (OWASP allows sync-xhr for 'self'; an API needs none).
-PERMISSIONS_POLICY_FEATURES = (
-    "accelerometer",
-    "autoplay",
-    "camera",
-    "cross-origin-isolated",
-    "display-capture",
-    "encrypted-media",
-    "fullscreen",
-    "geolocation",
-    "gyroscope",
-    "keyboard-map",
-    "magnetometer",
-    "microphone",
-    "midi",
-    "payment",
-    "picture-in-picture",
-    "publickey-credentials-get",
-    "screen-wake-lock",
-    "sync-xhr",
-    "usb",
-    "web-share",
-    "xr-spatial-tracking",
-    "clipboard-read",
-    "clipboard-write",
-    "gamepad",
-    "hid",
-    "idle-detection",
-    "interest-cohort",
-    "serial",
-    "unload",
-)
+PERMISSIONS_POLICY_FEATURES: tuple[str, ...] = tuple(_SPEC["permissionsPolicyFeatures"])
 PERMISSIONS_POLICY = ", ".join(f"{feature}=()" for feature in PERMISSIONS_POLICY_FEATURES).encode()
-HSTS = b"max-age=63072000; includeSubDomains"
+HSTS = str(_SPEC["hsts"]).encode()
 # No API answer may be stored by a browser or a shared cache: answers can carry user data.
-CACHE_CONTROL = b"no-store, max-age=0"
+CACHE_CONTROL = _HEADERS["cache-control"].encode()
 # Headers this layer owns: whatever the app set for them is replaced; Server is dropped.
 _MANAGED = frozenset(
     {
@@ -96,19 +68,12 @@ _REQUEST_ID_RE = re.compile(rb"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 def security_headers(*, hsts: bool, docs: bool = False) -> list[Header]:
     """The headers every response carries (``docs``: the Swagger UI and ReDoc pages)."""
     headers: list[Header] = [
-        (b"x-content-type-options", b"nosniff"),
-        (b"x-frame-options", b"DENY"),
-        (b"content-security-policy", DOCS_CSP if docs else BASE_CSP),
-        (b"referrer-policy", b"no-referrer"),
-        (b"permissions-policy", PERMISSIONS_POLICY),
-        (b"cross-origin-opener-policy", b"same-origin"),
-        (b"cross-origin-resource-policy", b"same-origin"),
-        (b"x-permitted-cross-domain-policies", b"none"),
-        (b"cache-control", CACHE_CONTROL),
+        (name.encode(), DOCS_CSP if docs and name == "content-security-policy" else value.encode())
+        for name, value in _HEADERS.items()
+        # The docs pages embed jsDelivr's scripts, which COEP would block unless jsDelivr opted in.
+        if not (docs and name == "cross-origin-embedder-policy")
     ]
-    if not docs:
-        # The docs pages embed jsDelivr's scripts, which this would block unless jsDelivr opted in.
-        headers.append((b"cross-origin-embedder-policy", b"require-corp"))
+    headers.append((b"permissions-policy", PERMISSIONS_POLICY))
     if hsts:
         headers.append((b"strict-transport-security", HSTS))
     return headers
