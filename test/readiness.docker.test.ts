@@ -7,7 +7,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Readiness } from "../components/contract";
 import { hardeningProfile, toDockerRunArgs } from "../components/hardening";
-import { dockerContainerView } from "../components/readiness/dockerView";
+import { dockerContainerView, execProber } from "../components/readiness/dockerView";
 import { isReadinessError, probeReadiness, type ReadinessError } from "../components/readiness/probe";
 import { readinessProvider } from "../components/readiness/check";
 import { buildImage, docker, LOCAL_PYTHON_BASE, removeContainers, removeImages, requireDockerEngine, uniqueName } from "../support/docker";
@@ -17,10 +17,13 @@ const VERSION = "4.5.6-readiness";
 const TAG = `${uniqueName("bd-readiness-test")}:latest`;
 const DB_PASSWORD = `pw-${randomBytes(9).toString("hex")}`;
 const containers: string[] = [];
+/** A user-defined network, as a stack has: containers find each other (and themselves) by name on it. */
+const NETWORK = uniqueName("bd-readiness-net");
 let imageDigest = "";
 
 beforeAll(async () => {
   await requireDockerEngine(LOCAL_PYTHON_BASE);
+  await docker(["network", "create", NETWORK]);
   const built = await buildImage({
     context: path.resolve(__dirname, "../backend"),
     tag: TAG,
@@ -31,6 +34,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await removeContainers(...containers);
+  await docker(["network", "rm", NETWORK], { allowFailure: true });
   await removeImages(TAG);
 });
 
@@ -43,7 +47,7 @@ async function start(env: Record<string, string>, extraArgs: string[] = []) {
   containers.push(name);
   const port = await freePort();
   const started = Date.now();
-  const args = ["run", "-d", "--name", name, ...toDockerRunArgs(hardeningProfile), ...extraArgs, "-p", `127.0.0.1:${port}:8000`];
+  const args = ["run", "-d", "--name", name, "--network", NETWORK, ...toDockerRunArgs(hardeningProfile), ...extraArgs, "-p", `127.0.0.1:${port}:8000`];
   for (const key of Object.keys(env)) args.push("-e", key);
   const run = await docker([...args, TAG], { env });
   return { name, id: run.stdout.trim(), url: `http://127.0.0.1:${port}`, started };
@@ -80,10 +84,22 @@ describe("readiness of the real backend container", () => {
     });
   });
 
+  it("asks from inside the container, through the engine, at its address on the network: no published port needed", async () => {
+    const c = await start({ APP_ENV: "staging", DATABASE_URL: "sqlite:////data/app.db", SECRET_KEY: secretKey() });
+    const inside = `http://${c.name}:8000`;
+    const record = await probeReadiness(options(inside), dockerContainerView(c.id), execProber(c.id, undefined, "127.0.0.1"));
+    expect(record).toMatchObject({ ready: true, imageDigest, url: `${inside}/readyz`, version: VERSION });
+    // Nothing listens on that port yet: the prober says so, in the words of the container's Python.
+    await expect(execProber(c.id, undefined, "127.0.0.1").get(`http://${c.name}:8999/readyz`, 2000)).rejects.toThrow(/ConnectionRefusedError/);
+    // A Host the backend does not accept is answered 400, as from anywhere.
+    expect((await execProber(c.id, undefined, "evil.example").get(`${inside}/readyz`, 2000)).status).toBe(400);
+  });
+
   it("runs the same check through the serialized dynamic provider in a plain Node process", async () => {
     const c = await start({ APP_ENV: "staging", DATABASE_URL: "sqlite:////data/app.db", SECRET_KEY: secretKey() });
     const serialized = await pulumi.runtime.serializeFunction(() => readinessProvider, { allowSecrets: true });
-    const inputs = { ...options(c.url), containerName: c.name, containerId: c.id };
+    const { path: probePath, timeoutSeconds, intervalMs, successThreshold } = options(c.url);
+    const inputs = { path: probePath, timeoutSeconds, intervalMs, successThreshold, imageDigest, containerName: c.name, containerId: c.id, port: 8000, hostHeader: "127.0.0.1" };
     // What Pulumi's dynamic-provider host does: load the text with require-from-string, call create.
     const script = `
       const provider = require("require-from-string")(require("fs").readFileSync(0, "utf8")).handler();
@@ -99,7 +115,7 @@ describe("readiness of the real backend container", () => {
     expect(result.outs.containerId).toBe(c.id);
     const readiness = Readiness.parse(result.outs.readiness);
     expect(readiness.version).toBe(VERSION);
-    expect(readiness.url).toBe(`${c.url}/readyz`);
+    expect(readiness.url).toBe(`http://${c.name}:8000/readyz`);
     expect(readiness.hardening.user).toBe("10001:10001");
   });
 

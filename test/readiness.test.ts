@@ -4,7 +4,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { Readiness, type Hardening } from "../components/contract";
-import { demuxDockerLogs, dockerConnection } from "../components/readiness/dockerView";
+import { demuxDockerStream, dockerConnection } from "../components/docker/client";
 import {
   formatHistory,
   probeReadiness,
@@ -258,21 +258,6 @@ describe("probeReadiness against real HTTP servers", () => {
     const error = await rejection(probeReadiness(options(server.url), fakeContainer([RUNNING], [], { ...HARDENING, user: "" })));
     expect(error.message).toBe('The container runs as root (user ""); the hardening profile requires a non-root user.');
   });
-
-  it("lists every invalid option at once, naming each field", async () => {
-    const bad = { url: "127.0.0.1:8080", path: "readyz", imageDigest: "sha256:xyz", timeoutSeconds: 0, intervalMs: 1.5, successThreshold: 0 };
-    await expect(probeReadiness(bad, fakeContainer([RUNNING]))).rejects.toThrow(
-      [
-        "Readiness check options are invalid:",
-        '  url: expected a base URL such as http://127.0.0.1:8080, got "127.0.0.1:8080"',
-        '  path: expected a path starting with "/", e.g. /readyz',
-        '  imageDigest: expected sha256:<64 hex digits>, got "sha256:xyz"',
-        "  timeoutSeconds: expected a number above 0, got 0",
-        "  intervalMs: expected a whole number of milliseconds above 0, got 1.5",
-        "  successThreshold: expected a whole number >= 1, got 0",
-      ].join("\n"),
-    );
-  });
 });
 
 describe("readiness helpers", () => {
@@ -301,8 +286,8 @@ describe("readiness helpers", () => {
       return Buffer.concat([header, body]);
     };
     const buffer = Buffer.concat([frame(1, "out line\n"), frame(2, "err line\n")]);
-    expect(demuxDockerLogs(buffer, false)).toBe("out line\nerr line\n");
-    expect(demuxDockerLogs(Buffer.from("raw tty\n"), true)).toBe("raw tty\n");
+    expect(demuxDockerStream(buffer, false)).toEqual({ stdout: "out line\n", stderr: "err line\n", both: "out line\nerr line\n" });
+    expect(demuxDockerStream(Buffer.from("raw tty\n"), true)).toEqual({ stdout: "raw tty\n", stderr: "", both: "raw tty\n" });
   });
 
   it("maps Docker host strings to dockerode connection options", () => {
@@ -327,14 +312,15 @@ describe("ReadinessCheck under Pulumi's mocks", () => {
     hardening: HARDENING,
   };
   const ARGS = {
-    url: "http://127.0.0.1:8080",
-    containerName: "backend-staging",
+    containerName: "backend-staging-app-5eed01",
     containerId: "c0ffee".repeat(10) + "abcd",
+    port: 8000,
     imageDigest: DIGEST,
     path: "/readyz",
     timeoutSeconds: 60,
     intervalMs: 500,
     successThreshold: 2,
+    hostHeader: "127.0.0.1",
   };
 
   async function construct(readinessState: unknown) {
@@ -405,11 +391,12 @@ describe("ReadinessCheck under Pulumi's mocks", () => {
 });
 
 describe("diffReadinessInputs", () => {
-  it("replaces for a new digest, container, url or path and updates for probe settings", async () => {
+  it("replaces for a new digest, container, port or path and updates for probe settings", async () => {
     const { diffReadinessInputs } = await import("../components/readiness/check");
-    const base = { url: "http://127.0.0.1:1", containerName: "c", containerId: "id1", imageDigest: DIGEST, path: "/readyz", timeoutSeconds: 5, intervalMs: 100, successThreshold: 1 };
+    const base = { containerName: "c", containerId: "id1", port: 8000, imageDigest: DIGEST, path: "/readyz", timeoutSeconds: 5, intervalMs: 100, successThreshold: 1, hostHeader: "127.0.0.1" };
     expect(diffReadinessInputs(base, { ...base })).toEqual({ changes: false, replaces: [] });
-    expect(diffReadinessInputs(base, { ...base, url: "http://127.0.0.1:2", path: "/ready" })).toEqual({ changes: true, replaces: ["url", "path"] });
+    expect(diffReadinessInputs(base, { ...base, port: 8001, path: "/ready" })).toEqual({ changes: true, replaces: ["port", "path"] });
+    expect(diffReadinessInputs(base, { ...base, containerName: "d", containerId: "id2" })).toEqual({ changes: true, replaces: ["containerId", "containerName"] });
     expect(diffReadinessInputs(base, { ...base, successThreshold: 3, dockerHost: "tcp://127.0.0.1:2375" })).toEqual({ changes: true, replaces: [] });
   });
 });

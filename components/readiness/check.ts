@@ -1,31 +1,33 @@
 /**
- * `ReadinessCheck`: a Pulumi dynamic resource that probes the deployed backend from outside and
- * records the `readiness` stack output (see DESIGN.md). The logic is the plain
- * {@link probeReadiness} function; this file only adapts it to Pulumi's resource lifecycle.
+ * `ReadinessCheck`: a Pulumi dynamic resource that proves a release ready before the proxy sends it
+ * traffic, and records the `readiness` stack output (see DESIGN.md). The logic is the plain
+ * {@link probeReadiness} function; this file only adapts it to Pulumi's resource lifecycle. The
+ * probe asks its questions through the Docker API, from inside the release, at the release's address
+ * on the stack's network: nothing assumes the service is reachable from the machine running `pulumi`.
  *
  * Pulumi serializes the provider object below together with everything it references and runs it
  * in its dynamic-provider process
  * (https://www.pulumi.com/docs/iac/concepts/resources/dynamic-providers/). Hence the provider only
- * reaches plain functions and `dockerode`; the contract's zod schema, which cannot be serialized,
- * validates the record back in the program.
+ * reaches plain functions and `require`d packages; the contract's zod schema, which cannot be
+ * serialized, validates the record back in the program.
  */
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { Readiness } from "../contract";
-import { dockerContainerView } from "./dockerView";
+import { dockerContainerView, execProber } from "./dockerView";
 import { probeReadiness } from "./probe";
 
 /** Inputs of a readiness check. */
 export interface ReadinessCheckArgs {
-  /** Base URL of the running service, e.g. http://127.0.0.1:8080. */
-  url: pulumi.Input<string>;
-  /** Name of the container, shown in the resource id. */
+  /** The release's container name: its host name on the stack's network. */
   containerName: pulumi.Input<string>;
-  /** Id of the container to watch; a new container means a new check. */
+  /** The release's container id; a new container means a new check. */
   containerId: pulumi.Input<string>;
-  /** Digest of the image the container runs (sha256:...); a new digest means a new check. */
+  /** The port the backend listens on inside the container. */
+  port: pulumi.Input<number>;
+  /** Digest of the image the container runs (sha256:...); recorded as is. */
   imageDigest: pulumi.Input<string>;
-  /** Readiness path appended to `url`, e.g. /readyz. */
+  /** Readiness path, e.g. /readyz. */
   path: pulumi.Input<string>;
   /** How long to wait for the service to become ready. */
   timeoutSeconds: pulumi.Input<number>;
@@ -33,6 +35,8 @@ export interface ReadinessCheckArgs {
   intervalMs: pulumi.Input<number>;
   /** Consecutive HTTP 200 answers required. */
   successThreshold: pulumi.Input<number>;
+  /** The `Host` the probe names: one the backend accepts. */
+  hostHeader: pulumi.Input<string>;
   /** Docker engine of the container (unix://, tcp://, ssh://); default `DOCKER_HOST`, then the local socket. */
   dockerHost?: pulumi.Input<string>;
   /** How to give the check more time, told by whoever set `timeoutSeconds`; shown when it times out. */
@@ -40,18 +44,7 @@ export interface ReadinessCheckArgs {
 }
 
 /** The inputs as the provider sees them: resolved. */
-export interface ReadinessCheckInputs {
-  url: string;
-  containerName: string;
-  containerId: string;
-  imageDigest: string;
-  path: string;
-  timeoutSeconds: number;
-  intervalMs: number;
-  successThreshold: number;
-  dockerHost?: string;
-  timeoutHint?: string;
-}
+export type ReadinessCheckInputs = { [K in keyof ReadinessCheckArgs]: pulumi.Unwrap<ReadinessCheckArgs[K]> };
 
 /** What the provider stores: its inputs (for the next diff) and the record. */
 export interface ReadinessCheckOutputs extends ReadinessCheckInputs {
@@ -59,9 +52,9 @@ export interface ReadinessCheckOutputs extends ReadinessCheckInputs {
 }
 
 /** A change to any of these probes a different thing: the old record no longer applies. */
-export const REPLACE_ON = ["imageDigest", "containerId", "url", "path"] as const;
+export const REPLACE_ON = ["imageDigest", "containerId", "containerName", "port", "path"] as const;
 /** A change to these only re-runs the probe. */
-export const UPDATE_ON = ["containerName", "timeoutSeconds", "intervalMs", "successThreshold", "dockerHost", "timeoutHint"] as const;
+export const UPDATE_ON = ["timeoutSeconds", "intervalMs", "successThreshold", "hostHeader", "dockerHost", "timeoutHint"] as const;
 
 /** How a change of inputs affects the recorded check. */
 export function diffReadinessInputs(olds: Partial<ReadinessCheckInputs>, news: Partial<ReadinessCheckInputs>): pulumi.dynamic.DiffResult {
@@ -82,7 +75,7 @@ export function checkedRecord(checkName: string, record: unknown): Readiness {
 async function runCheck(inputs: ReadinessCheckInputs): Promise<ReadinessCheckOutputs> {
   const readiness = await probeReadiness(
     {
-      url: inputs.url,
+      url: `http://${inputs.containerName}:${inputs.port}`,
       path: inputs.path,
       imageDigest: inputs.imageDigest,
       timeoutSeconds: Number(inputs.timeoutSeconds),
@@ -91,21 +84,9 @@ async function runCheck(inputs: ReadinessCheckInputs): Promise<ReadinessCheckOut
       ...(inputs.timeoutHint === undefined ? {} : { timeoutHint: inputs.timeoutHint }),
     },
     dockerContainerView(inputs.containerId, inputs.dockerHost),
+    execProber(inputs.containerId, inputs.dockerHost, inputs.hostHeader),
   );
-  const outputs: ReadinessCheckOutputs = {
-    url: inputs.url,
-    containerName: inputs.containerName,
-    containerId: inputs.containerId,
-    imageDigest: inputs.imageDigest,
-    path: inputs.path,
-    timeoutSeconds: inputs.timeoutSeconds,
-    intervalMs: inputs.intervalMs,
-    successThreshold: inputs.successThreshold,
-    readiness,
-  };
-  if (inputs.dockerHost !== undefined) outputs.dockerHost = inputs.dockerHost;
-  if (inputs.timeoutHint !== undefined) outputs.timeoutHint = inputs.timeoutHint;
-  return outputs;
+  return { ...inputs, readiness };
 }
 
 /** The dynamic provider: create and update probe; delete has nothing to remove. */
@@ -123,8 +104,8 @@ export const readinessProvider: pulumi.dynamic.ResourceProvider<ReadinessCheckIn
 };
 
 /**
- * Probes the backend until it is ready, failing fast when its container dies, and records the
- * `readiness` output. Runs again whenever the image digest, the container or the URL changes.
+ * Probes a release until it is ready, failing fast when its container dies, and records the
+ * `readiness` output. Runs again whenever the image digest or the container changes.
  */
 export class ReadinessCheck extends pulumi.dynamic.Resource {
   // `declare`, not a class field: a field would be re-initialised after `super()` and wipe the

@@ -1,51 +1,61 @@
 /**
- * The engine's side of the readiness probe: a {@link ContainerView} of one container through
- * dockerode, and the connection options for a Docker host string. Like probe.ts it travels with the
- * serialized dynamic provider, so it holds only plain functions and `dockerode` (captured as
- * `require("dockerode")`).
+ * The engine's side of the readiness probe, all through the Docker API, so the probe never assumes
+ * that the service is reachable from the machine running `pulumi` (a server over `ssh://`, a port
+ * published nowhere): a {@link ContainerView} of the release container, and a {@link Prober} that
+ * asks its HTTP questions from inside a container with the image's own Python. Like probe.ts it
+ * travels with the serialized dynamic provider: plain functions and `require`d packages only.
  */
-import Docker from "dockerode";
-import type { ContainerView } from "./probe";
+import { demuxDockerStream, dockerClient, execIn } from "../docker/client";
+import type { ContainerView, Prober } from "./probe";
+
+/** The backend image's own Python, which its `HEALTHCHECK` uses too (backend/Dockerfile). */
+export const IMAGE_PYTHON = "/opt/venv/bin/python";
 
 /**
- * dockerode connection options for a Docker host string: `unix:///path`, `tcp://host:port`,
- * `http(s)://host:port`, `ssh://user@host`; empty means `DOCKER_HOST`, then the local socket.
+ * One GET from inside a container, with the standard library only: prints one JSON line with the
+ * status and the start of the body, or the error. Arguments: URL, Host header (may be empty),
+ * timeout in seconds.
  */
-export function dockerConnection(host: string | undefined): Docker.DockerOptions {
-  const value = (host ?? "").trim() || (process.env.DOCKER_HOST ?? "").trim() || "unix:///var/run/docker.sock";
-  const match = /^([a-z]+):\/\/(.*)$/.exec(value);
-  if (match === null) {
-    throw new Error(`Docker host ${JSON.stringify(value)} is not understood; use unix:///var/run/docker.sock or tcp://HOST:PORT.`);
-  }
-  const [, scheme, rest] = match as unknown as [string, string, string];
-  if (scheme === "unix") return { socketPath: rest.startsWith("/") ? rest : `/${rest}` };
-  const url = new URL(`${scheme === "tcp" ? "http" : scheme}://${rest}`);
-  if (scheme === "tcp" || scheme === "http" || scheme === "https") {
-    const protocol = url.protocol === "https:" ? "https" : "http";
-    return { protocol, host: url.hostname, port: url.port || (protocol === "https" ? 2376 : 2375) };
-  }
-  if (scheme === "ssh") {
-    return { protocol: "ssh", host: url.hostname, port: url.port || 22, username: url.username || undefined };
-  }
-  throw new Error(`Docker host scheme ${JSON.stringify(scheme)} is not supported; use unix://, tcp://, http(s):// or ssh://.`);
-}
+export const PROBE_SCRIPT = [
+  "import json, sys, urllib.error, urllib.request",
+  "url, host, timeout = sys.argv[1], sys.argv[2], float(sys.argv[3])",
+  "request = urllib.request.Request(url, headers={'Host': host} if host else {})",
+  "try:",
+  "    with urllib.request.urlopen(request, timeout=timeout) as answer:",
+  "        print(json.dumps({'status': answer.status, 'body': answer.read(65536).decode('utf-8', 'replace')}))",
+  "except urllib.error.HTTPError as error:",
+  "    print(json.dumps({'status': error.code, 'body': error.read(65536).decode('utf-8', 'replace')}))",
+  "except Exception as error:",
+  "    reason = getattr(error, 'reason', error)",
+  "    print(json.dumps({'error': type(reason).__name__ + ': ' + str(reason)[:200]}))",
+].join("\n");
 
-/** Splits Docker's multiplexed log stream (8-byte frame headers) into text; a TTY stream is raw. */
-export function demuxDockerLogs(buffer: Buffer, tty: boolean): string {
-  if (tty) return buffer.toString("utf8");
-  const parts: Buffer[] = [];
-  let offset = 0;
-  while (offset + 8 <= buffer.length) {
-    const size = buffer.readUInt32BE(offset + 4);
-    parts.push(buffer.subarray(offset + 8, offset + 8 + size));
-    offset += 8 + size;
-  }
-  return Buffer.concat(parts).toString("utf8");
+/**
+ * A prober that runs each GET inside the container `containerId` (the release itself, or any
+ * container on the network it must cross) with the image's Python, naming `host` as `Host`.
+ */
+export function execProber(containerId: string, dockerHost?: string, host = ""): Prober {
+  const docker = dockerClient(dockerHost);
+  return {
+    async get(url, timeoutMs) {
+      const seconds = Math.max(0.1, timeoutMs / 1000);
+      // The engine gets a little longer than Python's own budget, so Python reports the timeout.
+      const result = await execIn(docker, containerId, [IMAGE_PYTHON, "-c", PROBE_SCRIPT, url, host, String(seconds)], timeoutMs + 2000);
+      let answer: { status?: unknown; body?: unknown; error?: unknown };
+      try {
+        answer = JSON.parse(result.stdout.trim().split("\n").pop() ?? "") as typeof answer;
+      } catch {
+        throw new Error(`the probe inside the container printed no answer (exit ${result.exitCode}): ${result.stderr.trim().slice(-200)}`);
+      }
+      if (typeof answer.status === "number") return { status: answer.status, body: typeof answer.body === "string" ? answer.body : "" };
+      throw new Error(typeof answer.error === "string" ? answer.error : "the probe inside the container failed");
+    },
+  };
 }
 
 /** The engine's view of one container, through dockerode. */
 export function dockerContainerView(containerId: string, dockerHost?: string): ContainerView {
-  const container = new Docker(dockerConnection(dockerHost)).getContainer(containerId);
+  const container = dockerClient(dockerHost).getContainer(containerId);
   return {
     async state() {
       const info = await container.inspect();
@@ -59,8 +69,8 @@ export function dockerContainerView(containerId: string, dockerHost?: string): C
     async logs(lines) {
       const info = await container.inspect();
       const raw = (await container.logs({ stdout: true, stderr: true, follow: false, tail: lines })) as unknown as Buffer;
-      const text = demuxDockerLogs(Buffer.isBuffer(raw) ? raw : Buffer.from(String(raw)), info.Config.Tty);
-      return text.split(/\r?\n/).filter((l) => l.length > 0).slice(-lines);
+      const { both } = demuxDockerStream(Buffer.isBuffer(raw) ? raw : Buffer.from(String(raw)), info.Config.Tty);
+      return both.split(/\r?\n/).filter((l) => l.length > 0).slice(-lines);
     },
     async hardening() {
       const info = await container.inspect();

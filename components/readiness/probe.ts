@@ -33,6 +33,12 @@ export interface ContainerView {
   hardening(): Promise<Hardening>;
 }
 
+/** Who asks the HTTP questions of the probe, and from where. */
+export interface Prober {
+  /** One GET with its own time budget: the status and the body, or a rejection saying why none came. */
+  get(url: string, timeoutMs: number): Promise<{ status: number; body: string }>;
+}
+
 /** One HTTP attempt against the readiness URL. */
 export interface ProbeAttempt {
   attempt: number;
@@ -102,27 +108,6 @@ export function isReadinessError(error: unknown, reason?: ReadinessFailureReason
   return error instanceof Error && error.name === "ReadinessError" && (reason === undefined || (error as ReadinessError).reason === reason);
 }
 
-/** Every problem with the options, each naming the field and what it expects. */
-export function optionProblems(options: ProbeOptions): string[] {
-  const problems: string[] = [];
-  if (!/^https?:\/\/[^/\s]+$/.test(options.url.replace(/\/+$/, ""))) {
-    problems.push(`url: expected a base URL such as http://127.0.0.1:8080, got ${JSON.stringify(redact(options.url))}`);
-  }
-  if (!options.path.startsWith("/")) problems.push(`path: expected a path starting with "/", e.g. /readyz`);
-  if (!/^sha256:[0-9a-f]{64}$/.test(options.imageDigest)) {
-    problems.push(`imageDigest: expected sha256:<64 hex digits>, got ${JSON.stringify(options.imageDigest)}`);
-  }
-  if (!(Number.isFinite(options.timeoutSeconds) && options.timeoutSeconds > 0)) {
-    problems.push(`timeoutSeconds: expected a number above 0, got ${options.timeoutSeconds}`);
-  }
-  if (!(Number.isInteger(options.intervalMs) && options.intervalMs > 0)) {
-    problems.push(`intervalMs: expected a whole number of milliseconds above 0, got ${options.intervalMs}`);
-  }
-  if (!(Number.isInteger(options.successThreshold) && options.successThreshold >= 1)) {
-    problems.push(`successThreshold: expected a whole number >= 1, got ${options.successThreshold}`);
-  }
-  return problems;
-}
 
 /** The probed URL: base URL plus readiness path, without a doubled slash. */
 export function joinUrl(base: string, path: string): string {
@@ -154,11 +139,18 @@ function describeFetchError(error: unknown, timeoutMs: number): string {
   return redact(String(error));
 }
 
-/** One GET with its own time budget; the body is read so the socket is released. */
-async function httpGet(url: string, timeoutMs: number): Promise<{ status: number; body: string }> {
-  const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), redirect: "manual" });
-  const body = await response.text();
-  return { status: response.status, body };
+/**
+ * GETs from this process: for a service this machine reaches directly (tests, benchmarks). The
+ * deployed check asks from inside the container instead (dockerView.ts `execProber`).
+ */
+export function fetchProber(): Prober {
+  return {
+    async get(url, timeoutMs) {
+      const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), redirect: "manual" });
+      // The body is read so the socket is released.
+      return { status: response.status, body: await response.text() };
+    },
+  };
 }
 
 /**
@@ -166,9 +158,7 @@ async function httpGet(url: string, timeoutMs: number): Promise<{ status: number
  * the container exited, restarted or turned unhealthy, and with the probe history at the timeout.
  * On success it reads `/version` and the container's hardening facts and returns the record.
  */
-export async function probeReadiness(options: ProbeOptions, container: ContainerView): Promise<Readiness> {
-  const problems = optionProblems(options);
-  if (problems.length > 0) throw new Error(`Readiness check options are invalid:\n  ${problems.join("\n  ")}`);
+export async function probeReadiness(options: ProbeOptions, container: ContainerView, prober: Prober = fetchProber()): Promise<Readiness> {
   const probeUrl = joinUrl(options.url, options.path);
   const shownUrl = redact(probeUrl);
   const requestTimeoutMs = options.requestTimeoutMs ?? Math.min(5000, Math.max(1000, options.intervalMs));
@@ -220,7 +210,7 @@ export async function probeReadiness(options: ProbeOptions, container: Container
     const budget = Math.max(1, Math.min(requestTimeoutMs, deadline - Date.now()));
     const record: ProbeAttempt = { attempt, atMs, durationMs: 0 };
     try {
-      record.status = (await httpGet(probeUrl, budget)).status;
+      record.status = (await prober.get(probeUrl, budget)).status;
     } catch (error) {
       record.error = describeFetchError(error, budget);
     }
@@ -249,7 +239,7 @@ export async function probeReadiness(options: ProbeOptions, container: Container
   const versionUrl = joinUrl(options.url, "/version");
   let version: string;
   try {
-    const answer = await httpGet(versionUrl, requestTimeoutMs);
+    const answer = await prober.get(versionUrl, requestTimeoutMs);
     const parsed = answer.status === 200 ? (JSON.parse(answer.body) as { version?: unknown }) : {};
     if (typeof parsed.version !== "string" || parsed.version === "") throw new Error(`HTTP ${answer.status}, no "version" string`);
     version = parsed.version;

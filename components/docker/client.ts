@@ -1,0 +1,116 @@
+/**
+ * The program's own conversations with a Docker engine, for the dynamic providers that need more
+ * than the Docker provider offers (a release container created before the old one is deleted, a
+ * command run inside a container, a file written into one): a dockerode client for a `docker:host`
+ * string, and the two primitives built on it.
+ *
+ * The dynamic providers carry these functions into their own process (Pulumi serializes them), so
+ * they use only Node globals and `require`d packages: no module-level objects.
+ */
+import Docker from "dockerode";
+// The module object itself, not a named import: Pulumi's closure serializer names a captured module
+// by its package ("tar-stream"), but a captured function by its file ("tar-stream/pack.js"), which
+// the package's exports map does not let anyone require.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+import tarStream = require("tar-stream");
+
+/**
+ * dockerode connection options for a Docker host string: `unix:///path`, `tcp://host:port`,
+ * `http(s)://host:port`, `ssh://user@host[:port]`; empty means `DOCKER_HOST`, then the local socket.
+ */
+export function dockerConnection(host: string | undefined): Docker.DockerOptions {
+  const value = (host ?? "").trim() || (process.env.DOCKER_HOST ?? "").trim() || "unix:///var/run/docker.sock";
+  const match = /^([a-z]+):\/\/(.*)$/.exec(value);
+  if (match === null) {
+    throw new Error(`Docker host ${JSON.stringify(value)} is not understood; use unix:///var/run/docker.sock or tcp://HOST:PORT.`);
+  }
+  const [, scheme, rest] = match as unknown as [string, string, string];
+  if (scheme === "unix") return { socketPath: rest.startsWith("/") ? rest : `/${rest}` };
+  const url = new URL(`${scheme === "tcp" ? "http" : scheme}://${rest}`);
+  if (scheme === "tcp" || scheme === "http" || scheme === "https") {
+    const protocol = url.protocol === "https:" ? "https" : "http";
+    return { protocol, host: url.hostname, port: url.port || (protocol === "https" ? 2376 : 2375) };
+  }
+  if (scheme === "ssh") {
+    return { protocol: "ssh", host: url.hostname, port: url.port || 22, username: url.username || undefined };
+  }
+  throw new Error(`Docker host scheme ${JSON.stringify(scheme)} is not supported; use unix://, tcp://, http(s):// or ssh://.`);
+}
+
+/** A dockerode client for the engine at `host` (see {@link dockerConnection}). */
+export function dockerClient(host?: string): Docker {
+  return new Docker(dockerConnection(host));
+}
+
+/**
+ * Splits Docker's multiplexed stream (8-byte frame headers) into stdout, stderr, and both in the
+ * order they were written; a TTY stream is raw stdout.
+ */
+export function demuxDockerStream(buffer: Buffer, tty: boolean): { stdout: string; stderr: string; both: string } {
+  if (tty) return { stdout: buffer.toString("utf8"), stderr: "", both: buffer.toString("utf8") };
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  const both: Buffer[] = [];
+  let offset = 0;
+  while (offset + 8 <= buffer.length) {
+    const stream = buffer[offset];
+    const size = buffer.readUInt32BE(offset + 4);
+    const frame = buffer.subarray(offset + 8, offset + 8 + size);
+    (stream === 2 ? err : out).push(frame);
+    both.push(frame);
+    offset += 8 + size;
+  }
+  return { stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8"), both: Buffer.concat(both).toString("utf8") };
+}
+
+/** What a command run inside a container printed, and how it ended. */
+export interface ExecResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs `cmd` inside the running container `id` (as the container's own user) and waits for it, at
+ * most `timeoutMs`; rejects when the engine refuses or the time runs out.
+ */
+export async function execIn(docker: Docker, id: string, cmd: string[], timeoutMs: number): Promise<ExecResult> {
+  const exec = await docker.getContainer(id).exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true, Tty: false });
+  const stream = await exec.start({ hijack: true, stdin: false });
+  const chunks: Buffer[] = [];
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      stream.destroy();
+      reject(new Error(`timeout after ${timeoutMs} ms`));
+    }, timeoutMs);
+    stream.on("data", (chunk: Buffer) => chunks.push(chunk));
+    stream.on("error", (error: Error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    stream.on("end", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+  const { stdout, stderr } = demuxDockerStream(Buffer.concat(chunks), false);
+  const info = await exec.inspect();
+  return { exitCode: info.ExitCode ?? -1, stdout, stderr };
+}
+
+/**
+ * Writes one file into the container `id` at `dir/name` through the engine's archive API: the engine
+ * itself writes it, so it works into a volume of a container whose root file system is read-only,
+ * running or not.
+ */
+export async function putFile(docker: Docker, id: string, dir: string, name: string, content: string, mode = 0o644): Promise<void> {
+  const tar = tarStream.pack();
+  // Each folder on the way first, readable by the container's non-root user.
+  const parts = name.split("/");
+  for (let i = 1; i < parts.length; i++) tar.entry({ name: parts.slice(0, i).join("/"), type: "directory", mode: 0o755, mtime: new Date() });
+  tar.entry({ name, mode, mtime: new Date() }, content);
+  tar.finalize();
+  const chunks: Buffer[] = [];
+  for await (const chunk of tar) chunks.push(chunk as Buffer);
+  await docker.getContainer(id).putArchive(Buffer.concat(chunks), { path: dir });
+}
