@@ -5,7 +5,7 @@
  * stack-output contract (components/contract.ts).
  */
 import * as pulumi from "@pulumi/pulumi";
-import { BackendImage } from "./components/backendImage";
+import { BackendImage, digestOf } from "./components/backendImage";
 import { BackendService } from "./components/backendService";
 import { resolveBuildInfo } from "./components/buildInfo";
 import { loadConfig, type BackendConfig } from "./components/config/load";
@@ -14,41 +14,78 @@ import { GitHubDelivery } from "./components/delivery/github";
 import { appEnvFor } from "./components/envMapping";
 import { resolvePromotion } from "./components/promotion/gate";
 import { PromotedImage } from "./components/promotedImage";
-import { ReadinessCheck } from "./components/readiness/check";
+import { keptRollback, nextPreviousImageRef, planRollback, readReleaseHistory } from "./components/release/history";
 
 /** Stack outputs as the program returns them: each value may still be on its way. */
 type Exported<T> = { [K in keyof T]: pulumi.Input<T[K]> };
 
-/** Container, and the readiness check against it, for an already pinned image. */
-function deploy(config: BackendConfig, image: { image: pulumi.Input<string>; imageDigest: pulumi.Input<string> }) {
-  const prefix = `${config.project}-${config.stack}`;
-  const service = new BackendService(prefix, {
+/** The stack's service (front proxy and release) for an already pinned image. */
+function deploy(config: BackendConfig, image: { image: pulumi.Input<string>; imageDigest: pulumi.Input<string> }): BackendService {
+  return new BackendService(`${config.project}-${config.stack}`, {
     image: image.image,
+    imageDigest: image.imageDigest,
     appEnv: appEnvFor(config.environment),
     hostPort: config.service.hostPort,
     containerPort: config.service.containerPort,
     env: config.service.env,
     secrets: config.secrets,
     resources: config.service.resources,
+    proxyImage: config.proxy.image,
+    readiness: {
+      ...config.readiness,
+      timeoutHint: `raise readiness.timeoutSeconds: \`pulumi config set --stack ${config.stack} --path readiness.timeoutSeconds <seconds>\``,
+    },
     labels: { "backend-delivery.stack": config.stack, "backend-delivery.environment": config.environment },
-  });
-  const check = new ReadinessCheck(`${prefix}-readiness`, {
-    url: config.readiness.url ?? service.url,
-    containerName: service.containerName,
-    containerId: service.containerId,
-    imageDigest: image.imageDigest,
-    path: config.readiness.path,
-    timeoutSeconds: config.readiness.timeoutSeconds,
-    intervalMs: config.readiness.intervalMs,
-    successThreshold: config.readiness.successThreshold,
-    timeoutHint: `raise readiness.timeoutSeconds: \`pulumi config set --stack ${config.stack} --path readiness.timeoutSeconds <seconds>\``,
     ...(config.dockerHost === undefined ? {} : { dockerHost: config.dockerHost }),
   });
-  return { url: service.url, readiness: check.readiness };
+}
+
+/** The approved or rolled-back image on this stack's Docker host: pulled by digest from a registry, or the local image id. */
+function pinnedImage(config: BackendConfig, imageRef: string): PromotedImage {
+  const registry = config.image.registry;
+  return new PromotedImage(`${config.project}-${config.stack}`, {
+    imageRef,
+    ...(registry && config.registryPassword ? { registry: { ...registry, password: config.registryPassword } } : {}),
+    ...(config.dockerHost === undefined ? {} : { dockerHost: config.dockerHost }),
+  });
+}
+
+/** The GitHub side of delivery, when the (prod) stack manages it: on every update, so it is never deleted. */
+function githubDelivery(config: BackendConfig): GitHubDelivery | undefined {
+  if (config.delivery === undefined) return undefined;
+  const { config: delivery, environmentSecrets, token } = config.delivery;
+  return new GitHubDelivery("github", {
+    owner: delivery.repository.owner,
+    repository: delivery.repository.name,
+    defaultBranch: delivery.defaultBranch,
+    productionReviewerUsers: delivery.productionReviewers.users,
+    productionReviewerTeams: delivery.productionReviewers.teams,
+    environmentSecrets,
+    token,
+  });
 }
 
 async function main(): Promise<Exported<StackOutputs> | Exported<ProdOutputs>> {
   const config = loadConfig();
+  const history = await readReleaseHistory((message) => void pulumi.log.warn(message));
+
+  if (config.rollbackTo !== undefined) {
+    // Back to the last different image, through the same release path; no build, no gate: it ran here before.
+    const plan = planRollback(history, config.rollbackTo, new Date());
+    if (!plan.ok) throw new pulumi.RunError(`rollback of stack ${config.stack} refused: ${plan.problem}`);
+    const imageDigest = digestOf(plan.target);
+    const { url, readiness } = deploy(config, { image: pinnedImage(config, plan.target).image, imageDigest });
+    githubDelivery(config);
+    return {
+      environment: config.environment,
+      imageRef: plan.target,
+      imageDigest,
+      url,
+      readiness,
+      previousImageRef: plan.record.fromImageRef,
+      rollback: plan.record,
+    };
+  }
 
   if (config.environment === "staging") {
     const image = new BackendImage(`${config.project}-${config.stack}`, {
@@ -64,7 +101,16 @@ async function main(): Promise<Exported<StackOutputs> | Exported<ProdOutputs>> {
           : undefined,
     });
     const { url, readiness } = deploy(config, { image: image.imageRef, imageDigest: image.imageDigest });
-    return { environment: config.environment, imageRef: image.imageRef, imageDigest: image.imageDigest, url, readiness };
+    return {
+      environment: config.environment,
+      imageRef: image.imageRef,
+      imageDigest: image.imageDigest,
+      url,
+      readiness,
+      // The new image is known only once built: null, not undefined, where there is no other one yet.
+      ...(history.imageRef === undefined ? {} : { previousImageRef: image.imageRef.apply((ref) => nextPreviousImageRef(history, ref) ?? null) }),
+      ...(history.rollback === undefined ? {} : { rollback: image.imageRef.apply((ref) => keptRollback(history, ref)) }),
+    };
   }
 
   // Prod: the gate reads staging and throws before anything of prod is constructed.
@@ -72,27 +118,12 @@ async function main(): Promise<Exported<StackOutputs> | Exported<ProdOutputs>> {
     fromStack: config.promotion.fromStack,
     maxAgeHours: config.promotion.maxAgeHours,
     registry: config.image.registry !== undefined,
+    history,
     ...(config.promotion.override === undefined ? {} : { override: config.promotion.override }),
   });
-  const registry = config.image.registry;
-  const promoted = new PromotedImage(`${config.project}-${config.stack}`, {
-    imageRef: approved.imageRef,
-    ...(registry && config.registryPassword ? { registry: { ...registry, password: config.registryPassword } } : {}),
-    ...(config.dockerHost === undefined ? {} : { dockerHost: config.dockerHost }),
-  });
-  const { url, readiness } = deploy(config, { image: promoted.image, imageDigest: approved.imageDigest });
-  if (config.delivery !== undefined) {
-    const { config: delivery, environmentSecrets, token } = config.delivery;
-    new GitHubDelivery("github", {
-      owner: delivery.repository.owner,
-      repository: delivery.repository.name,
-      defaultBranch: delivery.defaultBranch,
-      productionReviewerUsers: delivery.productionReviewers.users,
-      productionReviewerTeams: delivery.productionReviewers.teams,
-      environmentSecrets,
-      token,
-    });
-  }
+  const { url, readiness } = deploy(config, { image: pinnedImage(config, approved.imageRef).image, imageDigest: approved.imageDigest });
+  githubDelivery(config);
+  const rollback = keptRollback(history, approved.imageRef);
   return {
     environment: config.environment,
     imageRef: approved.imageRef,
@@ -102,6 +133,7 @@ async function main(): Promise<Exported<StackOutputs> | Exported<ProdOutputs>> {
     promotedFrom: { stack: approved.stack, imageDigest: approved.imageDigest, checkedAt: approved.checkedAt },
     // Absent, not undefined, on the first deploy: the engine warns about undefined stack outputs.
     ...(approved.previousImageRef === undefined ? {} : { previousImageRef: approved.previousImageRef }),
+    ...(rollback === undefined ? {} : { rollback }),
     ...(approved.override === undefined ? {} : { promotionOverride: approved.override }),
   };
 }

@@ -1,26 +1,38 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
+import type { Readiness } from "./contract";
 import { containerEnv } from "./envMapping";
-import { hardeningProfile, withResources, type HardeningProfile, type ResourceLimits } from "./hardening";
+import { hardeningProfile, withResources, type ResourceLimits } from "./hardening";
+import { FrontProxy } from "./proxy/frontProxy";
+import { ProxyRoute } from "./proxy/route";
+import { ReadinessCheck } from "./readiness/check";
+import { AppRelease } from "./release/release";
 
-/**
- * `cpus` spelled the way the Docker provider reads it back from the engine: whole numbers with one
- * decimal ("1.0"), others as they are ("0.5"). Any other spelling is a diff on every preview, and a
- * diff of `cpus` replaces the container.
- */
-export function dockerCpus(cpus: number): string {
-  return Number.isInteger(cpus) ? cpus.toFixed(1) : String(cpus);
+/** How a release is proven ready. */
+export interface ReadinessSettings {
+  /** Readiness path, e.g. /readyz. */
+  path: string;
+  /** How long to wait for a new release to become ready. */
+  timeoutSeconds: number;
+  /** Pause between two probes. */
+  intervalMs: number;
+  /** Consecutive HTTP 200 answers required. */
+  successThreshold: number;
+  /** How to give the check more time, in the words of whoever set `timeoutSeconds`. */
+  timeoutHint?: string;
 }
 
 /** Arguments of {@link BackendService}. */
 export interface BackendServiceArgs {
-  /** Pinned image reference to run (repo digest or local image id). */
+  /** Pinned image to run (repo digest or local image id). */
   image: pulumi.Input<string>;
+  /** Digest of that image (sha256:...), for the readiness record. */
+  imageDigest: pulumi.Input<string>;
   /** The backend's `APP_ENV`. */
   appEnv: string;
-  /** Port published on the Docker host's loopback interface. */
+  /** Port published on the Docker host's loopback interface, owned by the front proxy. */
   hostPort: number;
-  /** Port the backend listens on inside the container (`PORT`). */
+  /** Port the backend listens on inside its container (`PORT`). */
   containerPort: number;
   /** Plain environment settings. */
   env?: Readonly<Record<string, string>>;
@@ -28,95 +40,103 @@ export interface BackendServiceArgs {
   secrets: Readonly<Record<string, pulumi.Input<string>>>;
   /** Resource limits over the hardening profile's defaults. */
   resources?: Partial<ResourceLimits>;
+  /** The front proxy's image (Caddy 2). */
+  proxyImage: pulumi.Input<string>;
+  /** How each release is proven ready. */
+  readiness: ReadinessSettings;
   /** Extra container labels. */
   labels?: Readonly<Record<string, string>>;
-  /** Hardening profile; the shared profile when unset. */
-  profile?: HardeningProfile;
+  /** Docker host of the engine (`docker:host`), for the parts that talk to it themselves. */
+  dockerHost?: string;
 }
 
+/** The `Host` the probes name: the port is published on loopback, so the backend always accepts it. */
+const PROBE_HOST = "127.0.0.1";
+
 /**
- * The backend container with its network and data volume, locked down by the hardening profile.
- * The engine does not wait for the container here: the readiness check that follows proves it ready
- * and fails as soon as the container dies, with the container's own error (an engine-side `wait`
- * would block for its whole timeout first and report only "not healthy").
+ * The backend as a stack runs it, with no request lost to a deploy: a network, a data volume, the
+ * front proxy that owns the host port, and one release container per release. One `pulumi up` of a
+ * change: the new release starts beside the old one; the readiness check proves it directly; the
+ * route switches the proxy to it and verifies that through the proxy; at the end of the update
+ * Pulumi deletes the old release (SIGTERM; in-flight requests finish). A failure before the switch
+ * leaves the old release serving and the outputs describing it.
  */
 export class BackendService extends pulumi.ComponentResource {
-  /** The container's id; changes whenever the container is replaced. */
-  public readonly containerId: pulumi.Output<string>;
-  /** The container's name on the Docker host. */
-  public readonly containerName: pulumi.Output<string>;
   /** Base URL on the Docker host, e.g. `http://127.0.0.1:8080`. */
   public readonly url: pulumi.Output<string>;
-  /** Name of the data volume mounted at the profile's data path. */
-  public readonly volumeName: pulumi.Output<string>;
-  /** Name of the container's network. */
-  public readonly networkName: pulumi.Output<string>;
+  /** What the readiness check observed of the release that serves. */
+  public readonly readiness: pulumi.Output<Readiness>;
+  /** The container of the release that serves. */
+  public readonly releaseName: pulumi.Output<string>;
+  /** When the proxy was verified to send traffic to that release. */
+  public readonly switchedAt: pulumi.Output<string>;
 
   constructor(name: string, args: BackendServiceArgs, opts: pulumi.ComponentResourceOptions = {}) {
     super("backend-delivery:index:BackendService", name, {}, opts);
-    if (!Number.isInteger(args.hostPort) || args.hostPort < 1024 || args.hostPort > 65535) {
-      throw new Error(`BackendService ${name}: hostPort must be an integer in 1024-65535`);
-    }
-    const profile = withResources(args.profile ?? hardeningProfile, args.resources);
-    const labels: Record<string, string> = { "backend-delivery.component": name, ...args.labels };
+    const profile = withResources(hardeningProfile, args.resources);
+    const labels = { ...args.labels };
+    const hsts = args.appEnv !== "development";
+    const host = args.dockerHost === undefined ? {} : { dockerHost: args.dockerHost };
 
     const network = new docker.Network(`${name}-network`, { name: `${name}-network` }, { parent: this });
     const volume = new docker.Volume(`${name}-data`, { name: `${name}-data` }, { parent: this });
-
-    const container = new docker.Container(
-      `${name}-container`,
+    const proxy = new FrontProxy(
+      `${name}-proxy`,
+      { image: args.proxyImage, hostPort: args.hostPort, network: network.name, labels: { ...labels, "backend-delivery.role": "proxy" } },
+      { parent: this },
+    );
+    const release = new AppRelease(
+      `${name}-release`,
       {
-        name: `${name}-container`,
+        namePrefix: `${name}-app`,
         image: args.image,
-        envs: containerEnv({ appEnv: args.appEnv, port: args.containerPort, env: args.env ?? {}, secrets: args.secrets }),
-        user: profile.user,
-        readOnly: profile.readOnlyRootFilesystem,
-        tmpfs: { ...profile.tmpfs },
-        volumes: [{ volumeName: volume.name, containerPath: profile.dataPath }],
-        capabilities: { drops: [...profile.capDrop], adds: [...profile.capAdd] },
-        securityOpts: [...profile.securityOpts],
-        memory: profile.resources.memoryMb,
-        // Equal to memory: the container gets no swap on top of its limit.
-        memorySwap: profile.resources.memoryMb,
-        cpus: dockerCpus(profile.resources.cpus),
-        // The provider has no pids-limit field; RLIMIT_NPROC on the container's non-root user is the
-        // closest control it exposes (it counts that uid's processes and threads).
-        ulimits: [{ name: "nproc", soft: profile.resources.pids, hard: profile.resources.pids }],
-        restart: profile.restart,
-        logDriver: profile.logDriver,
-        logOpts: { ...profile.logOpts },
-        stopSignal: profile.stopSignal,
-        stopTimeout: profile.stopTimeoutSeconds,
-        // Let in-flight requests finish on destroy and replace too, not just on `docker stop`.
-        destroyGraceSeconds: profile.stopTimeoutSeconds,
-        // Loopback only: the backend speaks plain HTTP; anything public belongs behind a TLS proxy.
-        ports: [{ internal: args.containerPort, external: args.hostPort, ip: "127.0.0.1", protocol: "tcp" }],
-        networksAdvanced: [{ name: network.name }],
-        labels: Object.entries(labels)
-          .sort(([a], [b]) => a.localeCompare(b))
-          .map(([label, value]) => ({ label, value })),
-        mustRun: true,
+        env: containerEnv({ appEnv: args.appEnv, port: args.containerPort, env: args.env ?? {}, secrets: args.secrets }),
+        labels: { ...labels, "backend-delivery.component": name, "backend-delivery.role": "release" },
+        profile,
+        dataVolume: volume.name,
+        network: network.name,
+        ...host,
       },
+      { parent: this },
+    );
+    const check = new ReadinessCheck(
+      `${name}-readiness`,
       {
-        parent: this,
-        // The host port and container name are fixed, so the old container must be gone before the
-        // new one starts; the default create-before-delete would fail with "port is already
-        // allocated". The price is a short gap in service during a replacement.
-        deleteBeforeReplace: true,
+        containerName: release.name,
+        containerId: release.containerId,
+        port: args.containerPort,
+        imageDigest: args.imageDigest,
+        path: args.readiness.path,
+        timeoutSeconds: args.readiness.timeoutSeconds,
+        intervalMs: args.readiness.intervalMs,
+        successThreshold: args.readiness.successThreshold,
+        hostHeader: PROBE_HOST,
+        ...(args.readiness.timeoutHint === undefined ? {} : { timeoutHint: args.readiness.timeoutHint }),
+        ...host,
       },
+      { parent: this },
+    );
+    const route = new ProxyRoute(
+      `${name}-route`,
+      {
+        proxyContainer: proxy.containerName,
+        proxyContainerId: proxy.containerId,
+        releaseName: release.name,
+        releaseId: release.containerId,
+        releasePort: args.containerPort,
+        readyAt: check.readiness.apply((r) => r.checkedAt),
+        hsts,
+        hostHeader: PROBE_HOST,
+        ...host,
+      },
+      { parent: this },
     );
 
-    this.containerId = container.id;
-    this.containerName = container.name;
-    this.url = pulumi.output(`http://127.0.0.1:${args.hostPort}`);
-    this.volumeName = volume.name;
-    this.networkName = network.name;
-    this.registerOutputs({
-      containerId: this.containerId,
-      containerName: this.containerName,
-      url: this.url,
-      volumeName: this.volumeName,
-      networkName: this.networkName,
-    });
+    this.url = proxy.url;
+    // The record goes out only once traffic reaches the release it describes.
+    this.readiness = pulumi.all([check.readiness, route.switchedAt]).apply(([readiness]) => readiness);
+    this.releaseName = release.name;
+    this.switchedAt = route.switchedAt;
+    this.registerOutputs({ url: this.url, readiness: this.readiness, releaseName: this.releaseName, switchedAt: this.switchedAt });
   }
 }

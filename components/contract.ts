@@ -40,6 +40,10 @@ export type Readiness = z.infer<typeof Readiness>;
 /** An image reference: `<repo>@sha256:...` where a registry is used, else the local image id. */
 export const ImageRef = z.string().refine((ref) => ref.trim() !== "", "expected a non-empty image reference");
 
+/** What a rollback records: the release it left, and when. */
+export const RollbackRecord = z.object({ fromImageRef: ImageRef, at: z.iso.datetime() });
+export type RollbackRecord = z.infer<typeof RollbackRecord>;
+
 /** The outputs every backend stack exports, staging and prod alike. */
 export const StackOutputs = z.object({
   environment: Environment,
@@ -48,6 +52,13 @@ export const StackOutputs = z.object({
   imageDigest: Digest,
   url: z.string(),
   readiness: Readiness,
+  /**
+   * The last *different* image the stack ran: the rollback target. Absent until there is one; null
+   * where staging's new image was not known yet when the program ran and turned out to be the same.
+   */
+  previousImageRef: ImageRef.nullish(),
+  /** Present after a rollback, while the stack runs the image it rolled back to. */
+  rollback: RollbackRecord.optional(),
 });
 export type StackOutputs = z.infer<typeof StackOutputs>;
 
@@ -63,11 +74,10 @@ export const PromotedFrom = z.object({ stack: z.string(), imageDigest: Digest, c
 export const PromotionOverride = z.object({ reason: z.string(), approvedBy: z.string() });
 export type PromotionOverride = z.infer<typeof PromotionOverride>;
 
-/** Prod's outputs: the common ones, plus where the image came from and the rollback target. */
+/** Prod's outputs: the common ones, plus where the image came from. */
 export const ProdOutputs = StackOutputs.extend({
-  promotedFrom: PromotedFrom,
-  /** The last different image prod ran; absent until there is one. */
-  previousImageRef: ImageRef.optional(),
+  /** The staging stack and check behind the image; absent after a rollback, which needs none. */
+  promotedFrom: PromotedFrom.optional(),
   /** Present only when an override let a refused promotion through. */
   promotionOverride: PromotionOverride.optional(),
 });

@@ -63,6 +63,22 @@ export const hardeningProfile: HardeningProfile = Object.freeze({
   stopSignal: "SIGTERM",
 }) as HardeningProfile;
 
+/**
+ * The front proxy's profile: the same lock-down, smaller limits, and a tmpfs for Caddy's data
+ * directory (it keeps no certificates: TLS, when it comes, terminates in front of it or in a later
+ * step). Its configuration lives on a volume at {@link HardeningProfile.dataPath}.
+ */
+export const proxyProfile: HardeningProfile = Object.freeze({
+  ...hardeningProfile,
+  tmpfs: Object.freeze({
+    "/tmp": "rw,noexec,nosuid,nodev,size=16m",
+    "/data": "rw,noexec,nosuid,nodev,size=16m,uid=10001,gid=10001",
+  }),
+  dataPath: "/config",
+  resources: Object.freeze({ memoryMb: 128, cpus: 0.5, pids: 128 }),
+  stopTimeoutSeconds: 15,
+}) as HardeningProfile;
+
 /** The profile with stack-specific resource limits merged over the defaults. */
 export function withResources(
   profile: HardeningProfile,
@@ -106,4 +122,43 @@ export function toDockerRunArgs(profile: HardeningProfile, dataVolume?: string):
   args.push("--stop-timeout", String(profile.stopTimeoutSeconds));
   args.push("--stop-signal", profile.stopSignal);
   return args;
+}
+
+/** The Docker Engine API's `HostConfig` for the profile (the same settings as {@link toDockerRunArgs}). */
+export interface EngineHostConfig {
+  ReadonlyRootfs: boolean;
+  Tmpfs: Record<string, string>;
+  Mounts: { Type: "volume"; Source: string; Target: string }[];
+  CapDrop: string[];
+  CapAdd: string[];
+  SecurityOpt: string[];
+  Memory: number;
+  MemorySwap: number;
+  NanoCpus: number;
+  PidsLimit: number;
+  RestartPolicy: { Name: HardeningProfile["restart"] };
+  LogConfig: { Type: string; Config: Record<string, string> };
+}
+
+/**
+ * The engine API's form of the profile, for a container the program creates itself; `dataVolume`
+ * is the named volume mounted at {@link HardeningProfile.dataPath}. Unlike the Docker provider, the
+ * API has a pids limit of the cgroup's own.
+ */
+export function toHostConfig(profile: HardeningProfile, dataVolume: string): EngineHostConfig {
+  const bytes = profile.resources.memoryMb * 1024 * 1024;
+  return {
+    ReadonlyRootfs: profile.readOnlyRootFilesystem,
+    Tmpfs: { ...profile.tmpfs },
+    Mounts: [{ Type: "volume", Source: dataVolume, Target: profile.dataPath }],
+    CapDrop: [...profile.capDrop],
+    CapAdd: [...profile.capAdd],
+    SecurityOpt: [...profile.securityOpts],
+    Memory: bytes,
+    MemorySwap: bytes,
+    NanoCpus: Math.round(profile.resources.cpus * 1e9),
+    PidsLimit: profile.resources.pids,
+    RestartPolicy: { Name: profile.restart },
+    LogConfig: { Type: profile.logDriver, Config: { ...profile.logOpts } },
+  };
 }

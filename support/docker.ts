@@ -15,6 +15,9 @@ import { waitFor } from "./wait";
 /** The local Python base image that stands in for the official one (nothing can be pulled here). */
 export const LOCAL_PYTHON_BASE = process.env.BASE_IMAGE ?? "local/python-base:3.11-bookworm";
 
+/** The local Caddy 2 image that stands in for the official one (scripts/build-proxy-image.sh builds it). */
+export const LOCAL_PROXY_IMAGE = process.env.PROXY_IMAGE ?? "local/caddy:2-bookworm";
+
 /** The outcome of one `docker` command. */
 export interface DockerResult {
   /** Exit code; -1 when the process was killed by a signal. */
@@ -84,7 +87,7 @@ export async function requireDockerEngine(image?: string): Promise<void> {
   if (image !== undefined) {
     const found = await docker(["image", "inspect", image], { allowFailure: true });
     if (found.code !== 0) {
-      throw new Error(`image ${image} is missing. Build it with: bash scripts/build-base-image.sh`);
+      throw new Error(`image ${image} is missing. Build it with: bash scripts/build-base-image.sh && bash scripts/build-proxy-image.sh`);
     }
   }
 }

@@ -26,6 +26,10 @@ export function fakeDigest(seed: string): string {
 /** The readiness record the fake readiness check reports. */
 export const FAKE_CHECKED_AT = "2030-01-01T00:00:00.000Z";
 export const FAKE_VERSION = "0.1.0";
+/** What the fake route reports as the time of its switch. */
+export const FAKE_SWITCHED_AT = "2030-01-01T00:00:05.000Z";
+/** The random part of the fake release container's name. */
+export const FAKE_RELEASE_SUFFIX = "5eed01";
 
 export interface MockOptions {
   /** Outputs of stacks the program may read (`readStackOutputs`), by fully qualified stack name. */
@@ -60,11 +64,18 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
       case "docker:index/container:Container":
         return { id: fakeDigest(`container-${args.name}`).slice("sha256:".length), state: { ...inputs } };
       case "pulumi-nodejs:dynamic:Resource": {
+        // Told apart by their inputs: a release container, the route of the proxy, a readiness check.
+        if ("namePrefix" in inputs) {
+          const name = `${String(inputs.namePrefix)}-${FAKE_RELEASE_SUFFIX}`;
+          const containerId = fakeDigest(`release-${args.name}`).slice("sha256:".length);
+          return { id: containerId, state: { ...inputs, name, containerId } };
+        }
+        if ("releaseId" in inputs) return { id, state: { ...inputs, switchedAt: FAKE_SWITCHED_AT } };
         const readiness = this.options.readiness?.(inputs) ?? {
           ready: true,
           imageDigest: inputs.imageDigest,
           checkedAt: FAKE_CHECKED_AT,
-          url: `${String(inputs.url)}${String(inputs.path)}`,
+          url: `http://${String(inputs.containerName)}:${String(inputs.port)}${String(inputs.path)}`,
           version: FAKE_VERSION,
           hardening: {
             user: "10001:10001",
@@ -207,7 +218,9 @@ export async function setUpStack(setup: StackSetup): Promise<{ mocks: RecordingM
   const secretKeys =
     setup.sdkSecretKeys ?? [...new Set((setup.encrypted ?? []).map((p) => `${PROJECT}:${p.split(".")[0]}`))];
   pulumi.runtime.setAllConfig(values, secretKeys);
-  const mocks = new RecordingMocks(setup.mocks);
+  // The program reads its own last outputs; a stack that ran before has some, a new one none.
+  const self = `organization/${PROJECT}/${setup.stack}`;
+  const mocks = new RecordingMocks({ ...setup.mocks, stacks: { [self]: {}, ...setup.mocks?.stacks } });
   await pulumi.runtime.setMocks(mocks, PROJECT, setup.stack, setup.preview ?? false);
   return { mocks, stackFile };
 }

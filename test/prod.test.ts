@@ -5,7 +5,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { PROJECT, RecordingMocks, awaitOutput, setUpStack } from "../support/mocks";
+import { PROJECT, RecordingMocks, awaitOutput, fakeDigest, setUpStack } from "../support/mocks";
 import { canaryDatabaseUrl } from "../support/canary";
 import { stagingRecord, without } from "../support/stagingRecord";
 import { readVerdict, type PromotionVerdict } from "../components/promotion/reasons";
@@ -22,15 +22,21 @@ const REGISTRY_REF = `ghcr.io/example/backend-delivery@${DIGEST}`;
 const REGISTRY_CONFIG = { image: { registry: { server: "ghcr.io", username: "deployer" } }, registryPassword: "registry-password-for-tests-only" };
 const GATE_TYPES = ["backend-delivery:index:PromotionGate"];
 const CONTAINER = "docker:index/container:Container";
-/** What prod deploys once the gate approves: the same service and readiness check as staging, no image build. */
+/** What prod deploys once the gate approves: the same service as staging (proxy, release, check, route), no image build. */
 const PROD_TYPES = [
   "backend-delivery:index:BackendService",
   "backend-delivery:index:PromotedImage",
+  "backend-delivery:index:FrontProxy",
+  "docker:index/remoteImage:RemoteImage",
   CONTAINER,
   "docker:index/network:Network",
   "docker:index/volume:Volume",
+  "docker:index/volume:Volume",
+  "pulumi-nodejs:dynamic:Resource",
+  "pulumi-nodejs:dynamic:Resource",
   "pulumi-nodejs:dynamic:Resource",
 ].sort();
+const RELEASE = "pulumi-nodejs:dynamic:Resource";
 
 let mocks: RecordingMocks;
 
@@ -61,6 +67,11 @@ async function prodStack(
     preview: options.preview ?? false,
     mocks: { stacks, ...(options.secretOutputs === undefined ? {} : { secretOutputNames: options.secretOutputs }) },
   }));
+}
+
+/** The inputs of the release container. */
+function releaseOf(): Record<string, unknown> {
+  return mocks.byName(`${PROJECT}-${STACK}-release`, RELEASE).inputs;
 }
 
 /** Types of every resource registered so far, in order. */
@@ -149,10 +160,10 @@ describe("prod: a valid staging record is promoted", () => {
     expect([...mocks.reads].sort()).toEqual([STAGING, SELF].sort());
 
     expect(types().slice(1).sort()).toEqual(PROD_TYPES);
-    const containers = mocks.ofType(CONTAINER);
-    expect(containers).toHaveLength(1);
-    expect(containers[0]?.inputs.image).toBe(DIGEST);
-    expect(mocks.ofType("pulumi-nodejs:dynamic:Resource")[0]?.inputs.imageDigest).toBe(DIGEST);
+    // The one container of the Docker provider is the proxy; the release runs exactly staging's image.
+    expect(mocks.ofType(CONTAINER).map((c) => c.name)).toEqual([`${PROJECT}-${STACK}-proxy`]);
+    expect(releaseOf().image).toBe(DIGEST);
+    expect(mocks.byName(`${PROJECT}-${STACK}-readiness`).inputs.imageDigest).toBe(DIGEST);
     expect(mocks.resources.some((r) => r.type.startsWith("docker:index/image") || r.type === "docker-build:index:Image")).toBe(false);
     expect(warn).not.toHaveBeenCalled();
     expect(loggedVerdict()).toEqual({ allowed: true, fromStack: STAGING, imageRef: DIGEST, imageDigest: DIGEST, checkedAt: CHECKED_AT });
@@ -183,18 +194,16 @@ describe("prod: a valid staging record is promoted", () => {
     const outputs = await runProgram();
     expect(outputs.imageRef).toBe(REGISTRY_REF);
     // Pulled by digest with the registry's credentials, kept on the host when prod is destroyed.
-    const [pulled, ...morePulls] = mocks.ofType("docker:index/remoteImage:RemoteImage");
-    expect(morePulls).toHaveLength(0);
-    expect(pulled?.inputs).toMatchObject({ name: REGISTRY_REF, keepLocally: true });
+    const pulled = mocks.byName(`${PROJECT}-${STACK}-image`, "docker:index/remoteImage:RemoteImage");
+    expect(pulled.inputs).toMatchObject({ name: REGISTRY_REF, keepLocally: true });
     const [provider, ...moreProviders] = mocks.ofType("pulumi:providers:docker");
     expect(moreProviders).toHaveLength(0);
     // Provider inputs reach the engine JSON-encoded; the credentials arrive wrapped as a secret.
     const auth = provider?.inputs.registryAuth as Record<string, string>;
     expect(auth[pulumi.runtime.specialSigKey]).toBe(pulumi.runtime.specialSecretSig);
     expect(JSON.parse(String(auth.value))).toEqual([{ address: "ghcr.io", username: "deployer", password: REGISTRY_CONFIG.registryPassword }]);
-    // The container runs the pulled image, so it cannot start before the pull finished.
-    const container = mocks.ofType(CONTAINER)[0];
-    expect(container?.inputs.image).toMatch(/^sha256:[0-9a-f]{64}$/);
+    // The release runs the pulled image, so it cannot start before the pull finished.
+    expect(releaseOf().image).toBe(fakeDigest(`pulled-${REGISTRY_REF}`));
     expect(JSON.stringify(outputs)).not.toContain(REGISTRY_CONFIG.registryPassword);
   });
 
@@ -346,7 +355,7 @@ describe("prod: break-glass override", () => {
     expect(message).toContain(`PROMOTION OVERRIDE: prod takes ${DIGEST} from ${STAGING} although the gate refused it`);
     expect(message).toContain('approved by "alice" because "INC-42: staging host down, hotfix verified by hand"');
     expectReason(message, "- readiness.ready: `readiness.ready` is false");
-    expect(mocks.ofType(CONTAINER)).toHaveLength(1);
+    expect(releaseOf().image).toBe(DIGEST);
   });
 
   it.each([

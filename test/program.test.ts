@@ -1,11 +1,12 @@
 import * as pulumi from "@pulumi/pulumi";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { hardeningProfile } from "../components/hardening";
+import { hardeningProfile, proxyProfile, toHostConfig } from "../components/hardening";
 import {
   asSeenByEngine,
   awaitOutput,
   fakeDigest,
   FAKE_CHECKED_AT,
+  FAKE_RELEASE_SUFFIX,
   FAKE_VERSION,
   parentTypeOf,
   setUpStack,
@@ -38,6 +39,9 @@ afterEach(() => {
 });
 
 const PREFIX = "backend-delivery-staging";
+const SELF = "organization/backend-delivery/staging";
+const RELEASE = `${PREFIX}-app-${FAKE_RELEASE_SUFFIX}`;
+const DYNAMIC = "pulumi-nodejs:dynamic:Resource";
 
 describe("staging program under mocks", () => {
   let mocks: RecordingMocks;
@@ -54,22 +58,29 @@ describe("staging program under mocks", () => {
       ["backend-delivery:index:BackendService", PREFIX],
       ["docker:index/network:Network", `${PREFIX}-network`],
       ["docker:index/volume:Volume", `${PREFIX}-data`],
-      ["docker:index/container:Container", `${PREFIX}-container`],
-      ["pulumi-nodejs:dynamic:Resource", `${PREFIX}-readiness`],
+      ["backend-delivery:index:FrontProxy", `${PREFIX}-proxy`],
+      ["docker:index/remoteImage:RemoteImage", `${PREFIX}-proxy-image`],
+      ["docker:index/volume:Volume", `${PREFIX}-proxy-config`],
+      ["docker:index/container:Container", `${PREFIX}-proxy`],
+      [DYNAMIC, `${PREFIX}-release`],
+      [DYNAMIC, `${PREFIX}-readiness`],
+      [DYNAMIC, `${PREFIX}-route`],
     ].sort());
   });
 
   it("parents every child to its component", () => {
     expect(parentTypeOf(`${PREFIX}-image`)).toBe("backend-delivery:index:BackendImage");
-    for (const child of ["network", "data", "container"]) {
+    for (const child of ["network", "data", "release", "readiness", "route"]) {
       expect(parentTypeOf(`${PREFIX}-${child}`)).toBe("backend-delivery:index:BackendService");
     }
-    expect(parentTypeOf(`${PREFIX}-readiness`)).toBeUndefined();
+    for (const child of ["proxy-image", "proxy-config"]) expect(parentTypeOf(`${PREFIX}-${child}`)).toBe("backend-delivery:index:FrontProxy");
   });
 
   it("keeps component state empty so no secret lands in it", () => {
-    expect(mocks.byName(PREFIX, "backend-delivery:index:BackendImage").inputs).toEqual({});
-    expect(mocks.byName(PREFIX, "backend-delivery:index:BackendService").inputs).toEqual({});
+    for (const type of ["BackendImage", "BackendService", "FrontProxy"]) {
+      const component = mocks.resources.find((r) => r.type === `backend-delivery:index:${type}`);
+      expect(component?.inputs, type).toEqual({});
+    }
   });
 
   it("builds the image locally with build args and no secret", () => {
@@ -86,82 +97,99 @@ describe("staging program under mocks", () => {
     });
   });
 
-  it("maps every field of the hardening profile onto the container", () => {
-    const c = mocks.byName(`${PREFIX}-container`).inputs;
-    const p = hardeningProfile;
-    expect(c.name).toBe(`${PREFIX}-container`);
-    expect(c.image).toBe(fakeDigest(`${PREFIX}-image`));
-    expect(c.user).toBe(p.user);
-    expect(c.readOnly).toBe(true);
-    expect(c.tmpfs).toEqual({ "/tmp": "rw,noexec,nosuid,nodev,size=64m" });
-    expect(c.volumes).toEqual([{ volumeName: `${PREFIX}-data`, containerPath: "/data" }]);
-    expect(c.capabilities).toEqual({ drops: ["ALL"], adds: [] });
-    expect(c.securityOpts).toEqual(["no-new-privileges:true"]);
-    expect(c.memory).toBe(512);
-    expect(c.memorySwap).toBe(512);
-    // The provider reads whole numbers back as "1.0"; any other spelling is a perpetual replacement.
-    expect(c.cpus).toBe("1.0");
-    expect(c.ulimits).toEqual([{ name: "nproc", soft: 256, hard: 256 }]);
-    expect(c.restart).toBe("unless-stopped");
-    expect(c.logDriver).toBe("json-file");
-    expect(c.logOpts).toEqual({ "max-size": "10m", "max-file": "3" });
-    expect(c.stopSignal).toBe("SIGTERM");
-    expect(c.stopTimeout).toBe(30);
-    expect(c.destroyGraceSeconds).toBe(30);
+  it("runs the release container with every field of the hardening profile, on the stack's network and volume", () => {
+    const r = mocks.byName(`${PREFIX}-release`, DYNAMIC).inputs;
+    expect(r).toMatchObject({
+      namePrefix: `${PREFIX}-app`,
+      image: fakeDigest(`${PREFIX}-image`),
+      user: hardeningProfile.user,
+      stopSignal: "SIGTERM",
+      stopTimeoutSeconds: 30,
+      network: `${PREFIX}-network`,
+      hostConfig: toHostConfig(hardeningProfile, `${PREFIX}-data`),
+      labels: {
+        "backend-delivery.component": PREFIX,
+        "backend-delivery.environment": "staging",
+        "backend-delivery.role": "release",
+        "backend-delivery.stack": "staging",
+      },
+    });
+    // The engine's own pids limit, which the Docker provider's Container cannot set.
+    expect((r.hostConfig as { PidsLimit: number }).PidsLimit).toBe(256);
+    expect(r.dockerHost).toBeUndefined();
   });
 
-  it("publishes the port on loopback, leaves the wait to the readiness check, labels the container", () => {
-    const c = mocks.byName(`${PREFIX}-container`).inputs;
-    expect(c.ports).toEqual([{ internal: 8000, external: 8080, ip: "127.0.0.1", protocol: "tcp" }]);
-    expect(c.networksAdvanced).toEqual([{ name: `${PREFIX}-network` }]);
-    // An engine-side wait would block for its whole timeout before the readiness check could fail fast.
-    expect(c.wait).toBeUndefined();
-    expect(c.waitTimeout).toBeUndefined();
-    expect(c.mustRun).toBe(true);
-    expect(c.healthcheck).toBeUndefined();
-    expect(c.labels).toEqual([
-      { label: "backend-delivery.component", value: PREFIX },
-      { label: "backend-delivery.environment", value: "staging" },
-      { label: "backend-delivery.stack", value: "staging" },
-    ]);
-  });
-
-  it("sets the container env from config and secrets, sorted", () => {
-    const c = mocks.byName(`${PREFIX}-container`).inputs;
+  it("sets the release's env from config and secrets, sorted, secret as a whole", () => {
+    const r = mocks.byName(`${PREFIX}-release`, DYNAMIC).inputs;
     const secrets = stagingSetup().config.secrets as Record<string, string>;
-    expect(asSeenByEngine(c.envs)).toEqual({
+    expect(asSeenByEngine(r.env)).toEqual({
       secret: true,
-      value: [
-        "APP_ENV=staging",
-        `DATABASE_URL=${secrets.DATABASE_URL}`,
-        "LOG_LEVEL=info",
-        "PORT=8000",
-        `SECRET_KEY=${secrets.SECRET_KEY}`,
-      ],
+      value: ["APP_ENV=staging", `DATABASE_URL=${secrets.DATABASE_URL}`, "LOG_LEVEL=info", "PORT=8000", `SECRET_KEY=${secrets.SECRET_KEY}`],
     });
   });
 
-  it("names network and volume after the component", () => {
-    expect(mocks.byName(`${PREFIX}-network`).inputs).toEqual({ name: `${PREFIX}-network` });
-    expect(mocks.byName(`${PREFIX}-data`).inputs).toEqual({ name: `${PREFIX}-data` });
+  it("runs the front proxy hardened, owning the host port on loopback, resuming its last configuration", () => {
+    const c = mocks.byName(`${PREFIX}-proxy`, "docker:index/container:Container").inputs;
+    const p = proxyProfile;
+    expect(c).toMatchObject({
+      name: `${PREFIX}-proxy`,
+      image: fakeDigest("pulled-caddy:2.10"),
+      command: ["caddy", "run", "--resume"],
+      envs: ["XDG_CONFIG_HOME=/config", "XDG_DATA_HOME=/data"],
+      user: p.user,
+      readOnly: true,
+      tmpfs: p.tmpfs,
+      volumes: [{ volumeName: `${PREFIX}-proxy-config`, containerPath: "/config" }],
+      capabilities: { drops: ["ALL"], adds: [] },
+      securityOpts: ["no-new-privileges:true"],
+      memory: 128,
+      memorySwap: 128,
+      cpus: "0.5",
+      ulimits: [{ name: "nproc", soft: 128, hard: 128 }],
+      restart: "unless-stopped",
+      ports: [{ internal: 8080, external: 8080, ip: "127.0.0.1", protocol: "tcp" }],
+      networksAdvanced: [{ name: `${PREFIX}-network` }],
+      mustRun: true,
+    });
+    // No engine-side wait, no uploads: the route loads its configuration through the engine.
+    expect(c.wait).toBeUndefined();
+    expect(c.uploads).toBeUndefined();
+    expect(mocks.byName(`${PREFIX}-proxy-image`).inputs).toEqual({ name: "caddy:2.10", keepLocally: true });
   });
 
-  it("checks readiness of this container and image", () => {
+  it("names network and volumes after the component", () => {
+    expect(mocks.byName(`${PREFIX}-network`).inputs).toEqual({ name: `${PREFIX}-network` });
+    expect(mocks.byName(`${PREFIX}-data`).inputs).toEqual({ name: `${PREFIX}-data` });
+    expect(mocks.byName(`${PREFIX}-proxy-config`).inputs).toEqual({ name: `${PREFIX}-proxy-config` });
+  });
+
+  it("proves the release ready through the engine, then routes the proxy to it", () => {
     const r = mocks.byName(`${PREFIX}-readiness`).inputs;
+    const releaseId = fakeDigest(`release-${PREFIX}-release`).slice("sha256:".length);
     expect(r).toMatchObject({
-      url: "http://127.0.0.1:8080",
-      containerName: `${PREFIX}-container`,
-      containerId: fakeDigest(`container-${PREFIX}-container`).slice("sha256:".length),
+      containerName: RELEASE,
+      containerId: releaseId,
+      port: 8000,
       imageDigest: fakeDigest(`${PREFIX}-image`),
       path: "/readyz",
       timeoutSeconds: 120,
       intervalMs: 1000,
       successThreshold: 2,
+      hostHeader: "127.0.0.1",
+      timeoutHint: "raise readiness.timeoutSeconds: `pulumi config set --stack staging --path readiness.timeoutSeconds <seconds>`",
     });
-    expect(r.dockerHost).toBeUndefined();
+    expect(mocks.byName(`${PREFIX}-route`).inputs).toMatchObject({
+      proxyContainer: `${PREFIX}-proxy`,
+      releaseName: RELEASE,
+      releaseId,
+      releasePort: 8000,
+      readyAt: FAKE_CHECKED_AT,
+      hsts: true,
+      hostHeader: "127.0.0.1",
+    });
   });
 
-  it("exports exactly the staging outputs", async () => {
+  it("exports exactly the staging outputs: no rollback target on the first deploy", async () => {
     expect(Object.keys(outputs).sort()).toEqual(["environment", "imageDigest", "imageRef", "readiness", "url"]);
     const digest = fakeDigest(`${PREFIX}-image`);
     expect(await awaitOutput(outputs.environment!)).toBe("staging");
@@ -172,10 +200,11 @@ describe("staging program under mocks", () => {
       ready: true,
       imageDigest: digest,
       checkedAt: FAKE_CHECKED_AT,
-      url: "http://127.0.0.1:8080/readyz",
+      url: `http://${RELEASE}:8000/readyz`,
       version: FAKE_VERSION,
       hardening: { user: "10001:10001", readOnlyRootFilesystem: true, capabilitiesDropped: ["ALL"], noNewPrivileges: true },
     });
+    expect(mocks.reads).toContain(SELF);
   });
 
   it("no stack output holds a secret value or is secret", async () => {
@@ -241,12 +270,12 @@ describe("staging variants", () => {
     const digest = fakeDigest(`${PREFIX}-image`);
     expect(await awaitOutput(outputs.imageRef!)).toBe(`registry.example.com/team/backend@${digest}`);
     expect(await awaitOutput(outputs.imageDigest!)).toBe(digest);
-    expect(mocks.byName(`${PREFIX}-container`).inputs.image).toBe(`registry.example.com/team/backend@${digest}`);
+    expect(mocks.byName(`${PREFIX}-release`, DYNAMIC).inputs.image).toBe(`registry.example.com/team/backend@${digest}`);
     const serialized = JSON.stringify(await Promise.all(Object.values(outputs).map((o) => awaitOutput(o))));
     expect(serialized).not.toContain("canary");
   });
 
-  it("service and readiness settings reach the container and the check", async () => {
+  it("service, readiness, proxy and Docker host settings reach the release, the check, the proxy and the route", async () => {
     const setup = stagingSetup({ otherConfig: { "docker:host": "unix:///run/user/docker.sock" } });
     setup.config.service = {
       hostPort: 9090,
@@ -255,36 +284,91 @@ describe("staging variants", () => {
       resources: { memoryMb: 256, cpus: 0.5, pids: 64 },
     };
     setup.config.readiness = { path: "/healthz", timeoutSeconds: 30, intervalMs: 250, successThreshold: 3 };
+    setup.config.proxy = { image: "local/caddy:2-bookworm" };
     const { mocks, outputs } = await runStaging(setup);
-    const c = mocks.byName(`${PREFIX}-container`).inputs;
-    expect(c.ports).toEqual([{ internal: 8001, external: 9090, ip: "127.0.0.1", protocol: "tcp" }]);
-    expect([c.memory, c.memorySwap, c.cpus, c.ulimits]).toEqual([256, 256, "0.5", [{ name: "nproc", soft: 64, hard: 64 }]]);
-    expect(asSeenByEngine(c.envs)).toEqual({
-      secret: true,
-      value: expect.arrayContaining(["PORT=8001", "LOG_LEVEL=debug"]) as unknown,
-    });
+    const release = mocks.byName(`${PREFIX}-release`, DYNAMIC).inputs;
+    expect(release.hostConfig).toMatchObject({ Memory: 256 * 1024 * 1024, MemorySwap: 256 * 1024 * 1024, NanoCpus: 500_000_000, PidsLimit: 64 });
+    expect(release.dockerHost).toBe("unix:///run/user/docker.sock");
+    expect(asSeenByEngine(release.env)).toEqual({ secret: true, value: expect.arrayContaining(["PORT=8001", "LOG_LEVEL=debug"]) as unknown });
     expect(mocks.byName(`${PREFIX}-readiness`).inputs).toMatchObject({
-      url: "http://127.0.0.1:9090",
+      port: 8001,
       path: "/healthz",
       timeoutSeconds: 30,
       intervalMs: 250,
       successThreshold: 3,
       dockerHost: "unix:///run/user/docker.sock",
     });
+    expect(mocks.byName(`${PREFIX}-route`).inputs).toMatchObject({ releasePort: 8001, dockerHost: "unix:///run/user/docker.sock" });
+    expect(mocks.byName(`${PREFIX}-proxy`, "docker:index/container:Container").inputs.ports).toEqual([
+      { internal: 8080, external: 9090, ip: "127.0.0.1", protocol: "tcp" },
+    ]);
+    expect(mocks.byName(`${PREFIX}-proxy-image`).inputs.name).toBe("local/caddy:2-bookworm");
     expect(await awaitOutput(outputs.url!)).toBe("http://127.0.0.1:9090");
-  });
-
-  it("a readiness.url override is what gets probed", async () => {
-    const setup = stagingSetup();
-    setup.config.readiness = { url: "http://backend.internal:8080" };
-    const { mocks } = await runStaging(setup);
-    expect(mocks.byName(`${PREFIX}-readiness`).inputs.url).toBe("http://backend.internal:8080");
   });
 
   it("evaluates the same graph in preview", async () => {
     const { mocks } = await runStaging(stagingSetup({ preview: true }));
-    expect(mocks.resources.map((r) => r.name).sort()).toEqual(
-      [PREFIX, `${PREFIX}-image`, PREFIX, `${PREFIX}-network`, `${PREFIX}-data`, `${PREFIX}-container`, `${PREFIX}-readiness`].sort(),
-    );
+    expect(mocks.resources).toHaveLength(12);
   });
 });
+
+describe("staging: what it ran before", () => {
+  const A = `sha256:${"a".repeat(64)}`;
+  const B = `sha256:${"b".repeat(64)}`;
+  const rollback = { fromImageRef: B, at: "2030-01-01T00:00:00.000Z" };
+  const withHistory = (previous: Record<string, unknown>) => stagingSetup({ mocks: { stacks: { [SELF]: previous } } });
+
+  it("names the image it ran before as the rollback target when the new one differs", async () => {
+    const { outputs } = await runStaging(withHistory({ imageRef: A }));
+    expect(await awaitOutput(outputs.previousImageRef!)).toBe(A);
+    expect(Object.keys(outputs)).not.toContain("rollback");
+  });
+
+  it("keeps the rollback target and the rollback record when the image is the same (a rerun)", async () => {
+    const digest = fakeDigest(`${PREFIX}-image`);
+    const { outputs } = await runStaging(withHistory({ imageRef: digest, previousImageRef: A, rollback: { ...rollback, fromImageRef: A } }));
+    expect(await awaitOutput(outputs.previousImageRef!)).toBe(A);
+    expect(await awaitOutput(outputs.rollback!)).toEqual({ ...rollback, fromImageRef: A });
+  });
+
+  it("has null, not a missing value, where a rerun of the first image has no target yet", async () => {
+    const { outputs } = await runStaging(withHistory({ imageRef: fakeDigest(`${PREFIX}-image`) }));
+    expect(await awaitOutput(outputs.previousImageRef!)).toBeNull();
+  });
+});
+
+describe("rollback (BACKEND_DELIVERY_ROLLBACK_TO, as npm run rollback sets it)", () => {
+  const A = `sha256:${"a".repeat(64)}`;
+  const B = `sha256:${"b".repeat(64)}`;
+  afterEach(() => {
+    delete process.env.BACKEND_DELIVERY_ROLLBACK_TO;
+  });
+
+  it("runs the previous image through the same release path, builds nothing, and records it", async () => {
+    process.env.BACKEND_DELIVERY_ROLLBACK_TO = A;
+    const { mocks, outputs } = await runStaging(stagingSetup({ mocks: { stacks: { [SELF]: { imageRef: B, previousImageRef: A } } } }));
+    expect(mocks.ofType("docker:index/image:Image")).toEqual([]);
+    expect(mocks.byName(`${PREFIX}-release`, DYNAMIC).inputs.image).toBe(A);
+    expect(mocks.byName(`${PREFIX}-readiness`).inputs.imageDigest).toBe(A);
+    expect(await awaitOutput(outputs.imageRef!)).toBe(A);
+    expect(await awaitOutput(outputs.imageDigest!)).toBe(A);
+    expect(await awaitOutput(outputs.previousImageRef!)).toBe(B);
+    const record = (await awaitOutput(outputs.rollback!)) as { fromImageRef: string; at: string };
+    expect(record.fromImageRef).toBe(B);
+    expect(Date.now() - Date.parse(record.at)).toBeLessThan(60_000);
+  });
+
+  it.each([
+    ["with nothing to roll back to", { imageRef: B }, "this stack has no earlier release to roll back to"],
+    ["when the target changed since it was read", { imageRef: B, previousImageRef: `sha256:${"c".repeat(64)}` }, `the rollback asked for ${A}, but the stack's rollback target is now`],
+  ])("refuses %s, before any resource", async (_name, previous, message) => {
+    process.env.BACKEND_DELIVERY_ROLLBACK_TO = A;
+    const error = await runStaging(stagingSetup({ mocks: { stacks: { [SELF]: previous } } })).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(error).toBeInstanceOf(pulumi.RunError);
+    expect(error?.message).toContain(`rollback of stack staging refused: ${message}`);
+  });
+});
+

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { decidePromotion, formatDuration, nextPreviousImageRef, type PromotionPolicy } from "../components/promotion/decide";
+import { decidePromotion, formatDuration, type PromotionPolicy } from "../components/promotion/decide";
+import { keptRollback, nextPreviousImageRef, planRollback } from "../components/release/history";
 import type { StagingOutputs } from "../components/promotion/readStaging";
 import { type ReasonCode } from "../components/promotion/reasons";
 import { PromotionReason, formatReasons, formatVerdict, readVerdict, refusalMessage } from "../components/promotion/reasons";
@@ -363,6 +364,43 @@ describe("nextPreviousImageRef: the rollback target", () => {
   it("is kept by an update that keeps the image (a rerun, a rotation)", () => {
     expect(nextPreviousImageRef({ imageRef: A }, A)).toBeUndefined();
     expect(nextPreviousImageRef({ imageRef: B, previousImageRef: A }, B)).toBe(A);
+  });
+});
+
+describe("rollback: the plan and the record", () => {
+  const A = `sha256:${"1".repeat(64)}`;
+  const B = `sha256:${"2".repeat(64)}`;
+  const C = `sha256:${"3".repeat(64)}`;
+  const NOW_AT = new Date("2030-01-01T00:00:00Z");
+
+  it("rolls back to the rollback target and records what it left", () => {
+    expect(planRollback({ imageRef: B, previousImageRef: A }, A, NOW_AT)).toEqual({
+      ok: true,
+      target: A,
+      record: { fromImageRef: B, at: "2030-01-01T00:00:00.000Z" },
+    });
+  });
+
+  it("refuses with nothing to roll back to, or a target that changed since it was read", () => {
+    expect(planRollback({}, A, NOW_AT)).toEqual({ ok: false, problem: expect.stringContaining("no earlier release to roll back to") as unknown });
+    expect(planRollback({ imageRef: B }, A, NOW_AT)).toMatchObject({ ok: false });
+    const moved = planRollback({ imageRef: C, previousImageRef: B }, A, NOW_AT);
+    expect(moved).toEqual({ ok: false, problem: expect.stringContaining(`asked for ${A}, but the stack's rollback target is now ${B}`) as unknown });
+  });
+
+  it("keeps the record while the stack runs the image it rolled back to, and drops it with the next image", () => {
+    const record = { fromImageRef: B, at: "2030-01-01T00:00:00.000Z" };
+    expect(keptRollback({ imageRef: A, rollback: record }, A)).toEqual(record);
+    expect(keptRollback({ imageRef: A, rollback: record }, C)).toBeUndefined();
+    expect(keptRollback({ imageRef: A }, A)).toBeUndefined();
+  });
+
+  it("refuses to promote again the release prod rolled back from, and lets an override lift it", () => {
+    const rolledBackFrom = { fromImageRef: DIGEST, at: "2025-06-01T11:30:00.000Z" };
+    const decision = decidePromotion(plainOutputs(staging()), { ...LOCAL, rolledBackFrom }, NOW);
+    expect(decision.reasons.map((r) => [r.code, r.output, r.overridable])).toEqual([["rolled-back-image", "imageRef", true]]);
+    expect(decision.reasons[0]?.problem).toBe(`staging offers ${DIGEST}, the release prod rolled back from at 2025-06-01T11:30:00.000Z`);
+    expect(decidePromotion(plainOutputs(staging()), { ...LOCAL, rolledBackFrom: { ...rolledBackFrom, fromImageRef: OTHER_DIGEST } }, NOW).allowed).toBe(true);
   });
 });
 

@@ -4,6 +4,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import type { DeliveryConfig } from "../delivery/config";
+import { ROLLBACK_ENV } from "../release/history";
 import { formatProblems } from "./fixes";
 import { parseStackConfig, type ParsedStackConfig } from "./parse";
 import { readStackFile, stackFilePath } from "./secretStorage";
@@ -26,6 +27,8 @@ export interface BackendConfig extends Omit<ParsedStackConfig, "secrets" | "regi
   delivery?: DeliverySettings;
   /** The docker provider's own `docker:host`, for the components that talk to the engine themselves. */
   dockerHost?: string;
+  /** Set by `npm run rollback`: the image to roll back to (the stack's `previousImageRef`). */
+  rollbackTo?: string;
 }
 
 /**
@@ -47,6 +50,9 @@ export function loadConfig(): BackendConfig {
     },
   });
   if (!result.ok) throw new pulumi.RunError(formatProblems(stack, result.problems));
+  // Not stack config: a one-off request for this update only, so the next one is a normal update again.
+  const requested = process.env[ROLLBACK_ENV]?.trim();
+  const rollbackTo = requested === undefined || requested === "" ? undefined : requested;
   // Plain values of secrets go no further than here: the program only sees secret Outputs.
   const { secrets, registryPassword, deliverySecrets, githubToken, delivery, ...rest } = result.config;
   return {
@@ -67,5 +73,6 @@ export function loadConfig(): BackendConfig {
           },
         }),
     ...(new pulumi.Config("docker").get("host") === undefined ? {} : { dockerHost: new pulumi.Config("docker").get("host") }),
+    ...(rollbackTo === undefined ? {} : { rollbackTo }),
   };
 }

@@ -135,14 +135,19 @@ export function makeStackConfigSchema(project: string) {
       })
       .meta({ fixAt: ["hostPort"] } satisfies KeyMeta),
     secrets: Secrets,
+    /** The front proxy that owns `service.hostPort`. */
+    proxy: z
+      .strictObject({
+        /** A Caddy 2 image: the official one by default, or one built where nothing can be pulled. */
+        image: example(z.string().min(1), "caddy:2.10").default("caddy:2.10"),
+      })
+      .prefault({}),
     readiness: z
       .strictObject({
         path: example(z.string().startsWith("/", "expected a path starting with /"), "/readyz").default("/readyz"),
         timeoutSeconds: example(int(1, 3600), "120").default(120),
         intervalMs: example(int(50, 60_000), "1000").default(1000),
         successThreshold: example(int(1, 100), "2").default(2),
-        /** Base URL to probe instead of http://127.0.0.1:<hostPort>. */
-        url: example(z.url({ protocol: /^https?$/, error: "expected an http(s) URL" }), "http://127.0.0.1:8080").optional(),
       })
       .prefault({})
       .refine((r) => r.intervalMs < r.timeoutSeconds * 1000, {

@@ -7,7 +7,7 @@
  * Fail closed: anything missing, malformed, stale or doubtful is a reason to refuse, and every
  * reason names the output it is about and the command that fixes it.
  */
-import { isRootUser, type Hardening } from "../contract";
+import { isRootUser, type Hardening, type RollbackRecord } from "../contract";
 import type { PromotionReason, ReasonCode } from "./reasons";
 import { OUTPUT_ORDER, describe, fixes, readStaging, type OutputPath, type StagingOutputs } from "./readStaging";
 
@@ -21,6 +21,8 @@ export interface PromotionPolicy {
   readonly registry: boolean;
   /** Clock skew tolerated for a `checkedAt` in the future, in minutes (default 5). */
   readonly clockSkewMinutes?: number;
+  /** The release prod last rolled back from, while prod runs the image it rolled back to: not promoted again. */
+  readonly rolledBackFrom?: RollbackRecord;
 }
 
 /** The answer: allowed only when there is no reason against it. */
@@ -50,6 +52,14 @@ export function decidePromotion(staging: StagingOutputs, policy: PromotionPolicy
 
   const digest = read.valid("imageDigest") ? (at("imageDigest") as string) : undefined;
   if (digest !== undefined && read.valid("imageRef")) checkReference(at("imageRef") as string, digest, policy, reason);
+  if (read.valid("imageRef") && at("imageRef") === policy.rolledBackFrom?.fromImageRef) {
+    reason(
+      "rolled-back-image",
+      "imageRef",
+      `staging offers ${String(at("imageRef"))}, the release prod rolled back from at ${policy.rolledBackFrom?.at}`,
+      `deploy a fixed release to staging (\`pulumi up --stack ${policy.fromStack}\`), or lift this once with promotion.override`,
+    );
+  }
 
   if (read.valid("readiness.ready") && at("readiness.ready") === false) {
     reason(
@@ -185,19 +195,4 @@ export function formatDuration(ms: number): string {
   if (ms >= 2 * HOUR_MS) return `${(ms / HOUR_MS).toFixed(1)} h`;
   if (ms >= 60_000) return `${Math.round(ms / 60_000)} min`;
   return `${Math.round(ms / 1000)} s`;
-}
-
-/** The outputs of the stack's own last update that decide its rollback target. */
-export interface PreviousOutputs {
-  readonly imageRef?: string;
-  readonly previousImageRef?: string;
-}
-
-/**
- * The rollback target after an update that runs `next`: the last *different* image the stack ran.
- * An update that keeps the image (a rerun, a secret rotation) keeps the target it had.
- */
-export function nextPreviousImageRef(previous: PreviousOutputs, next: string): string | undefined {
-  if (previous.imageRef === undefined || previous.imageRef === next) return previous.previousImageRef;
-  return previous.imageRef;
 }

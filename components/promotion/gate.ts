@@ -6,9 +6,10 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import type { PromotionOverride } from "../contract";
-import { StackReadError, currentStackName, readStackOutputs } from "../stackOutputs";
-import { decidePromotion, nextPreviousImageRef, type PreviousOutputs, type PromotionDecision } from "./decide";
-import { REQUIRED_OUTPUTS, type OutputDetails, type StagingOutputs } from "./readStaging";
+import { nextPreviousImageRef, type ReleaseHistory } from "../release/history";
+import { StackReadError, readStackOutputs } from "../stackOutputs";
+import { decidePromotion, type PromotionDecision } from "./decide";
+import { REQUIRED_OUTPUTS, type StagingOutputs } from "./readStaging";
 import { formatReasons, formatVerdict, refusalMessage, type PromotionReason, type PromotionVerdict } from "./reasons";
 
 /** What the gate is held to; normally the prod stack's `promotion` config. */
@@ -21,6 +22,8 @@ export interface PromotionGateArgs {
   registry: boolean;
   /** Lets an otherwise blocked promotion through, with a loud warning; both fields required. */
   override?: PromotionOverride;
+  /** What prod ran before this update: the rollback target follows from it, and a release it rolled back from is refused. */
+  history: ReleaseHistory;
 }
 
 /** The image the gate approved for prod, and the record of where it came from. */
@@ -61,11 +64,18 @@ export async function resolvePromotion(
   opts: pulumi.ComponentResourceOptions = {},
 ): Promise<ApprovedPromotion> {
   const gate = new PromotionGate(name, opts);
-  const [staging, previous] = await Promise.all([readStaging(args.fromStack), readPrevious(gate)]);
+  const previous = args.history;
+  const staging = await readStaging(args.fromStack);
+  const policy = {
+    fromStack: args.fromStack,
+    maxAgeHours: args.maxAgeHours,
+    registry: args.registry,
+    ...(previous.rollback === undefined ? {} : { rolledBackFrom: previous.rollback }),
+  };
   const decision: PromotionDecision =
     "notFound" in staging
       ? { allowed: false, reasons: [staging.notFound] }
-      : decidePromotion(staging.outputs, args, new Date());
+      : decidePromotion(staging.outputs, policy, new Date());
 
   const approved = (override?: PromotionOverride): ApprovedPromotion => {
     const outputs = "outputs" in staging ? staging.outputs : {};
@@ -143,34 +153,4 @@ async function readStaging(fromStack: string): Promise<StagingRead> {
       },
     };
   }
-}
-
-/** What this stack exported before this update; empty on the first deploy. */
-async function readPrevious(gate: pulumi.Resource): Promise<PreviousOutputs> {
-  let outputs: Record<string, OutputDetails>;
-  try {
-    outputs = await readStackOutputs(currentStackName());
-  } catch (error) {
-    pulumi.log.warn(`could not read this stack's previous outputs, previousImageRef is left out: ${firstLine(error)}`, gate);
-    return {};
-  }
-  const read = (output: "imageRef" | "previousImageRef"): string | undefined => {
-    const details = outputs[output];
-    if (details?.secretValue !== undefined) {
-      pulumi.log.warn(`the previous \`${output}\` output is a secret; previousImageRef cannot use it`, gate);
-      return undefined;
-    }
-    return typeof details?.value === "string" ? details.value : undefined;
-  };
-  const imageRef = read("imageRef");
-  const previousImageRef = read("previousImageRef");
-  return {
-    ...(imageRef === undefined ? {} : { imageRef }),
-    ...(previousImageRef === undefined ? {} : { previousImageRef }),
-  };
-}
-
-function firstLine(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
-  return message.split("\n")[0] ?? message;
 }

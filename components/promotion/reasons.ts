@@ -22,6 +22,7 @@ export const ReasonCode = z.enum([
   "digest-mismatch",
   "unpinned-ref",
   "ref-digest-mismatch",
+  "rolled-back-image",
   "checked-in-future",
   "stale-readiness",
   "root-user",

@@ -1,0 +1,122 @@
+/**
+ * The dynamic provider of a release container: one container per release, created and started
+ * before the release it replaces is stopped and deleted.
+ *
+ * Why not the Docker provider's `Container`: with this provider a replaced container is always
+ * deleted before its replacement is created (it asks the engine for delete-before-replace, with a
+ * fixed name or an automatic one alike), which is a gap in service on every release. A dynamic
+ * resource is replaced the other way round, and Pulumi deletes the old one at the end of the update,
+ * after everything that depends on the new one; when the update fails before that, the old one is
+ * kept and keeps serving.
+ *
+ * Pulumi serializes this provider into its own process: plain functions and `require`d packages only.
+ */
+import type * as pulumi from "@pulumi/pulumi";
+import { dockerClient } from "../docker/client";
+import type { EngineHostConfig } from "../hardening";
+
+/** Everything the container is made of, resolved; any change is a new release. */
+export interface ReleaseInputs {
+  /** Container names are `<namePrefix>-<6 random hex>`: new for every release, derived from no value. */
+  namePrefix: string;
+  /** What to run: a local image id or `<repo>@sha256:...`. */
+  image: string;
+  /** `NAME=value` entries; secret as a whole. */
+  env: string[];
+  labels: Record<string, string>;
+  user: string;
+  stopSignal: string;
+  stopTimeoutSeconds: number;
+  hostConfig: EngineHostConfig;
+  /** The stack's network; the proxy reaches the release there by its container name. */
+  network: string;
+  /** Docker host of the engine (`docker:host`); the local one when unset. */
+  dockerHost?: string;
+}
+
+/** What the provider records: its inputs, and the container it made. */
+export interface ReleaseOutputs extends ReleaseInputs {
+  /** The container's name, e.g. `backend-delivery-staging-app-3f9a1c`. */
+  name: string;
+  /** The container's full id; its first 12 characters are its host name, which `/version` reports. */
+  containerId: string;
+}
+
+/** Whether Docker answered "no such container". */
+function isMissing(error: unknown): boolean {
+  return (error as { statusCode?: number }).statusCode === 404;
+}
+
+/** Whether two sets of inputs make the same container (what the provider recorded besides them does not count). */
+function sameRelease(olds: ReleaseInputs, news: ReleaseInputs): boolean {
+  const keys = ["namePrefix", "image", "env", "labels", "user", "stopSignal", "stopTimeoutSeconds", "hostConfig", "network"] as const;
+  // Canonical JSON: object keys sorted at every depth, so the order config was written in is no change.
+  const canonical = (value: unknown): string =>
+    Array.isArray(value)
+      ? `[${value.map(canonical).join(",")}]`
+      : value !== null && typeof value === "object"
+        ? `{${Object.keys(value)
+            .sort()
+            .map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`)
+            .join(",")}}`
+        : JSON.stringify(value);
+  return keys.every((key) => canonical(olds[key]) === canonical(news[key])) && (olds.dockerHost ?? "") === (news.dockerHost ?? "");
+}
+
+/** Creates and starts the container; a container that cannot start is removed again. */
+async function createRelease(inputs: ReleaseInputs): Promise<ReleaseOutputs> {
+  const docker = dockerClient(inputs.dockerHost);
+  // The Web Crypto global, not node:crypto: a module import would be copied into the serialized provider.
+  const name = `${inputs.namePrefix}-${Buffer.from(crypto.getRandomValues(new Uint8Array(3))).toString("hex")}`;
+  const container = await docker.createContainer({
+    name,
+    Image: inputs.image,
+    Env: inputs.env,
+    User: inputs.user,
+    Labels: inputs.labels,
+    StopSignal: inputs.stopSignal,
+    StopTimeout: inputs.stopTimeoutSeconds,
+    HostConfig: { ...inputs.hostConfig, NetworkMode: inputs.network },
+    NetworkingConfig: { EndpointsConfig: { [inputs.network]: {} } },
+  });
+  try {
+    await container.start();
+  } catch (error) {
+    await container.remove({ force: true }).catch(() => undefined);
+    throw new Error(`the release container ${name} did not start: ${(error as Error).message}`, { cause: error });
+  }
+  return { ...inputs, name, containerId: container.id };
+}
+
+/** The provider; see the module comment. */
+export const releaseProvider: pulumi.dynamic.ResourceProvider<ReleaseInputs, ReleaseOutputs> = {
+  async diff(_id, olds, news) {
+    const same = sameRelease(olds, news);
+    return { changes: !same, replaces: same ? [] : ["image"], deleteBeforeReplace: false };
+  },
+  async create(inputs) {
+    const outs = await createRelease(inputs);
+    return { id: outs.containerId, outs };
+  },
+  async read(id, props) {
+    try {
+      await dockerClient(props?.dockerHost).getContainer(id).inspect();
+      return { id, props };
+    } catch (error) {
+      // Gone: refresh drops it from state, and the next update starts a new release.
+      if (isMissing(error)) return {};
+      throw error;
+    }
+  },
+  async delete(id, props) {
+    const container = dockerClient(props.dockerHost).getContainer(id);
+    // SIGTERM, then up to the stop timeout for in-flight requests to finish.
+    await container.stop({ t: props.stopTimeoutSeconds }).catch((error: unknown) => {
+      const status = (error as { statusCode?: number }).statusCode;
+      if (status !== 304 && status !== 404) throw error;
+    });
+    await container.remove({ force: true }).catch((error: unknown) => {
+      if (!isMissing(error)) throw error;
+    });
+  },
+};

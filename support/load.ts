@@ -1,0 +1,102 @@
+/**
+ * A bounded, steady load on one URL while something else happens (an update, a rollback): a GET
+ * every 1/rps seconds, each on its own, over keep-alive connections as browsers and clients use
+ * them; every answer recorded. Loopback only, and it stops by itself after `maxSeconds`.
+ */
+import http from "node:http";
+
+/** One request of the load and how it ended. */
+export interface LoadSample {
+  /** When it was sent, ms since the epoch. */
+  at: number;
+  latencyMs: number;
+  status?: number;
+  error?: string;
+  /** `release` from a `/version` answer: which release served it. */
+  release?: string;
+}
+
+/** What a load saw, once stopped. */
+export interface LoadReport {
+  samples: LoadSample[];
+  sent: number;
+  ok: number;
+  failed: LoadSample[];
+  p50Ms: number;
+  p99Ms: number;
+}
+
+/** Options of {@link startLoad}. */
+export interface LoadOptions {
+  /** Requests per second. */
+  rps: number;
+  /** Stop after this long even if nobody does; 10 minutes unless told. */
+  maxSeconds?: number;
+  /** Budget of one request. */
+  timeoutMs?: number;
+}
+
+const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
+
+/** Starts the load on `url` (which must be on loopback); `stop()` waits for the requests under way and reports. */
+export function startLoad(url: string, options: LoadOptions): { stop(): Promise<LoadReport> } {
+  const target = new URL(url);
+  if (!["127.0.0.1", "localhost", "[::1]"].includes(target.hostname)) throw new Error(`load only goes to loopback, not ${target.hostname}`);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+  const samples: LoadSample[] = [];
+  const pending = new Set<Promise<void>>();
+  const one = (): Promise<void> =>
+    new Promise((resolve) => {
+      const at = Date.now();
+      const sample: LoadSample = { at, latencyMs: 0 };
+      const request = http.get(url, { agent, timeout: options.timeoutMs ?? 5000 }, (response) => {
+        const chunks: Buffer[] = [];
+        response.on("data", (chunk: Buffer) => chunks.push(chunk));
+        response.on("end", () => {
+          sample.status = response.statusCode;
+          try {
+            const release = (JSON.parse(Buffer.concat(chunks).toString("utf8")) as { release?: unknown }).release;
+            if (typeof release === "string") sample.release = release;
+          } catch {
+            // Not every path answers JSON.
+          }
+          finish();
+        });
+        response.on("error", (error) => {
+          sample.error = error.message;
+          finish();
+        });
+      });
+      request.on("timeout", () => request.destroy(new Error("timeout")));
+      request.on("error", (error) => {
+        sample.error = (error as NodeJS.ErrnoException).code ?? error.message;
+        finish();
+      });
+      let done = false;
+      function finish(): void {
+        if (done) return;
+        done = true;
+        sample.latencyMs = Date.now() - at;
+        samples.push(sample);
+        resolve();
+      }
+    });
+  const timer = setInterval(() => {
+    const p = one();
+    pending.add(p);
+    void p.then(() => pending.delete(p));
+  }, 1000 / options.rps);
+  const limit = setTimeout(() => clearInterval(timer), (options.maxSeconds ?? 600) * 1000);
+  return {
+    async stop() {
+      clearInterval(timer);
+      clearTimeout(limit);
+      await Promise.all(pending);
+      agent.destroy();
+      samples.sort((a, b) => a.at - b.at);
+      const latencies = samples.map((s) => s.latencyMs).sort((a, b) => a - b);
+      const failed = samples.filter((s) => s.status !== 200);
+      return { samples, sent: samples.length, ok: samples.length - failed.length, failed, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99) };
+    },
+  };
+}
