@@ -36,6 +36,8 @@ export interface DockerOptions {
   env?: Record<string, string>;
   /** Kill the command after this many milliseconds; 5 minutes unless told. */
   timeoutMs?: number;
+  /** Written to the command's stdin (e.g. a password for `--password-stdin`); an empty stdin unless told. */
+  input?: string;
 }
 
 /** Runs `docker <args>`. Throws on a non-zero exit unless `allowFailure` is set. */
@@ -44,8 +46,11 @@ export function docker(args: readonly string[], options: DockerOptions = {}): Pr
   return new Promise((resolve, reject) => {
     const child = spawn("docker", [...args], {
       env: { ...process.env, ...options.env },
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: ["pipe", "pipe", "pipe"],
     });
+    // A command that exits before reading its input breaks the pipe; its exit code says why.
+    child.stdin.on("error", () => undefined);
+    child.stdin.end(options.input);
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on("data", (chunk: Buffer) => out.push(chunk));
