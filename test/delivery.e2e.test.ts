@@ -16,9 +16,10 @@ import type { OutputMap, Stack } from "@pulumi/pulumi/automation";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { StackOutputs } from "../components/contract";
 import { readVerdict } from "../components/promotion/reasons";
-import { LOCAL_PYTHON_BASE, docker, dockerHostAddress, firstExitOf, requireDockerEngine } from "../support/docker";
+import { LOCAL_PROXY_IMAGE, LOCAL_PYTHON_BASE, docker, dockerHostAddress, firstExitOf, requireDockerEngine } from "../support/docker";
 import { REPO, requirePulumiCli, run, scratchProject, type ScratchProject } from "../support/engine";
 import { startPostgres, type PostgresCluster } from "../support/postgres";
+import { startLoad, type LoadReport } from "../support/load";
 import { freePort, httpRequest } from "../support/wait";
 
 const MINUTE = 60_000;
@@ -54,12 +55,50 @@ async function leftovers(): Promise<string[]> {
   ];
 }
 
-/** The app container of a stack, as the engine reports it. */
-async function appContainer(stack: string): Promise<{ Id: string; Config: { Env: string[] }; State: { Status: string } }> {
-  const { stdout } = await docker(["ps", "-a", "--filter", `name=^${p.project}-${stack}-container`, "--format", "{{.ID}}"]);
+/** A release container as the engine reports it. */
+interface ReleaseContainer {
+  Id: string;
+  Name: string;
+  Created: string;
+  Config: { Env: string[] };
+  State: { Status: string };
+}
+
+/** The release containers of a stack (running or not), oldest first. */
+async function releaseContainers(stack: string): Promise<ReleaseContainer[]> {
+  const { stdout } = await docker(["ps", "-a", "--filter", `name=^${p.project}-${stack}-app-`, "--format", "{{.ID}}"]);
   const ids = stdout.trim().split("\n").filter((l) => l !== "");
-  expect(ids).toHaveLength(1);
-  return JSON.parse((await docker(["container", "inspect", ids[0]!])).stdout)[0];
+  if (ids.length === 0) return [];
+  const all = JSON.parse((await docker(["container", "inspect", ...ids])).stdout) as ReleaseContainer[];
+  return all.sort((a, b) => Date.parse(a.Created) - Date.parse(b.Created));
+}
+
+/** The one release container of a stack after a successful update: no earlier release is left. */
+async function appContainer(stack: string): Promise<ReleaseContainer> {
+  const releases = await releaseContainers(stack);
+  expect(releases.map((r) => r.Name)).toHaveLength(1);
+  return releases[0]!;
+}
+
+/** Which release answers at the stack's URL (its container's short id, from `/version`). */
+async function servingRelease(url: string): Promise<string> {
+  return (JSON.parse((await httpRequest(`${url}/version`)).body) as { release: string }).release;
+}
+
+/** Runs `work` under a steady load on `url` (20 requests a second), and asserts that not one request failed. */
+async function underLoad<T>(url: string, work: () => Promise<T>): Promise<{ result: T; report: LoadReport }> {
+  const load = startLoad(`${url}/version`, { rps: 20, maxSeconds: 300 });
+  let result: T;
+  try {
+    result = await work();
+  } finally {
+    // A moment after the update, so the last requests on the old release are counted too.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+  const report = await load.stop();
+  expect(report.failed, JSON.stringify(report.failed.slice(0, 5))).toEqual([]);
+  expect(report.sent).toBeGreaterThan(20);
+  return { result, report };
 }
 
 /** Fails when any secret value appears in the text. */
@@ -72,7 +111,8 @@ function fixtureText(json: string): string {
   let text = json;
   for (const value of secrets) text = text.split(value).join("[secret]");
   text = text.split(p.dir).join("/project").split(p.project).join("backend-delivery").split(REPO).join("/repository");
-  return `${JSON.stringify(JSON.parse(text), null, 2)}\n`;
+  // A dynamic resource's serialized provider is code, not a change anyone reviews: kept out of fixtures.
+  return `${JSON.stringify(JSON.parse(text, (key, value: unknown) => (key === "__provider" ? "[provider]" : value)), null, 2)}\n`;
 }
 
 /** `pulumi preview --json` of a stack: the document, its exit code and its stderr. */
@@ -88,6 +128,7 @@ async function previewJson(stack: string, name: string): Promise<{ file: string;
 beforeAll(async () => {
   await requirePulumiCli();
   await requireDockerEngine(LOCAL_PYTHON_BASE);
+  await requireDockerEngine(LOCAL_PROXY_IMAGE);
   p = scratchProject({ withStackFiles: true });
   [stagingPort, prodPort] = [await freePort(), await freePort()];
   // The repository's stack files, with free ports and, where nothing can be pulled, the local base.
@@ -95,11 +136,13 @@ beforeAll(async () => {
     environment: "staging",
     service: { hostPort: stagingPort, env: { LOG_LEVEL: "INFO" } },
     image: { baseImage: LOCAL_PYTHON_BASE, name: p.project },
+    proxy: { image: LOCAL_PROXY_IMAGE },
   });
   p.writeStackFile("prod", {
     environment: "prod",
     service: { hostPort: prodPort, env: { LOG_LEVEL: "WARNING" } },
     image: { name: p.project },
+    proxy: { image: LOCAL_PROXY_IMAGE },
     promotion: { fromStack: `organization/${p.project}/staging`, maxAgeHours: 24 },
   });
   hostAddress = await dockerHostAddress();
@@ -136,7 +179,10 @@ describe("delivery with the real Pulumi engine", () => {
     expect(outputs.environment).toBe("staging");
     expect(outputs.imageRef).toBe(outputs.imageDigest);
     expect(outputs.url).toBe(`http://127.0.0.1:${stagingPort}`);
-    expect(outputs.readiness).toMatchObject({ ready: true, imageDigest: outputs.imageDigest, url: `${outputs.url}/readyz` });
+    // Probed at the release's own address on the stack's network, from inside, through the engine.
+    const release = await appContainer("staging");
+    expect(outputs.readiness).toMatchObject({ ready: true, imageDigest: outputs.imageDigest, url: `http://${release.Name.slice(1)}:8000/readyz` });
+    expect(await servingRelease(outputs.url)).toBe(release.Id.slice(0, 12));
     expect(outputs.readiness.hardening).toEqual({ user: "10001:10001", readOnlyRootFilesystem: true, capabilitiesDropped: ["ALL"], noNewPrivileges: true });
     expect((await httpRequest(`${outputs.url}/readyz`)).status).toBe(200);
     const version = JSON.parse((await httpRequest(`${outputs.url}/version`)).body) as { version: string };
@@ -177,8 +223,9 @@ describe("delivery with the real Pulumi engine", () => {
     expectNoSecret(text, "prod's update output");
   }, 10 * MINUTE);
 
-  it("rotation: `npm run rotate` then `pulumi up` runs the new value, shown nowhere in clear text", async () => {
+  it("rotation: `npm run rotate` then `pulumi up` runs the new value with no request lost, shown nowhere in clear text", async () => {
     const before = await appContainer("staging");
+    const url = String((await outputsOf(staging)).url);
     const res = await p.npm("rotate", ["--stack", "staging", "SECRET_KEY", "--generate"]);
     expect(res.code, res.stderr).toBe(0);
     expect(res.stdout).toContain("Stored secrets.SECRET_KEY for stack staging, encrypted");
@@ -187,10 +234,13 @@ describe("delivery with the real Pulumi engine", () => {
     secrets.push(rotated);
 
     let text = "";
-    await staging.up({ onOutput: (out) => (text += out) });
+    const { report } = await underLoad(url, () => staging.up({ onOutput: (out) => (text += out) }));
     const after = await appContainer("staging");
     expect(after.Id).not.toBe(before.Id);
     expect(after.Config.Env).toContain(`SECRET_KEY=${rotated}`);
+    // The load saw the old release, then the new one, and nothing in between.
+    const served = [...new Set(report.samples.map((sample) => sample.release))];
+    expect(served).toEqual([before.Id.slice(0, 12), after.Id.slice(0, 12)]);
     expectNoSecret(res.stdout + res.stderr, "the rotation's output");
     expectNoSecret(text, "the update's output");
     expectNoSecret(JSON.stringify(await staging.outputs()), "the stack outputs");
@@ -199,17 +249,19 @@ describe("delivery with the real Pulumi engine", () => {
     expect((await outputsOf(staging)).readiness).toMatchObject({ ready: true });
   }, 10 * MINUTE);
 
-  it("a new staging digest is promoted, and prod's rollback target is the digest it ran before", async () => {
+  it("a new staging digest is promoted with no request lost, and prod's rollback target is the digest it ran before", async () => {
     const first = String((await outputsOf(prod)).imageRef);
     fs.appendFileSync(path.join(p.dir, "backend", "app", "__init__.py"), `# release ${randomBytes(4).toString("hex")}\n`);
     await staging.up();
     const second = String((await outputsOf(staging)).imageRef);
     expect(second).not.toBe(first);
+    expect((await outputsOf(staging)).previousImageRef).toBe(first);
 
-    await prod.up();
+    await underLoad(String((await outputsOf(prod)).url), () => prod.up());
     const o = await outputsOf(prod);
     expect(o.imageRef).toBe(second);
     expect(o.previousImageRef).toBe(first);
+    expect((await releaseContainers("prod")).map((r) => r.State.Status)).toEqual(["running"]);
 
     // An update that keeps the image keeps the rollback target.
     await p.setConfig("prod", "service.env.LOG_LEVEL", "ERROR");
@@ -219,11 +271,44 @@ describe("delivery with the real Pulumi engine", () => {
     expect(kept.previousImageRef).toBe(first);
   }, 10 * MINUTE);
 
-  it("a setting the backend refuses at start fails the update soon after the container exits, naming it", async () => {
+  it("rollback: `npm run rollback -- prod` returns to the previous image with no request lost, records it, and is refused with nothing to go back to", async () => {
+    const { imageRef: second, previousImageRef: first, url } = await outputsOf(prod);
+    const { result: res } = await underLoad(String(url), () => p.npm("rollback", ["prod", "--", "--yes"]));
+    expect(res.code, res.stdout + res.stderr).toBe(0);
+    expect(res.stdout).toContain(`Rolling stack prod back from ${String(second)} to ${String(first)}.`);
+    const o = await outputsOf(prod);
+    expect(o.imageRef).toBe(first);
+    expect(o.imageDigest).toBe(first);
+    expect(o.previousImageRef).toBe(second);
+    expect(o.rollback).toMatchObject({ fromImageRef: second });
+    expect(Object.keys(o)).not.toContain("promotedFrom");
+    expect(o.readiness).toMatchObject({ ready: true, imageDigest: first });
+    expect((await releaseContainers("prod")).map((r) => r.State.Status)).toEqual(["running"]);
+
+    // Staging still offers the release prod rolled back from: the gate refuses to promote it again.
+    const refused = await previewJson("prod", "prod-blocked-rolled-back");
+    const verdict = readVerdict(diagnostics(refused.doc));
+    expect(verdict?.allowed === false && verdict.reasons.map((r) => r.code)).toEqual(["rolled-back-image"]);
+
+    // A second rollback goes forward again, on the same path.
+    const forward = await p.npm("rollback", ["prod", "--", "--yes"]);
+    expect(forward.code, forward.stdout + forward.stderr).toBe(0);
+    const back = await outputsOf(prod);
+    expect([back.imageRef, back.previousImageRef]).toEqual([second, first]);
+
+    const unknown = await p.npm("rollback", ["nosuch"]);
+    expect(unknown.code).toBe(3);
+    expect(unknown.stderr).toContain("Stack nosuch does not exist in this backend; there is nothing to roll back.");
+  }, 10 * MINUTE);
+
+  it("a release the backend refuses at start fails the update soon after its container exits, naming it, and the old release keeps serving", async () => {
+    const before = await outputsOf(staging);
+    const serving = await appContainer("staging");
+    const url = String(before.url);
     await p.setConfig("staging", "service.env.LOG_LEVEL", "verbose");
     try {
       const since = Math.floor(Date.now() / 1000);
-      const res = await p.pulumi(["up", "--yes", "--stack", "staging"]);
+      const { result: res } = await underLoad(url, () => p.pulumi(["up", "--yes", "--stack", "staging"]));
       const ended = Date.now();
       const text = res.stdout + res.stderr;
       expect(res.code, text).not.toBe(0);
@@ -232,15 +317,25 @@ describe("delivery with the real Pulumi engine", () => {
       expect(text).toMatch(/the container (exited with code 78|is crash-looping)/);
       expect(text).not.toMatch(/^\s+at .+:\d+:\d+\)?$/m);
       expectNoSecret(text, "the failed update's output");
-      // From the new container's first exit to the end of `pulumi up`.
-      const firstExit = await firstExitOf((await appContainer("staging")).Id, since, Math.ceil(ended / 1000) + 1);
+      // The old release still serves, the outputs still describe it; the failed candidate waits beside it.
+      expect(await servingRelease(url)).toBe(serving.Id.slice(0, 12));
+      expect(await outputsOf(staging)).toEqual(before);
+      const releases = await releaseContainers("staging");
+      expect(releases.map((r) => r.Id)).toContain(serving.Id);
+      const candidate = releases.find((r) => r.Id !== serving.Id);
+      expect(candidate).toBeDefined();
+      // From the candidate's first exit to the end of `pulumi up`.
+      const firstExit = await firstExitOf(candidate!.Id, since, Math.ceil(ended / 1000) + 1);
       expect(firstExit).toBeDefined();
       expect(ended - firstExit!).toBeLessThan(15_000);
     } finally {
       await p.setConfig("staging", "service.env.LOG_LEVEL", "INFO");
     }
-    await staging.up();
+    await underLoad(url, () => staging.up());
     expect((await outputsOf(staging)).readiness).toMatchObject({ ready: true });
+    // The fixed release replaced both the old one and the failed candidate.
+    const after = await appContainer("staging");
+    expect(after.Id).not.toBe(serving.Id);
   }, 10 * MINUTE);
 
   it("refuses promotion from a staging stack never deployed or unknown, without a stack trace", async () => {
@@ -350,7 +445,7 @@ describe("delivery with the real Pulumi engine", () => {
       const checkedAt = (s.readiness as { checkedAt: string }).checkedAt;
       expect(allowed).toContain(`**Promotion: ALLOWED** — digest \`${String(s.imageDigest)}\`, staging checked at \`${checkedAt}\``);
       // The env change replaces the container; the comment says why, by property name only.
-      expect(allowed).toMatch(/\*\*replace\*\* `docker:index\/container:Container` `[^`]+` \(replaced because of: `envs`\)/);
+      expect(allowed).toMatch(/\*\*replace\*\* `pulumi-nodejs:dynamic:Resource` `[^`]+-staging-release` \(replaced because of: `env`\)/);
 
       const blocked = await comment(`--stack=staging=${failed.file}`, `--exit-code=staging=${failed.code}`, `--stack=prod=${path.join(p.dir, "prod-blocked.json")}`, "--exit-code=prod=255");
       expect(blocked).toContain("**Promotion: BLOCKED** (1 reason)");
@@ -365,7 +460,7 @@ describe("delivery with the real Pulumi engine", () => {
   }, 10 * MINUTE);
 
   it("a personal stack is one command too: `npm run up -- dev` picks a free host port", async () => {
-    p.writeStackFile("dev", { image: { baseImage: LOCAL_PYTHON_BASE, name: p.project } });
+    p.writeStackFile("dev", { image: { baseImage: LOCAL_PYTHON_BASE, name: p.project }, proxy: { image: LOCAL_PROXY_IMAGE } });
     const res = await p.npm("up", ["dev", "--", "--yes"]);
     expect(res.code, res.stdout + res.stderr).toBe(0);
     const port = /service\.hostPort was unset: set it to (\d+)/.exec(res.stdout)?.[1];
@@ -375,6 +470,10 @@ describe("delivery with the real Pulumi engine", () => {
     const outputs = await outputsOf(dev);
     expect(outputs.url).toBe(`http://127.0.0.1:${port}`);
     expect((await httpRequest(`${String(outputs.url)}/readyz`)).status).toBe(200);
+    // One image so far: nothing to roll back to, and nothing is changed.
+    const rollback = await p.npm("rollback", ["dev", "--", "--yes"]);
+    expect(rollback.code).toBe(3);
+    expect(rollback.stderr).toContain("Stack dev has no earlier release to roll back to");
     await dev.destroy();
   }, 10 * MINUTE);
 

@@ -23,12 +23,13 @@ describe("summarize (documents from the real CLI)", () => {
   it("counts each operation from the change summary and names replaced resources first, with why", () => {
     const s = summarize(staging);
     expect(s.succeeded).toBe(true);
-    expect(s.counts).toEqual({ create: 0, update: 0, replace: 2, delete: 0, same: 6 });
+    expect(s.counts).toEqual({ create: 0, update: 1, replace: 2, delete: 0, same: 10 });
+    // An env change makes a new release (beside the old one), which the check proves and the route switches to.
     expect(s.destructive).toEqual([
-      { op: "replace", type: "docker:index/container:Container", name: "backend-delivery-staging-container", keys: ["envs"] },
-      { op: "replace", type: "pulumi-nodejs:dynamic:Resource", name: "backend-delivery-staging-readiness", keys: [] },
+      { op: "replace", type: "pulumi-nodejs:dynamic:Resource", name: "backend-delivery-staging-release", keys: ["env"] },
+      { op: "replace", type: "pulumi-nodejs:dynamic:Resource", name: "backend-delivery-staging-readiness", keys: ["containerId", "containerName"] },
     ]);
-    expect(s.others).toEqual([]);
+    expect(s.others).toEqual([{ op: "update", type: "pulumi-nodejs:dynamic:Resource", name: "backend-delivery-staging-route", keys: [] }]);
     expect(s.warnings).toEqual([]);
     expect(s.errors).toEqual([]);
     expect(s.verdict).toBeUndefined();
@@ -42,7 +43,7 @@ describe("summarize (documents from the real CLI)", () => {
     expect(Number.isNaN(Date.parse(logged.checkedAt))).toBe(false);
     const s = summarize(prodAllowed);
     expect(s.succeeded).toBe(true);
-    expect(s.counts).toEqual({ create: 0, update: 0, replace: 0, delete: 0, same: 8 });
+    expect(s.counts).toEqual({ create: 0, update: 0, replace: 0, delete: 0, same: 13 });
     expect(s.verdict).toEqual(logged);
   });
 
@@ -97,10 +98,10 @@ describe("renderPreviewComment", () => {
     const body = parts[0]!;
     expect(body.startsWith(`${MARKER}\n<!-- backend-delivery:preview part 1/1 -->\n## Pulumi preview\n\n`)).toBe(true);
     expect(body).toContain("commit `9f3c2ab`");
-    expect(body).toContain("| `staging` | succeeded | 0 | 0 | 2 | 0 | 6 |");
-    expect(body).toContain("| `prod` | succeeded | 0 | 0 | 0 | 0 | 8 |");
+    expect(body).toContain("| `staging` | succeeded | 0 | 1 | 2 | 0 | 10 |");
+    expect(body).toContain("| `prod` | succeeded | 0 | 0 | 0 | 0 | 13 |");
     expect(body).toContain("**Replaced or deleted (2)**");
-    expect(body).toContain("**replace** `docker:index/container:Container` `backend-delivery-staging-container` (replaced because of: `envs`)");
+    expect(body).toContain("**replace** `pulumi-nodejs:dynamic:Resource` `backend-delivery-staging-release` (replaced because of: `env`)");
     const logged = verdictIn("prod-allowed.json");
     if (logged?.allowed !== true) throw new Error("the allowed fixture holds no allowed verdict");
     expect(body).toContain(
@@ -115,7 +116,7 @@ describe("renderPreviewComment", () => {
     expect(body).toContain("✖ Too small: expected number to be >=64");
     expect(body).toContain("fix: pulumi config set --stack staging --path 'service.resources.memoryMb' 512");
     expect(body).toContain("**Promotion: BLOCKED** (1 reason)");
-    expect(body).toMatch(/- `readiness\.checkedAt`: staging was last checked at \S+, \d+ s ago, older than promotion\.maxAgeHours = 0\.01\. — fix: run `pulumi up --stack organization\/backend-delivery\/staging` to check staging again/);
+    expect(body).toMatch(/- `readiness\.checkedAt`: staging was last checked at \S+, \d+ (s|min|h) ago, older than promotion\.maxAgeHours = 0\.01\. — fix: run `pulumi up --stack organization\/backend-delivery\/staging` to check staging again/);
     expect(body).toContain("<summary>Preview log (stderr)</summary>");
     expect(body.match(/older than promotion\.maxAgeHours/g)).toHaveLength(1);
   });

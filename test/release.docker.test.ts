@@ -115,8 +115,15 @@ describe("the release provider", () => {
     const outputs = { ...inputs, name: "x", containerId: "y" };
     expect(await releaseProvider.diff!("y", outputs, { ...inputs })).toEqual({ changes: false, replaces: [], deleteBeforeReplace: false });
     expect(await releaseProvider.diff!("y", outputs, { ...inputs, labels: { ...inputs.labels } })).toMatchObject({ changes: false });
-    for (const change of [{ image: "sha256:other" }, { env: [...inputs.env, "LOG_LEVEL=DEBUG"] }, { dockerHost: "tcp://127.0.0.1:2375" }]) {
-      expect(await releaseProvider.diff!("y", outputs, { ...inputs, ...change })).toEqual({ changes: true, replaces: ["image"], deleteBeforeReplace: false });
+    // Each change is named, so a preview says why the release is replaced.
+    const changes: [Partial<typeof inputs>, string[]][] = [
+      [{ image: "sha256:other" }, ["image"]],
+      [{ env: [...inputs.env, "LOG_LEVEL=DEBUG"] }, ["env"]],
+      [{ dockerHost: "tcp://127.0.0.1:2375" }, ["dockerHost"]],
+      [{ image: "sha256:other", hostConfig: { ...inputs.hostConfig, Memory: 1 } }, ["image", "hostConfig"]],
+    ];
+    for (const [change, keys] of changes) {
+      expect(await releaseProvider.diff!("y", outputs, { ...inputs, ...change })).toEqual({ changes: true, replaces: keys, deleteBeforeReplace: false });
     }
   });
 

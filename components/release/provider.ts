@@ -47,9 +47,12 @@ function isMissing(error: unknown): boolean {
   return (error as { statusCode?: number }).statusCode === 404;
 }
 
-/** Whether two sets of inputs make the same container (what the provider recorded besides them does not count). */
-function sameRelease(olds: ReleaseInputs, news: ReleaseInputs): boolean {
-  const keys = ["namePrefix", "image", "env", "labels", "user", "stopSignal", "stopTimeoutSeconds", "hostConfig", "network"] as const;
+/**
+ * The inputs whose change makes a different container (what the provider recorded besides them does
+ * not count); none means the same release.
+ */
+function changedInputs(olds: ReleaseInputs, news: ReleaseInputs): string[] {
+  const keys = ["namePrefix", "image", "env", "labels", "user", "stopSignal", "stopTimeoutSeconds", "hostConfig", "network", "dockerHost"] as const;
   // Canonical JSON: object keys sorted at every depth, so the order config was written in is no change.
   const canonical = (value: unknown): string =>
     Array.isArray(value)
@@ -60,7 +63,7 @@ function sameRelease(olds: ReleaseInputs, news: ReleaseInputs): boolean {
             .map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`)
             .join(",")}}`
         : JSON.stringify(value);
-  return keys.every((key) => canonical(olds[key]) === canonical(news[key])) && (olds.dockerHost ?? "") === (news.dockerHost ?? "");
+  return keys.filter((key) => canonical(olds[key] ?? null) !== canonical(news[key] ?? null));
 }
 
 /** Creates and starts the container; a container that cannot start is removed again. */
@@ -91,8 +94,9 @@ async function createRelease(inputs: ReleaseInputs): Promise<ReleaseOutputs> {
 /** The provider; see the module comment. */
 export const releaseProvider: pulumi.dynamic.ResourceProvider<ReleaseInputs, ReleaseOutputs> = {
   async diff(_id, olds, news) {
-    const same = sameRelease(olds, news);
-    return { changes: !same, replaces: same ? [] : ["image"], deleteBeforeReplace: false };
+    // The changed inputs are named, so a preview says why the release is replaced.
+    const changed = changedInputs(olds, news);
+    return { changes: changed.length > 0, replaces: changed, deleteBeforeReplace: false };
   },
   async create(inputs) {
     const outs = await createRelease(inputs);
