@@ -1,9 +1,12 @@
 import { validateWorkflow } from "@action-validator/core";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { DeliveryConfig, ENVIRONMENTS, REQUIRED_CHECKS } from "../components/delivery/config";
+import { makeSshKey, runBash } from "../support/bash";
+import { createFakePulumi } from "../support/fakePulumi";
 
 const DIR = path.join(__dirname, "../.github/workflows");
 const files = fs.readdirSync(DIR).filter((f) => /\.ya?ml$/.test(f)).sort();
@@ -20,6 +23,7 @@ interface Step {
 }
 interface Job {
   name?: string;
+  uses?: string;
   needs?: string | string[];
   environment?: string | { name: string };
   concurrency?: { group: string; "cancel-in-progress"?: boolean };
@@ -34,6 +38,31 @@ interface Workflow {
 }
 const load = (f: string) => parse(raw(f)) as Workflow;
 const runs = (job: Job) => job.steps.map((s) => s.run ?? "").join("\n");
+/** A script's lines, continuation lines joined, trimmed. */
+const lines = (script: string) => script.replace(/\\\n\s*/g, " ").split("\n").map((l) => l.trim());
+
+/** The jobs that reach the servers over SSH, and the stacks each one runs. */
+const SSH_JOBS = [
+  { file: "deploy.yml", id: "staging", stacks: ["staging"] },
+  { file: "deploy.yml", id: "prod", stacks: ["prod"] },
+  { file: "pull-request.yml", id: "preview", stacks: ["staging", "prod"] },
+] as const;
+const sshJob = (j: (typeof SSH_JOBS)[number]) => load(j.file).jobs[j.id]!;
+
+/**
+ * Environment secrets set by hand in each environment (README, "Pull requests and deployment"):
+ * GitHubDelivery gives every environment the same values, but each environment has its own key and
+ * servers, so it does not manage these.
+ */
+const PER_ENVIRONMENT_SECRETS = ["SSH_PRIVATE_KEY", "SSH_KNOWN_HOSTS"];
+
+/** The only lines that may print a secret variable: into a mode-600 file, or into pulumi's stdin. */
+const SANCTIONED = [
+  /^printf '%s\\n' "\$SSH_PRIVATE_KEY" > ~\/\.ssh\/id_ed25519$/,
+  /^printf '%s\\n' "\$SSH_KNOWN_HOSTS" > ~\/\.ssh\/known_hosts$/,
+  /^printf '%s' "\$GITHUB_TOKEN" \| pulumi config set --stack (staging|prod) --secret registryPassword$/,
+];
+const sanctioned = (line: string) => SANCTIONED.some((r) => r.test(line));
 
 describe("every workflow", () => {
   it("exists: pull-request.yml and deploy.yml", () => {
@@ -59,6 +88,13 @@ describe("every workflow", () => {
     }
   });
 
+  it.each(files)("%s: every uses: (steps and jobs) is a full 40-hex commit SHA", (f) => {
+    const wf = load(f);
+    const uses = Object.values(wf.jobs).flatMap((job) => [job.uses, ...job.steps.map((s) => s.uses)]).filter((u) => u !== undefined);
+    expect(uses.length).toBeGreaterThan(0);
+    for (const u of uses) expect(u).toMatch(/^[\w.-]+\/[\w.-]+(?:\/[\w./-]+)?@[0-9a-f]{40}$/);
+  });
+
   it.each(files)("%s never puts a secret into a script or echoes one", (f) => {
     const wf = load(f);
     for (const job of Object.values(wf.jobs)) {
@@ -66,7 +102,13 @@ describe("every workflow", () => {
       // Secrets reach steps only through env, never interpolated into the script text.
       expect(script).not.toMatch(/\$\{\{\s*secrets\./);
       expect(script).not.toMatch(/set -x|set -o xtrace/);
-      expect(script).not.toMatch(/(echo|printf|cat)\b[^\n|]*\$\{?(PULUMI_CONFIG_PASSPHRASE|PULUMI_BACKEND_URL|GITHUB_TOKEN)\b/);
+      // Outside the sanctioned lines (a mode-600 file, pulumi's stdin), no secret is printed.
+      const unsanctioned = lines(script).filter((l) => !sanctioned(l)).join("\n");
+      expect(unsanctioned).not.toMatch(/(echo|printf|cat)\b[^\n|]*\$\{?(PULUMI_CONFIG_PASSPHRASE|PULUMI_BACKEND_URL|GITHUB_TOKEN)\b/);
+      // The SSH key, the host keys and the token appear in no other line at all: not in argv, not in the log.
+      for (const line of lines(script).filter((l) => /\$\{?(GITHUB_TOKEN|SSH_PRIVATE_KEY|SSH_KNOWN_HOSTS)\b/.test(l))) {
+        expect(sanctioned(line), line).toBe(true);
+      }
       // Decrypted config goes to a file, never to the log.
       for (const line of script.replace(/\\\n\s*/g, " ").split("\n").filter((l) => l.includes("--show-secrets"))) {
         expect(line).toMatch(/> "\$dir\/[^"]+\.json"/);
@@ -80,7 +122,8 @@ describe("every workflow", () => {
         .environmentSecrets,
     );
     const referenced = [...raw(f).matchAll(/secrets\.([A-Z_]+)/g)].map((m) => m[1]);
-    for (const name of referenced) expect(managedSecrets).toContain(name);
+    for (const name of referenced) expect([...managedSecrets, ...PER_ENVIRONMENT_SECRETS]).toContain(name);
+    expect(managedSecrets.filter((n) => PER_ENVIRONMENT_SECRETS.includes(n))).toEqual([]);
     for (const job of Object.values(load(f).jobs)) {
       if (job.environment !== undefined) {
         expect(Object.values(ENVIRONMENTS)).toContain(
@@ -116,7 +159,7 @@ describe("pull-request.yml", () => {
     const job = wf.jobs.preview!;
     expect(job.needs).toBe("test");
     expect(job.environment).toBe("preview");
-    expect(job.permissions).toEqual({ contents: "read", "pull-requests": "write" });
+    expect(job.permissions).toEqual({ contents: "read", "pull-requests": "write", packages: "read" });
     expect(job.env).toEqual({
       PULUMI_BACKEND_URL: "${{ secrets.PULUMI_BACKEND_URL }}",
       PULUMI_CONFIG_PASSPHRASE: "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}",
@@ -180,5 +223,160 @@ describe("deploy.yml", () => {
 
   it("has exactly the staging and prod jobs", () => {
     expect(Object.keys(wf.jobs)).toEqual(["staging", "prod"]);
+  });
+});
+
+describe("workflows that reach the servers over SSH", () => {
+  const byName = (job: Job, name: string) => {
+    const step = job.steps.find((s) => s.name === name);
+    if (step === undefined) throw new Error(`no step named "${name}"`);
+    return step;
+  };
+  const INSTALL = "Install the SSH key and the servers' host keys";
+  const REMOVE = "Remove the SSH key";
+  const pulumiSteps = (job: Job) => job.steps.filter((s) => /\bpulumi (up|preview|config --show-secrets)\b/.test(s.run ?? ""));
+  const homes: string[] = [];
+  const scratchHome = () => {
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), "bd-home-"));
+    homes.push(home);
+    return home;
+  };
+  afterAll(() => {
+    for (const home of homes) fs.rmSync(home, { recursive: true, force: true });
+  });
+
+  it("are exactly the two deploy jobs and the preview job", () => {
+    const withSsh = files.flatMap((f) =>
+      Object.entries(load(f).jobs)
+        .filter(([, job]) => /\bSSH_PRIVATE_KEY\b/.test(JSON.stringify(job)))
+        .map(([id]) => `${f}:${id}`),
+    );
+    expect(withSsh).toEqual(SSH_JOBS.map((j) => `${j.file}:${j.id}`));
+  });
+
+  it.each(SSH_JOBS)("$file $id: the key and host keys come from env only, written under umask 077, never echoed", (j) => {
+    const job = sshJob(j);
+    const step = byName(job, INSTALL);
+    expect(step.env).toEqual({
+      SSH_PRIVATE_KEY: "${{ secrets.SSH_PRIVATE_KEY }}",
+      SSH_KNOWN_HOSTS: "${{ secrets.SSH_KNOWN_HOSTS }}",
+    });
+    const script = lines(step.run ?? "").filter((l) => l !== "");
+    expect(script).toEqual([
+      "umask 077",
+      "mkdir -p ~/.ssh && chmod 700 ~/.ssh",
+      // A file left by someone else keeps its mode when written to; a new one gets umask's 600.
+      "rm -f ~/.ssh/id_ed25519 ~/.ssh/known_hosts",
+      `printf '%s\\n' "$SSH_PRIVATE_KEY" > ~/.ssh/id_ed25519`,
+      `printf '%s\\n' "$SSH_KNOWN_HOSTS" > ~/.ssh/known_hosts`,
+    ]);
+    // The secrets reach this step only: no other step of any workflow names them.
+    const elsewhere = job.steps.filter((s) => s !== step && /SSH_(PRIVATE_KEY|KNOWN_HOSTS)/.test(JSON.stringify(s)));
+    expect(elsewhere).toEqual([]);
+  });
+
+  it.each(SSH_JOBS)("$file $id: the install step writes mode-600 files and prints nothing", (j) => {
+    const key = makeSshKey();
+    try {
+      const home = scratchHome();
+      fs.mkdirSync(path.join(home, ".ssh"), { mode: 0o755 });
+      fs.writeFileSync(path.join(home, ".ssh", "id_ed25519"), "stale", { mode: 0o644 });
+      const knownHosts = `staging.example.com ${key.publicKey}`;
+      const r = runBash(byName(sshJob(j), INSTALL).run!, { env: { HOME: home, SSH_PRIVATE_KEY: key.privateKey, SSH_KNOWN_HOSTS: knownHosts } });
+      expect(r).toEqual({ code: 0, stdout: "", stderr: "" });
+      const mode = (f: string) => fs.statSync(path.join(home, ".ssh", f)).mode & 0o777;
+      expect(mode("")).toBe(0o700);
+      expect(mode("id_ed25519")).toBe(0o600);
+      expect(mode("known_hosts")).toBe(0o600);
+      // The key as GitHub hands it over (without its last newline, often) still ends in one.
+      expect(fs.readFileSync(path.join(home, ".ssh", "id_ed25519"), "utf8")).toBe(`${key.privateKey}\n`);
+      expect(fs.readFileSync(path.join(home, ".ssh", "known_hosts"), "utf8")).toBe(`${knownHosts}\n`);
+    } finally {
+      key.cleanup();
+    }
+  });
+
+  it.each(SSH_JOBS)("$file $id: pins OpenSSH and checks the Docker host of $stacks before any pulumi step", (j) => {
+    const job = sshJob(j);
+    const names = job.steps.map((s) => s.name ?? s.uses);
+    const target = job.steps.find((s) => s.run?.includes("scripts/ci/ssh-target.sh"))!;
+    expect(target.run).toBe(`bash scripts/ci/ssh-target.sh ${j.stacks.join(" ")}`);
+    expect(target.env).toBeUndefined();
+    expect(names.indexOf(INSTALL)).toBeLessThan(names.indexOf(target.name));
+    for (const step of pulumiSteps(job)) expect(names.indexOf(target.name)).toBeLessThan(names.indexOf(step.name));
+  });
+
+  it.each(SSH_JOBS)("$file $id: removes the key, host keys and SSH config in a last if: always() step", (j) => {
+    const job = sshJob(j);
+    const names = job.steps.map((s) => s.name ?? s.uses);
+    const remove = byName(job, REMOVE);
+    expect(remove.if).toBe("always()");
+    expect(remove.run).toBe("rm -f ~/.ssh/id_ed25519 ~/.ssh/known_hosts ~/.ssh/config");
+    // After every step that uses the key; only the preview's own verdict may follow it.
+    for (const step of pulumiSteps(job)) expect(names.indexOf(step.name)).toBeLessThan(names.indexOf(REMOVE));
+    expect(names.slice(names.indexOf(REMOVE) + 1)).toEqual(j.id === "preview" ? ["Fail when a preview failed"] : []);
+
+    const home = scratchHome();
+    fs.mkdirSync(path.join(home, ".ssh"), { mode: 0o700 });
+    for (const f of ["id_ed25519", "known_hosts", "config"]) fs.writeFileSync(path.join(home, ".ssh", f), "x", { mode: 0o600 });
+    expect(runBash(remove.run!, { env: { HOME: home } }).code).toBe(0);
+    expect(fs.readdirSync(path.join(home, ".ssh"))).toEqual([]);
+  });
+
+  it.each(SSH_JOBS)("$file $id: the run's token reaches `pulumi config set --secret registryPassword` on stdin only", (j) => {
+    const job = sshJob(j);
+    const names = job.steps.map((s) => s.name ?? s.uses);
+    const steps = job.steps.filter((s) => /registryPassword/.test(JSON.stringify(s)));
+    expect(steps).toHaveLength(1);
+    const step = steps[0]!;
+    expect(step.env).toEqual({ GITHUB_TOKEN: "${{ github.token }}" });
+    expect(lines(step.run ?? "").filter((l) => l !== "")).toEqual(
+      j.stacks.map((stack) => `printf '%s' "$GITHUB_TOKEN" | pulumi config set --stack ${stack} --secret registryPassword`),
+    );
+    // Set before any update or preview, and in the preview before the values to redact are collected.
+    for (const s of pulumiSteps(job)) expect(names.indexOf(step.name)).toBeLessThan(names.indexOf(s.name));
+    // Never committed: no step can push (persist-credentials: false) and none tries.
+    expect(runs(job)).not.toMatch(/\bgit (commit|push)\b/);
+
+    // Run the step itself: the token is on pulumi's stdin, byte for byte, and nowhere in argv or output.
+    const token = "canary-registry-token-3f9a1c7e";
+    const fake = createFakePulumi({ stacks: { staging: {}, prod: {} } });
+    try {
+      const r = runBash(step.run!, {
+        env: { HOME: scratchHome(), GITHUB_TOKEN: token, PULUMI_CONFIG_PASSPHRASE: "p", ...fake.env },
+        binDirs: [fake.binDir],
+      });
+      expect(r).toEqual({ code: 0, stdout: "", stderr: "" });
+      const calls = fake.calls();
+      expect(calls.map((c) => c.argv)).toEqual(j.stacks.map((stack) => ["config", "set", "--stack", stack, "--secret", "registryPassword"]));
+      for (const c of calls) expect(c.stdin).toBe(token);
+      for (const stack of j.stacks) expect(fake.stacks()[stack]?.registryPassword).toEqual({ value: token, secret: true });
+    } finally {
+      fake.cleanup();
+    }
+  });
+
+  it("GHCR: packages: write only in the staging deploy job; prod and the preview read", () => {
+    expect(load("deploy.yml").jobs.staging!.permissions).toEqual({ contents: "read", packages: "write" });
+    expect(load("deploy.yml").jobs.prod!.permissions).toEqual({ contents: "read", packages: "read" });
+    expect(load("pull-request.yml").jobs.preview!.permissions).toEqual({ contents: "read", "pull-requests": "write", packages: "read" });
+    const packageWriters = files.flatMap((f) => {
+      const wf = load(f);
+      const levels = [{ id: "(workflow)", permissions: wf.permissions }, ...Object.entries(wf.jobs).map(([id, job]) => ({ id, permissions: job.permissions }))];
+      return levels.filter((l) => l.permissions?.packages === "write" || JSON.stringify(l.permissions ?? {}).includes("write-all")).map((l) => `${f}:${l.id}`);
+    });
+    expect(packageWriters).toEqual(["deploy.yml:staging"]);
+  });
+
+  it("the preview is read-only: pulumi preview and config only, never up, refresh, destroy or any state change", () => {
+    const job = load("pull-request.yml").jobs.preview!;
+    const script = [runs(job), fs.readFileSync(path.join(__dirname, "../scripts/ci/ssh-target.sh"), "utf8")].join("\n");
+    const subcommands = [...script.matchAll(/\bpulumi\s+([a-z]+)/g)].map((m) => m[1]);
+    expect(subcommands.length).toBeGreaterThan(0);
+    expect(new Set(subcommands)).toEqual(new Set(["preview", "config"]));
+    expect(script).not.toMatch(/\bpulumi\s+(up|update|refresh|destroy|import|state|cancel|stack)\b/);
+    expect(script).not.toMatch(/--refresh\b|--run-program\b|--import-file\b/);
+    // pulumi/actions only installs the CLI: no `command:` input that would run one.
+    for (const s of job.steps.filter((x) => x.uses?.startsWith("pulumi/actions@"))) expect(Object.keys(s.with ?? {})).toEqual(["pulumi-version"]);
   });
 });
