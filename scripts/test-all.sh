@@ -10,6 +10,7 @@ step() { printf '\n== %s\n' "$*"; }
 
 step "typecheck";        npm run --silent build
 step "lint (TypeScript)"; npm run --silent lint
+step "workflows: actionlint, zizmor"; bash scripts/lint-workflows.sh
 step "secret scan";      npm run --silent secretlint
 step "backend: ruff, mypy"
 (cd backend && uv run --frozen ruff check . && uv run --frozen ruff format --check . && uv run --frozen mypy)

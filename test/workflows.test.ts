@@ -380,3 +380,27 @@ describe("workflows that reach the servers over SSH", () => {
     for (const s of job.steps.filter((x) => x.uses?.startsWith("pulumi/actions@"))) expect(Object.keys(s.with ?? {})).toEqual(["pulumi-version"]);
   });
 });
+
+describe("workflow linters", () => {
+  const testAll = fs.readFileSync(path.join(__dirname, "../scripts/test-all.sh"), "utf8");
+  const ciRun = fs.readFileSync(path.join(__dirname, "../.ci/run"), "utf8");
+  const lint = fs.readFileSync(path.join(__dirname, "../scripts/lint-workflows.sh"), "utf8");
+
+  it("actionlint and zizmor run at pinned versions, offline, from the README's test command", () => {
+    expect(lint).toMatch(/^ACTIONLINT_VERSION="\d+\.\d+\.\d+"$/m);
+    expect(lint).toMatch(/^ZIZMOR_VERSION="\d+\.\d+\.\d+"$/m);
+    expect(lint).toContain('go install "github.com/rhysd/actionlint/cmd/actionlint@v$ACTIONLINT_VERSION"');
+    expect(lint).toMatch(/"\$zizmor" --offline .*\.github\/workflows/);
+    // Default settings: no config file, no persona, no severity filter, no ignore pattern.
+    expect(lint).not.toMatch(/--min-severity|--min-confidence|--persona|--config|-ignore |-config-file/);
+    expect(testAll).toMatch(/^step "workflows: actionlint, zizmor"; +bash scripts\/lint-workflows\.sh$/m);
+    expect(ciRun).toContain("bash scripts/lint-workflows.sh --install");
+  });
+
+  it("no finding is silenced in the workflows", () => {
+    for (const f of files) expect(raw(f)).not.toMatch(/zizmor: ignore|actionlint/);
+    expect(fs.existsSync(path.join(__dirname, "../.github/actionlint.yaml"))).toBe(false);
+    expect(fs.existsSync(path.join(__dirname, "../.github/zizmor.yml"))).toBe(false);
+    expect(fs.existsSync(path.join(__dirname, "../zizmor.yml"))).toBe(false);
+  });
+});
