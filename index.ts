@@ -4,6 +4,7 @@
  * the prod gate can decide before any prod resource is constructed. Its result is typed by the
  * stack-output contract (components/contract.ts).
  */
+import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import { BackendImage, digestOf } from "./components/backendImage";
 import { BackendService } from "./components/backendService";
@@ -11,9 +12,10 @@ import { resolveBuildInfo } from "./components/buildInfo";
 import { loadConfig, type BackendConfig } from "./components/config/load";
 import type { ProdOutputs, StackOutputs } from "./components/contract";
 import { GitHubDelivery } from "./components/delivery/github";
+import { checkEngine, checkRegistryLogin, checkRegistryPull, plainValue, type RegistryLogin } from "./components/docker/preflight";
 import { appEnvFor } from "./components/envMapping";
+import { HostImage, isRepoDigest, type RegistryCredentials } from "./components/hostImage";
 import { resolvePromotion } from "./components/promotion/gate";
-import { PromotedImage } from "./components/promotedImage";
 import { keptRollback, nextPreviousImageRef, planRollback, readReleaseHistory } from "./components/release/history";
 
 /** Stack outputs as the program returns them: each value may still be on its way. */
@@ -36,18 +38,26 @@ function deploy(config: BackendConfig, image: { image: pulumi.Input<string>; ima
       timeoutHint: `raise readiness.timeoutSeconds: \`pulumi config set --stack ${config.stack} --path readiness.timeoutSeconds <seconds>\``,
     },
     labels: { "backend-delivery.stack": config.stack, "backend-delivery.environment": config.environment },
-    ...(config.dockerHost === undefined ? {} : { dockerHost: config.dockerHost }),
+    docker: config.docker,
   });
 }
 
-/** The approved or rolled-back image on this stack's Docker host: pulled by digest from a registry, or the local image id. */
-function pinnedImage(config: BackendConfig, imageRef: string): PromotedImage {
+/** This stack's registry and its credentials (`image.registry`, `registryPassword`), when it uses one. */
+function registryOf(config: BackendConfig): RegistryCredentials | undefined {
   const registry = config.image.registry;
-  return new PromotedImage(`${config.project}-${config.stack}`, {
-    imageRef,
-    ...(registry && config.registryPassword ? { registry: { ...registry, password: config.registryPassword } } : {}),
-    ...(config.dockerHost === undefined ? {} : { dockerHost: config.dockerHost }),
-  });
+  return registry && config.registryPassword ? { ...registry, password: config.registryPassword } : undefined;
+}
+
+/** A pinned image on this stack's Docker host: pulled by digest from the registry, or the local image id. */
+function hostImage(config: BackendConfig, imageRef: pulumi.Input<string>): HostImage {
+  const registry = registryOf(config);
+  return new HostImage(`${config.project}-${config.stack}`, { imageRef, ...(registry === undefined ? {} : { registry }), docker: config.docker });
+}
+
+/** The registry login for the checks at the program's start (the password stays out of everything else). */
+async function registryLogin(config: BackendConfig): Promise<RegistryLogin | undefined> {
+  const registry = registryOf(config);
+  return registry === undefined ? undefined : { server: registry.server, username: registry.username, password: await plainValue(registry.password) };
 }
 
 /** The GitHub side of delivery, when the (prod) stack manages it: on every update, so it is never deleted. */
@@ -67,14 +77,19 @@ function githubDelivery(config: BackendConfig): GitHubDelivery | undefined {
 
 async function main(): Promise<Exported<StackOutputs> | Exported<ProdOutputs>> {
   const config = loadConfig();
+  // Before anything is registered: a server that cannot be reached, or a registry that refuses, is
+  // reported with its fix while nothing has changed.
+  await checkEngine(config.docker, config.stack);
+  const login = await registryLogin(config);
   const history = await readReleaseHistory((message) => void pulumi.log.warn(message));
 
   if (config.rollbackTo !== undefined) {
     // Back to the last different image, through the same release path; no build, no gate: it ran here before.
     const plan = planRollback(history, config.rollbackTo, new Date());
     if (!plan.ok) throw new pulumi.RunError(`rollback of stack ${config.stack} refused: ${plan.problem}`);
+    if (login !== undefined && isRepoDigest(plan.target)) await checkRegistryPull(config.docker, plan.target, login, config.stack);
     const imageDigest = digestOf(plan.target);
-    const { url, readiness } = deploy(config, { image: pinnedImage(config, plan.target).image, imageDigest });
+    const { url, readiness } = deploy(config, { image: hostImage(config, plan.target).image, imageDigest });
     githubDelivery(config);
     return {
       environment: config.environment,
@@ -88,6 +103,12 @@ async function main(): Promise<Exported<StackOutputs> | Exported<ProdOutputs>> {
   }
 
   if (config.environment === "staging") {
+    // With a registry the image is built and pushed by the engine where pulumi runs (the CI runner),
+    // and the stack's Docker host pulls it by digest, as prod will: the server needs no build context,
+    // no build cache and no push rights. Without one it can only be built on the Docker host itself.
+    const registry = registryOf(config);
+    if (login !== undefined) await checkRegistryLogin({}, login, config.stack);
+    const builder = registry === undefined ? undefined : new docker.Provider(`${config.project}-${config.stack}-builder`, {});
     const image = new BackendImage(`${config.project}-${config.stack}`, {
       context: config.image.context,
       dockerfile: config.image.dockerfile,
@@ -95,12 +116,10 @@ async function main(): Promise<Exported<StackOutputs> | Exported<ProdOutputs>> {
       baseImage: config.image.baseImage,
       platform: config.image.platform,
       ...resolveBuildInfo(config.image.context),
-      registry:
-        config.image.registry && config.registryPassword
-          ? { ...config.image.registry, password: config.registryPassword }
-          : undefined,
-    });
-    const { url, readiness } = deploy(config, { image: image.imageRef, imageDigest: image.imageDigest });
+      registry,
+    }, builder === undefined ? {} : { providers: { docker: builder } });
+    const onHost = registry === undefined ? image.imageRef : hostImage(config, image.imageRef).image;
+    const { url, readiness } = deploy(config, { image: onHost, imageDigest: image.imageDigest });
     return {
       environment: config.environment,
       imageRef: image.imageRef,
@@ -121,7 +140,8 @@ async function main(): Promise<Exported<StackOutputs> | Exported<ProdOutputs>> {
     history,
     ...(config.promotion.override === undefined ? {} : { override: config.promotion.override }),
   });
-  const { url, readiness } = deploy(config, { image: pinnedImage(config, approved.imageRef).image, imageDigest: approved.imageDigest });
+  if (login !== undefined) await checkRegistryPull(config.docker, approved.imageRef, login, config.stack);
+  const { url, readiness } = deploy(config, { image: hostImage(config, approved.imageRef).image, imageDigest: approved.imageDigest });
   githubDelivery(config);
   const rollback = keptRollback(history, approved.imageRef);
   return {

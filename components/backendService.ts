@@ -1,6 +1,7 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import type { Readiness } from "./contract";
+import { endpointInputs, type DockerEndpoint } from "./docker/client";
 import { containerEnv } from "./envMapping";
 import { hardeningProfile, withResources, type ResourceLimits } from "./hardening";
 import { FrontProxy } from "./proxy/frontProxy";
@@ -46,8 +47,8 @@ export interface BackendServiceArgs {
   readiness: ReadinessSettings;
   /** Extra container labels. */
   labels?: Readonly<Record<string, string>>;
-  /** Docker host of the engine (`docker:host`), for the parts that talk to it themselves. */
-  dockerHost?: string;
+  /** The engine (`docker:host`, `docker:sshOpts`), for the parts that talk to it themselves. */
+  docker?: DockerEndpoint;
 }
 
 /** The `Host` the probes name: the port is published on loopback, so the backend always accepts it. */
@@ -76,7 +77,7 @@ export class BackendService extends pulumi.ComponentResource {
     const profile = withResources(hardeningProfile, args.resources);
     const labels = { ...args.labels };
     const hsts = args.appEnv !== "development";
-    const host = args.dockerHost === undefined ? {} : { dockerHost: args.dockerHost };
+    const host = endpointInputs(args.docker);
 
     const network = new docker.Network(`${name}-network`, { name: `${name}-network` }, { parent: this });
     const volume = new docker.Volume(`${name}-data`, { name: `${name}-data` }, { parent: this });
@@ -95,7 +96,7 @@ export class BackendService extends pulumi.ComponentResource {
         profile,
         dataVolume: volume.name,
         network: network.name,
-        ...host,
+        ...(args.docker === undefined ? {} : { docker: args.docker }),
       },
       { parent: this },
     );

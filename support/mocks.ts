@@ -7,6 +7,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
+import { afterAll } from "vitest";
 import { stringify as toYaml } from "yaml";
 
 export const PROJECT = "backend-delivery";
@@ -16,6 +17,8 @@ export interface RecordedResource {
   type: string;
   name: string;
   inputs: Record<string, unknown>;
+  /** The explicit provider's reference (`<urn>::<id>`), when the resource has one. */
+  provider?: string;
 }
 
 /** `sha256:<64 hex>` derived from `seed`, so fakes are stable across runs. */
@@ -51,7 +54,7 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
 
   newResource(args: pulumi.runtime.MockResourceArgs): { id: string | undefined; state: Record<string, unknown> } {
     const inputs = (args.inputs ?? {}) as Record<string, unknown>;
-    this.resources.push({ type: args.type, name: args.name, inputs });
+    this.resources.push({ type: args.type, name: args.name, inputs, ...(args.provider ? { provider: args.provider } : {}) });
     const id = `${args.name}-id`;
     switch (args.type) {
       case "docker:index/image:Image": {
@@ -64,13 +67,14 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
       case "docker:index/container:Container":
         return { id: fakeDigest(`container-${args.name}`).slice("sha256:".length), state: { ...inputs } };
       case "pulumi-nodejs:dynamic:Resource": {
-        // Told apart by their inputs: a release container, the route of the proxy, a readiness check.
+        // Told apart by their inputs: a release container, the route of the proxy, a pulled image, a readiness check.
         if ("namePrefix" in inputs) {
           const name = `${String(inputs.namePrefix)}-${FAKE_RELEASE_SUFFIX}`;
           const containerId = fakeDigest(`release-${args.name}`).slice("sha256:".length);
           return { id: containerId, state: { ...inputs, name, containerId } };
         }
         if ("releaseId" in inputs) return { id, state: { ...inputs, switchedAt: FAKE_SWITCHED_AT } };
+        if ("imageRef" in inputs && "server" in inputs) return { id, state: { ...inputs, imageId: fakeDigest(`pulled-${String(inputs.imageRef)}`) } };
         const readiness = this.options.readiness?.(inputs) ?? {
           ready: true,
           imageDigest: inputs.imageDigest,
@@ -187,9 +191,12 @@ function setIn(target: Record<string, unknown>, segments: string[], value: unkno
 }
 
 const tempDirs: string[] = [];
-process.once("exit", () => {
-  for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true });
-});
+const removeTempDirs = () => {
+  for (const dir of tempDirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
+};
+// In a test file, when the file is done: a test worker is stopped without running "exit" handlers.
+if (process.env.VITEST !== undefined) afterAll(removeTempDirs);
+else process.once("exit", removeTempDirs);
 
 /**
  * Writes the stack settings file (encrypted leaves as `secure:` placeholders), sets the engine's
@@ -245,3 +252,25 @@ export function stagingSetup(overrides: Partial<StackSetup> = {}): StackSetup {
 
 /** Canary substrings of the secrets in {@link stagingSetup}; none may reach a stack output. */
 export const STAGING_CANARIES = ["canary-db-7f3a", "canary-secret-key-7f3a"];
+
+/** The start-of-program checks the program asked for, in order: which check, and its arguments. */
+export type RegistryCheckCall = { check: "engine" | "login" | "pull"; args: unknown[] };
+
+/**
+ * A stand-in for components/docker/preflight.ts whose checks record their calls (and the registry
+ * checks refuse when `refuse` holds a message) instead of asking a real engine, server and registry;
+ * those run for real in test/deliveryInfra.docker.test.ts and the end-to-end suite. `plainValue` stays real.
+ * For `vi.mock("../components/docker/preflight", (original) => recordingPreflight(original, calls))`.
+ */
+export async function recordingPreflight(
+  importOriginal: () => Promise<unknown>,
+  calls: RegistryCheckCall[],
+  refuse: { message?: string } = {},
+): Promise<Record<string, unknown>> {
+  const original = (await importOriginal()) as Record<string, unknown>;
+  const record = (check: RegistryCheckCall["check"]) => async (...args: unknown[]) => {
+    calls.push({ check, args });
+    if (check !== "engine" && refuse.message !== undefined) throw new pulumi.RunError(refuse.message);
+  };
+  return { ...original, checkEngine: record("engine"), checkRegistryLogin: record("login"), checkRegistryPull: record("pull") };
+}

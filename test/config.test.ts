@@ -319,10 +319,48 @@ describe("stack config: valid", () => {
     expect(result.config.registryPassword).toBe("canary-registry-91c2");
   });
 
-  it("ignores other namespaces such as docker:host", () => {
+  it("ignores other namespaces, and hands docker:host and docker:sshOpts on checked", () => {
     const input = raw(stagingConfig());
+    input.values["aws:region"] = "eu-west-1";
     input.values["docker:host"] = "unix:///var/run/docker.sock";
-    expect(parseStackConfig(input).ok).toBe(true);
+    const local = parseStackConfig(input);
+    expect(local.ok && local.config.docker).toEqual({ host: "unix:///var/run/docker.sock" });
+    input.values["docker:host"] = "ssh://deploy@server.example.com:2222";
+    input.values["docker:sshOpts"] = JSON.stringify(["-i", "/keys/deploy", "-o", "UserKnownHostsFile=/keys/known_hosts"]);
+    const remote = parseStackConfig(input);
+    expect(remote.ok && remote.config.docker).toEqual({
+      host: "ssh://deploy@server.example.com:2222",
+      sshOpts: ["-i", "/keys/deploy", "-o", "UserKnownHostsFile=/keys/known_hosts"],
+    });
+    delete input.values["docker:host"];
+    delete input.values["docker:sshOpts"];
+    const unset = parseStackConfig(input);
+    expect(unset.ok && unset.config.docker).toEqual({});
+  });
+});
+
+describe("stack config: docker:host and docker:sshOpts", () => {
+  const HOST_FIX = "pulumi config set --stack staging docker:host ssh://deploy@server.example.com";
+  const bad: [string, Record<string, string>, string, string][] = [
+    ["no scheme", { "docker:host": "server.example.com:2375" }, "docker:host", HOST_FIX],
+    ["unknown scheme", { "docker:host": "npipe:////./pipe/docker_engine" }, "docker:host", HOST_FIX],
+    ["a password in the address", { "docker:host": "ssh://deploy:canary-ssh-pw-7f3a@server.example.com" }, "docker:host", HOST_FIX],
+    ["a path after the host", { "docker:host": "ssh://deploy@server.example.com/var/run/docker.sock" }, "docker:host", HOST_FIX],
+    ["sshOpts not a list", { "docker:host": "ssh://deploy@server", "docker:sshOpts": "-i /keys/deploy" }, "docker:sshOpts", "pulumi config set --stack staging --path 'docker:sshOpts[0]'"],
+    ["sshOpts of numbers", { "docker:host": "ssh://deploy@server", "docker:sshOpts": "[1, 2]" }, "docker:sshOpts", "pulumi config set --stack staging --path 'docker:sshOpts[0]'"],
+    ["sshOpts without an ssh host", { "docker:sshOpts": '["-i", "/keys/deploy"]' }, "docker:sshOpts", "pulumi config rm --stack staging docker:sshOpts"],
+    ["host key checking off", { "docker:host": "ssh://deploy@server", "docker:sshOpts": '["-o", "StrictHostKeyChecking=no"]' }, "docker:sshOpts", "UserKnownHostsFile=<that file>"],
+    ["keys accepted on first sight", { "docker:host": "ssh://deploy@server", "docker:sshOpts": '["-oStrictHostKeyChecking=accept-new"]' }, "docker:sshOpts", "ssh-keyscan"],
+    ["known hosts thrown away", { "docker:host": "ssh://deploy@server", "docker:sshOpts": '["-o", "UserKnownHostsFile=/dev/null"]' }, "docker:sshOpts", "UserKnownHostsFile=<that file>"],
+  ];
+  it.each(bad)("%s is refused with the key and its fix", (_name, values, at, fix) => {
+    const input = raw(stagingConfig());
+    Object.assign(input.values, values);
+    const message = errorOf(input);
+    // zod quotes a key with a colon, as it does github:token.
+    expect(message).toContain(`→ at ${JSON.stringify([at])}\n`);
+    expect(message).toContain(fix);
+    expect(message).not.toContain("canary-ssh-pw-7f3a");
   });
 });
 

@@ -5,10 +5,17 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { PROJECT, RecordingMocks, awaitOutput, fakeDigest, setUpStack } from "../support/mocks";
+import { PROJECT, RecordingMocks, awaitOutput, fakeDigest, setUpStack, type RegistryCheckCall } from "../support/mocks";
 import { canaryDatabaseUrl } from "../support/canary";
 import { stagingRecord, without } from "../support/stagingRecord";
 import { readVerdict, type PromotionVerdict } from "../components/promotion/reasons";
+
+// The registry checks ask a real engine and registry (test/deliveryInfra.docker.test.ts and the
+// end-to-end suite do that); here they are recorded, and refuse when told to.
+const registry = vi.hoisted(() => ({ calls: [] as RegistryCheckCall[], refuse: {} as { message?: string } }));
+vi.mock("../components/docker/preflight", async (importOriginal) =>
+  (await import("../support/mocks")).recordingPreflight(importOriginal, registry.calls, registry.refuse),
+);
 
 const STACK = "prod";
 const STAGING = `organization/${PROJECT}/staging`;
@@ -25,7 +32,7 @@ const CONTAINER = "docker:index/container:Container";
 /** What prod deploys once the gate approves: the same service as staging (proxy, release, check, route), no image build. */
 const PROD_TYPES = [
   "backend-delivery:index:BackendService",
-  "backend-delivery:index:PromotedImage",
+  "backend-delivery:index:HostImage",
   "backend-delivery:index:FrontProxy",
   "docker:index/remoteImage:RemoteImage",
   CONTAINER,
@@ -47,7 +54,7 @@ let mocks: RecordingMocks;
 async function prodStack(
   stacks: Record<string, Record<string, unknown>>,
   extraConfig: Record<string, unknown> = {},
-  options: { preview?: boolean; secretOutputs?: Record<string, string[]> } = {},
+  options: { preview?: boolean; secretOutputs?: Record<string, string[]>; otherConfig?: Record<string, string> } = {},
 ): Promise<void> {
   const config: Record<string, unknown> = {
     environment: "prod",
@@ -65,6 +72,7 @@ async function prodStack(
     config,
     encrypted,
     preview: options.preview ?? false,
+    ...(options.otherConfig === undefined ? {} : { otherConfig: options.otherConfig }),
     mocks: { stacks, ...(options.secretOutputs === undefined ? {} : { secretOutputNames: options.secretOutputs }) },
   }));
 }
@@ -114,6 +122,8 @@ async function programError(): Promise<Error> {
 let warn: ReturnType<typeof vi.spyOn>;
 let info: ReturnType<typeof vi.spyOn>;
 beforeEach(() => {
+  registry.calls.length = 0;
+  delete registry.refuse.message;
   warn = vi.spyOn(pulumi.log, "warn").mockImplementation(() => Promise.resolve());
   info = vi.spyOn(pulumi.log, "info").mockImplementation(() => Promise.resolve());
 });
@@ -193,18 +203,40 @@ describe("prod: a valid staging record is promoted", () => {
     await prodStack({ [STAGING]: stagingOutputs({ imageRef: REGISTRY_REF }), [SELF]: {} }, REGISTRY_CONFIG);
     const outputs = await runProgram();
     expect(outputs.imageRef).toBe(REGISTRY_REF);
-    // Pulled by digest with the registry's credentials, kept on the host when prod is destroyed.
-    const pulled = mocks.byName(`${PROJECT}-${STACK}-image`, "docker:index/remoteImage:RemoteImage");
-    expect(pulled.inputs).toMatchObject({ name: REGISTRY_REF, keepLocally: true });
-    const [provider, ...moreProviders] = mocks.ofType("pulumi:providers:docker");
-    expect(moreProviders).toHaveLength(0);
-    // Provider inputs reach the engine JSON-encoded; the credentials arrive wrapped as a secret.
-    const auth = provider?.inputs.registryAuth as Record<string, string>;
-    expect(auth[pulumi.runtime.specialSigKey]).toBe(pulumi.runtime.specialSecretSig);
-    expect(JSON.parse(String(auth.value))).toEqual([{ address: "ghcr.io", username: "deployer", password: REGISTRY_CONFIG.registryPassword }]);
+    // Pulled by digest with prod's own credentials (the password a secret), kept on the host when prod is destroyed.
+    const pulled = mocks.byName(`${PROJECT}-${STACK}-image`, RELEASE);
+    expect(pulled.inputs).toMatchObject({ imageRef: REGISTRY_REF, server: "ghcr.io", username: "deployer" });
+    expect(pulled.inputs.password).toEqual({ [pulumi.runtime.specialSigKey]: pulumi.runtime.specialSecretSig, value: REGISTRY_CONFIG.registryPassword });
+    // No provider of its own: a token that changes on every run is no change of any resource.
+    expect(mocks.ofType("pulumi:providers:docker").filter((p) => !p.name.startsWith("default"))).toEqual([]);
     // The release runs the pulled image, so it cannot start before the pull finished.
     expect(releaseOf().image).toBe(fakeDigest(`pulled-${REGISTRY_REF}`));
     expect(JSON.stringify(outputs)).not.toContain(REGISTRY_CONFIG.registryPassword);
+    // Before the pull: prod's own engine asked the registry, with prod's own credentials, for that digest.
+    expect(registry.calls).toEqual([
+      { check: "engine", args: [{}, STACK] },
+      { check: "pull", args: [{}, REGISTRY_REF, { server: "ghcr.io", username: "deployer", password: REGISTRY_CONFIG.registryPassword }, STACK] },
+    ]);
+  });
+
+  it("a registry that refuses prod's credentials or lost the digest stops prod before any of its resources", async () => {
+    await prodStack({ [STAGING]: stagingOutputs({ imageRef: REGISTRY_REF }), [SELF]: {} }, REGISTRY_CONFIG, { otherConfig: { "docker:host": "ssh://deploy@prod.example.com" } });
+    registry.refuse.message = "stack prod was not deployed (1 problem); nothing of it changed: registry ghcr.io refused user deployer";
+    const error = await programError();
+    expect(error.message).toContain("registry ghcr.io refused user deployer");
+    expect(error.message).not.toContain(REGISTRY_CONFIG.registryPassword);
+    expect(registry.calls.map((c) => [c.check, c.args[0]])).toEqual([
+      ["engine", { host: "ssh://deploy@prod.example.com" }],
+      ["pull", { host: "ssh://deploy@prod.example.com" }],
+    ]);
+    // Only the gate ran: nothing of prod was registered.
+    expect(types().filter((t) => !GATE_TYPES.includes(t))).toEqual([]);
+  });
+
+  it("without a registry nothing asks one", async () => {
+    await prodStack({ [STAGING]: stagingOutputs(), [SELF]: {} });
+    await runProgram();
+    expect(registry.calls.map((c) => c.check)).toEqual(["engine"]);
   });
 
   it("reads promotion.fromStack from config", async () => {

@@ -14,8 +14,14 @@ import {
   settle,
   STAGING_CANARIES,
   type RecordingMocks,
+  type RegistryCheckCall,
   type StackSetup,
 } from "../support/mocks";
+
+// The registry checks ask a real engine and registry (test/deliveryInfra.docker.test.ts and the
+// end-to-end suite do that); here they are recorded.
+const registryChecks = vi.hoisted(() => [] as RegistryCheckCall[]);
+vi.mock("../components/docker/preflight", async (importOriginal) => (await import("../support/mocks")).recordingPreflight(importOriginal, registryChecks));
 
 type Outputs = Record<string, pulumi.Output<unknown>>;
 
@@ -29,6 +35,8 @@ async function runStaging(setup: StackSetup = stagingSetup()): Promise<{ mocks: 
   const program = (await import("../index")).default as unknown as () => Promise<Outputs>;
   const outputs = await program();
   await settle(outputs);
+  // Every registration this run started reaches its own mocks, not the next test's.
+  await (pulumi.runtime as unknown as { waitForRPCs: () => Promise<void> }).waitForRPCs().catch(() => undefined);
   return { mocks, outputs };
 }
 
@@ -252,13 +260,20 @@ describe("secrets stay secret through the container env", () => {
 });
 
 describe("staging variants", () => {
-  it("with a registry: pushes, references by repo digest, password secret", async () => {
-    const setup = stagingSetup();
+  it("with a registry: the engine where pulumi runs builds and pushes, the stack's host pulls the digest, the password stays secret", async () => {
+    const setup = stagingSetup({ otherConfig: { "docker:host": "ssh://deploy@staging.example.com:2222", "docker:sshOpts": '["-i","/keys/deploy"]' } });
     setup.config.image = { name: "team/backend", registry: { server: "registry.example.com", username: "ci" } };
     setup.config.registryPassword = "canary-registry-pass-7f3a";
     setup.encrypted = [...setup.encrypted!, "registryPassword"];
+    registryChecks.length = 0;
     const { mocks, outputs } = await runStaging(setup);
-    const image = mocks.byName(`${PREFIX}-image`).inputs;
+    // The login is checked once, before the build, on the engine that builds (the local one).
+    expect(registryChecks).toEqual([
+      { check: "engine", args: [{ host: "ssh://deploy@staging.example.com:2222", sshOpts: ["-i", "/keys/deploy"] }, "staging"] },
+      { check: "login", args: [{}, { server: "registry.example.com", username: "ci", password: "canary-registry-pass-7f3a" }, "staging"] },
+    ]);
+    const built = mocks.byName(`${PREFIX}-image`, "docker:index/image:Image");
+    const image = built.inputs;
     expect(image.imageName).toBe("registry.example.com/team/backend");
     expect(image.skipPush).toBe(false);
     expect(asSeenByEngine(image.registry)).toEqual({
@@ -267,12 +282,41 @@ describe("staging variants", () => {
     });
     expect((image.build as Record<string, unknown>).cacheFrom).toEqual({ images: ["registry.example.com/team/backend"] });
     expect((image.build as { args: Record<string, string> }).args).toEqual({ APP_VERSION: "9.8.7", GIT_SHA });
+    // Built by an explicit provider with no host: the local engine, not the stack's docker:host.
+    const builder = mocks.byName(`${PREFIX}-builder`, "pulumi:providers:docker");
+    expect(builder.inputs.host).toBeUndefined();
+    expect(built.provider).toMatch(new RegExp(`::${PREFIX}-builder::`));
     const digest = fakeDigest(`${PREFIX}-image`);
-    expect(await awaitOutput(outputs.imageRef!)).toBe(`registry.example.com/team/backend@${digest}`);
+    const ref = `registry.example.com/team/backend@${digest}`;
+    expect(await awaitOutput(outputs.imageRef!)).toBe(ref);
     expect(await awaitOutput(outputs.imageDigest!)).toBe(digest);
-    expect(mocks.byName(`${PREFIX}-release`, DYNAMIC).inputs.image).toBe(`registry.example.com/team/backend@${digest}`);
+    // The stack's host pulls exactly that digest, with the credentials, over its own connection.
+    const pulled = mocks.byName(`${PREFIX}-image`, DYNAMIC);
+    expect(pulled.inputs).toMatchObject({
+      imageRef: ref,
+      server: "registry.example.com",
+      username: "ci",
+      dockerHost: "ssh://deploy@staging.example.com:2222",
+      dockerSshOpts: ["-i", "/keys/deploy"],
+    });
+    expect(asSeenByEngine(pulled.inputs.password)).toEqual({ secret: true, value: "canary-registry-pass-7f3a" });
+    expect(mocks.ofType("pulumi:providers:docker").map((p) => p.name).filter((n) => !n.startsWith("default"))).toEqual([`${PREFIX}-builder`]);
+    expect(mocks.byName(`${PREFIX}-release`, DYNAMIC).inputs.image).toBe(fakeDigest(`pulled-${ref}`));
     const serialized = JSON.stringify(await Promise.all(Object.values(outputs).map((o) => awaitOutput(o))));
     expect(serialized).not.toContain("canary");
+  });
+
+  it("without a registry the image is built on the stack's own Docker host and run by its id", async () => {
+    const setup = stagingSetup({ otherConfig: { "docker:host": "ssh://deploy@staging.example.com" } });
+    registryChecks.length = 0;
+    const { mocks } = await runStaging(setup);
+    expect(registryChecks).toEqual([{ check: "engine", args: [{ host: "ssh://deploy@staging.example.com" }, "staging"] }]);
+    // No explicit provider: the stack's default one, which follows docker:host, builds and runs.
+    expect(mocks.ofType("pulumi:providers:docker").filter((p) => !p.name.startsWith("default"))).toEqual([]);
+    // Nothing is pulled but the proxy's own image.
+    expect(mocks.ofType("docker:index/remoteImage:RemoteImage").map((r) => r.name)).toEqual([`${PREFIX}-proxy-image`]);
+    expect(mocks.byName(`${PREFIX}-image`, "docker:index/image:Image").provider).toBeUndefined();
+    expect(mocks.byName(`${PREFIX}-release`, DYNAMIC).inputs.image).toBe(fakeDigest(`${PREFIX}-image`));
   });
 
   it("service, readiness, proxy and Docker host settings reach the release, the check, the proxy and the route", async () => {

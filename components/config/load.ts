@@ -25,8 +25,6 @@ export interface BackendConfig extends Omit<ParsedStackConfig, "secrets" | "regi
   secrets: Record<string, pulumi.Output<string>>;
   registryPassword?: pulumi.Output<string>;
   delivery?: DeliverySettings;
-  /** The docker provider's own `docker:host`, for the components that talk to the engine themselves. */
-  dockerHost?: string;
   /** Set by `npm run rollback`: the image to roll back to (the stack's `previousImageRef`). */
   rollbackTo?: string;
 }
@@ -72,7 +70,6 @@ export function loadConfig(): BackendConfig {
             token: pulumi.secret(githubToken),
           },
         }),
-    ...(new pulumi.Config("docker").get("host") === undefined ? {} : { dockerHost: new pulumi.Config("docker").get("host") }),
     ...(rollbackTo === undefined ? {} : { rollbackTo }),
   };
 }

@@ -4,6 +4,7 @@
  */
 import type { z } from "zod";
 import { DeliveryConfig } from "../delivery/config";
+import type { DockerEndpoint } from "../docker/client";
 import { fixCommand, issueProblems, type ConfigProblem } from "./fixes";
 import { makeStackConfigSchema, type StackConfig, type StackConfigSchema } from "./schema";
 import { isStoredEncrypted, type SecretSources } from "./secretStorage";
@@ -26,6 +27,8 @@ export type ParsedStackConfig = StackConfig & {
   deliverySecrets: Record<string, string>;
   /** `github:token`, when `delivery` is set. */
   githubToken?: string;
+  /** The Docker provider's own `docker:host` and `docker:sshOpts`, checked. */
+  docker: DockerEndpoint;
 };
 
 export type ParseResult = { ok: true; config: ParsedStackConfig } | { ok: false; problems: ConfigProblem[] };
@@ -96,6 +99,8 @@ export function parseStackConfig(raw: RawStackConfig): ParseResult {
     problems.push({ path: ["registryPassword"], message: "is stored in plain text; set it with --secret", fix: fix(["registryPassword"]) });
   }
 
+  const docker = parseDockerEndpoint(values, stack, problems);
+
   const result = schema.safeParse(input);
   if (!result.success) {
     for (const issue of result.error.issues) problems.push(...issueProblems(schema, stack, issue));
@@ -103,7 +108,78 @@ export function parseStackConfig(raw: RawStackConfig): ParseResult {
   }
   problems.push(...crossChecks(schema, result.data, input, stack));
   if (problems.length > 0) return { ok: false, problems };
-  return { ok: true, config: { ...result.data, deliverySecrets, ...(githubToken === undefined ? {} : { githubToken }) } };
+  return { ok: true, config: { ...result.data, deliverySecrets, docker, ...(githubToken === undefined ? {} : { githubToken }) } };
+}
+
+/** The Docker provider's config keys that the program's own engine calls follow too. */
+export const DOCKER_HOST_KEY = "docker:host";
+export const DOCKER_SSH_OPTS_KEY = "docker:sshOpts";
+
+/**
+ * `docker:host` and `docker:sshOpts`, which the Docker provider reads itself: checked here so a typo
+ * is refused with its fix before anything connects, and handed to the parts that call the engine
+ * themselves.
+ */
+function parseDockerEndpoint(values: Record<string, string>, stack: string, problems: ConfigProblem[]): DockerEndpoint {
+  const endpoint: DockerEndpoint = {};
+  const host = values[DOCKER_HOST_KEY]?.trim();
+  const setHost = `pulumi config set --stack ${stack} ${DOCKER_HOST_KEY} ssh://deploy@server.example.com   (or unix:///var/run/docker.sock, tcp://HOST:2375)`;
+  if (host !== undefined && host !== "") {
+    const scheme = /^([a-z]+):\/\/(.+)$/.exec(host);
+    if (scheme === null || !["unix", "tcp", "ssh", "http", "https"].includes(scheme[1] as string)) {
+      problems.push({ path: [DOCKER_HOST_KEY], message: "is not a Docker host: expected ssh://USER@HOST[:PORT], unix:///PATH or tcp://HOST:PORT", fix: setHost });
+    } else if (scheme[1] === "ssh") {
+      let url: URL | undefined;
+      try {
+        url = new URL(host);
+      } catch {
+        url = undefined;
+      }
+      if (url === undefined || url.hostname === "") {
+        problems.push({ path: [DOCKER_HOST_KEY], message: "is not an ssh:// address: expected ssh://USER@HOST[:PORT]", fix: setHost });
+      } else if (url.password !== "") {
+        // The value is not echoed: it holds a password.
+        problems.push({
+          path: [DOCKER_HOST_KEY],
+          message: "holds a password; SSH to a Docker host authenticates with a key (docker:sshOpts -i, or the SSH agent), and the password in stack config is plain text",
+          fix: setHost,
+        });
+      } else if ((url.pathname !== "" && url.pathname !== "/") || url.search !== "") {
+        problems.push({ path: [DOCKER_HOST_KEY], message: "has a path or query; an ssh:// Docker host is only ssh://USER@HOST[:PORT]", fix: setHost });
+      } else {
+        endpoint.host = host;
+      }
+    } else {
+      endpoint.host = host;
+    }
+  }
+  const rawOpts = values[DOCKER_SSH_OPTS_KEY];
+  if (rawOpts !== undefined) {
+    const setOpts = `pulumi config set --stack ${stack} --path '${DOCKER_SSH_OPTS_KEY}[0]' -- -i   (a list of ssh flags, e.g. ["-i", "~/.ssh/deploy", "-o", "UserKnownHostsFile=~/.ssh/known_hosts"])`;
+    let opts: unknown;
+    try {
+      opts = JSON.parse(rawOpts);
+    } catch {
+      opts = undefined;
+    }
+    if (!Array.isArray(opts) || !opts.every((o) => typeof o === "string")) {
+      problems.push({ path: [DOCKER_SSH_OPTS_KEY], message: "is not a list of ssh flags", fix: setOpts });
+    } else if (opts.length > 0) {
+      if (!endpoint.host?.startsWith("ssh://")) {
+        problems.push({ path: [DOCKER_SSH_OPTS_KEY], message: "is set but docker:host is not an ssh:// host", fix: `pulumi config rm --stack ${stack} ${DOCKER_SSH_OPTS_KEY}` });
+      }
+      const weakening = (opts as string[]).find((o) => /^(-o\s*)?(StrictHostKeyChecking|UserKnownHostsFile)\s*=\s*(no|off|accept-new|\/dev\/null)$/i.test(o.trim()));
+      if (weakening !== undefined) {
+        problems.push({
+          path: [DOCKER_SSH_OPTS_KEY],
+          message: `turns host key checking off (${weakening}); the server's key must be pinned in known_hosts`,
+          fix: `pin the key (ssh-keyscan, checked against the server) in a known_hosts file and use -o UserKnownHostsFile=<that file>`,
+        });
+      }
+      endpoint.sshOpts = opts as string[];
+    }
+  }
+  return endpoint;
 }
 
 /** Rules that span keys or depend on the stack's role. */

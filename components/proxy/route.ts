@@ -32,6 +32,8 @@ export interface ProxyRouteArgs {
   hostHeader: pulumi.Input<string>;
   /** Docker host of the engine (`docker:host`); the local one when unset. */
   dockerHost?: pulumi.Input<string>;
+  /** `docker:sshOpts` for an `ssh://` host; how to connect, so no reason to switch again. */
+  dockerSshOpts?: pulumi.Input<string[]>;
 }
 
 /** The inputs as the provider sees them: resolved. */
@@ -45,6 +47,7 @@ export interface ProxyRouteInputs {
   hsts: boolean;
   hostHeader: string;
   dockerHost?: string;
+  dockerSshOpts?: string[];
 }
 
 /** What the provider records: its inputs, and when the switch was verified. */
@@ -57,7 +60,7 @@ const VERIFY_SECONDS = 20;
 
 /** Loads the configuration for `release` into the proxy and proves that traffic reaches it. */
 async function switchTo(inputs: ProxyRouteInputs): Promise<ProxyRouteOutputs> {
-  const docker = dockerClient(inputs.dockerHost);
+  const docker = dockerClient(inputs.dockerHost, inputs.dockerSshOpts);
   const config = `${JSON.stringify(caddyConfig({ upstream: `${inputs.releaseName}:${inputs.releasePort}`, hsts: inputs.hsts }), null, 2)}\n`;
   await putFile(docker, inputs.proxyContainerId, PROXY_CONFIG_DIR, "next.json", config);
   const loaded = await execIn(docker, inputs.proxyContainerId, ["caddy", "reload", "--config", `${PROXY_CONFIG_DIR}/next.json`, "--address", PROXY_ADMIN, "--force"], 30_000);
@@ -71,7 +74,7 @@ async function switchTo(inputs: ProxyRouteInputs): Promise<ProxyRouteOutputs> {
   await putFile(docker, inputs.proxyContainerId, PROXY_CONFIG_DIR, PROXY_RESUME_FILE, config);
 
   const expected = inputs.releaseId.slice(0, 12);
-  const prober = execProber(inputs.releaseId, inputs.dockerHost, inputs.hostHeader);
+  const prober = execProber(inputs.releaseId, { host: inputs.dockerHost, sshOpts: inputs.dockerSshOpts }, inputs.hostHeader);
   const url = `http://${inputs.proxyContainer}:${PROXY_LISTEN_PORT}/version`;
   const deadline = Date.now() + VERIFY_SECONDS * 1000;
   let last = "no answer yet";

@@ -39,6 +39,8 @@ export interface ReadinessCheckArgs {
   hostHeader: pulumi.Input<string>;
   /** Docker engine of the container (unix://, tcp://, ssh://); default `DOCKER_HOST`, then the local socket. */
   dockerHost?: pulumi.Input<string>;
+  /** `docker:sshOpts` for an `ssh://` host; how to connect, not what is checked. */
+  dockerSshOpts?: pulumi.Input<string[]>;
   /** How to give the check more time, told by whoever set `timeoutSeconds`; shown when it times out. */
   timeoutHint?: pulumi.Input<string>;
 }
@@ -83,8 +85,8 @@ async function runCheck(inputs: ReadinessCheckInputs): Promise<ReadinessCheckOut
       successThreshold: Number(inputs.successThreshold),
       ...(inputs.timeoutHint === undefined ? {} : { timeoutHint: inputs.timeoutHint }),
     },
-    dockerContainerView(inputs.containerId, inputs.dockerHost),
-    execProber(inputs.containerId, inputs.dockerHost, inputs.hostHeader),
+    dockerContainerView(inputs.containerId, { host: inputs.dockerHost, sshOpts: inputs.dockerSshOpts }),
+    execProber(inputs.containerId, { host: inputs.dockerHost, sshOpts: inputs.dockerSshOpts }, inputs.hostHeader),
   );
   return { ...inputs, readiness };
 }

@@ -5,7 +5,7 @@
  * asks its HTTP questions from inside a container with the image's own Python. Like probe.ts it
  * travels with the serialized dynamic provider: plain functions and `require`d packages only.
  */
-import { demuxDockerStream, dockerClient, execIn } from "../docker/client";
+import { demuxDockerStream, dockerClient, execIn, type DockerEndpoint } from "../docker/client";
 import type { ContainerView, Prober } from "./probe";
 
 /** The backend image's own Python, which its `HEALTHCHECK` uses too (backend/Dockerfile). */
@@ -34,8 +34,8 @@ export const PROBE_SCRIPT = [
  * A prober that runs each GET inside the container `containerId` (the release itself, or any
  * container on the network it must cross) with the image's Python, naming `host` as `Host`.
  */
-export function execProber(containerId: string, dockerHost?: string, host = ""): Prober {
-  const docker = dockerClient(dockerHost);
+export function execProber(containerId: string, endpoint: DockerEndpoint = {}, host = ""): Prober {
+  const docker = dockerClient(endpoint.host, endpoint.sshOpts);
   return {
     async get(url, timeoutMs) {
       const seconds = Math.max(0.1, timeoutMs / 1000);
@@ -54,8 +54,8 @@ export function execProber(containerId: string, dockerHost?: string, host = ""):
 }
 
 /** The engine's view of one container, through dockerode. */
-export function dockerContainerView(containerId: string, dockerHost?: string): ContainerView {
-  const container = dockerClient(dockerHost).getContainer(containerId);
+export function dockerContainerView(containerId: string, endpoint: DockerEndpoint = {}): ContainerView {
+  const container = dockerClient(endpoint.host, endpoint.sshOpts).getContainer(containerId);
   return {
     async state() {
       const info = await container.inspect();

@@ -32,6 +32,8 @@ export interface ReleaseInputs {
   network: string;
   /** Docker host of the engine (`docker:host`); the local one when unset. */
   dockerHost?: string;
+  /** `docker:sshOpts` for an `ssh://` host: how to connect, so no reason to replace the release. */
+  dockerSshOpts?: string[];
 }
 
 /** What the provider records: its inputs, and the container it made. */
@@ -68,7 +70,7 @@ function changedInputs(olds: ReleaseInputs, news: ReleaseInputs): string[] {
 
 /** Creates and starts the container; a container that cannot start is removed again. */
 async function createRelease(inputs: ReleaseInputs): Promise<ReleaseOutputs> {
-  const docker = dockerClient(inputs.dockerHost);
+  const docker = dockerClient(inputs.dockerHost, inputs.dockerSshOpts);
   // The Web Crypto global, not node:crypto: a module import would be copied into the serialized provider.
   const name = `${inputs.namePrefix}-${Buffer.from(crypto.getRandomValues(new Uint8Array(3))).toString("hex")}`;
   const container = await docker.createContainer({
@@ -104,7 +106,7 @@ export const releaseProvider: pulumi.dynamic.ResourceProvider<ReleaseInputs, Rel
   },
   async read(id, props) {
     try {
-      await dockerClient(props?.dockerHost).getContainer(id).inspect();
+      await dockerClient(props?.dockerHost, props?.dockerSshOpts).getContainer(id).inspect();
       return { id, props };
     } catch (error) {
       // Gone: refresh drops it from state, and the next update starts a new release.
@@ -113,7 +115,7 @@ export const releaseProvider: pulumi.dynamic.ResourceProvider<ReleaseInputs, Rel
     }
   },
   async delete(id, props) {
-    const container = dockerClient(props.dockerHost).getContainer(id);
+    const container = dockerClient(props.dockerHost, props.dockerSshOpts).getContainer(id);
     // SIGTERM, then up to the stop timeout for in-flight requests to finish.
     await container.stop({ t: props.stopTimeoutSeconds }).catch((error: unknown) => {
       const status = (error as { statusCode?: number }).statusCode;

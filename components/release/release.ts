@@ -1,4 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
+import { endpointInputs, type DockerEndpoint } from "../docker/client";
 import { toHostConfig, type HardeningProfile } from "../hardening";
 import { releaseProvider } from "./provider";
 
@@ -18,8 +19,8 @@ export interface AppReleaseArgs {
   dataVolume: pulumi.Input<string>;
   /** The stack's network. */
   network: pulumi.Input<string>;
-  /** Docker host of the engine (`docker:host`); the local one when unset. */
-  dockerHost?: string;
+  /** The engine to run on (`docker:host`, `docker:sshOpts`); the local one when unset. */
+  docker?: DockerEndpoint;
 }
 
 /**
@@ -50,7 +51,7 @@ export class AppRelease extends pulumi.dynamic.Resource {
         stopTimeoutSeconds: profile.stopTimeoutSeconds,
         hostConfig: pulumi.output(args.dataVolume).apply((volume) => toHostConfig(profile, volume)),
         network: args.network,
-        ...(args.dockerHost === undefined ? {} : { dockerHost: args.dockerHost }),
+        ...endpointInputs(args.docker),
         name: undefined,
         containerId: undefined,
       },
