@@ -20,9 +20,10 @@ step "backend: API fuzzer (schemathesis against the real server and PostgreSQL)"
 (cd backend && uv run --frozen python -m tests.support.fuzz)
 step "vitest: unit tests and Docker integration"
 npx vitest run --exclude 'test/**/*.e2e.test.ts' --reporter=default --reporter=json --outputFile.json="$results/vitest.json"
-# The real Pulumi engine on its own: its updates would slow the timing-sensitive Docker tests above.
+# The real Pulumi engine on its own, one file at a time: its updates would slow the timing-sensitive
+# Docker tests above, and the releases under load of one file those of another.
 step "vitest: end to end with the real Pulumi engine"
-npx vitest run .e2e.test.ts --reporter=default --reporter=json --outputFile.json="$results/vitest-e2e.json"
+npx vitest run .e2e.test.ts --no-file-parallelism --reporter=default --reporter=json --outputFile.json="$results/vitest-e2e.json"
 
 # One closing line with the totals of both runners.
 node -e '
