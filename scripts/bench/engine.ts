@@ -8,7 +8,7 @@
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { LOCAL_PYTHON_BASE, buildImage, docker, dockerHostAddress, firstExitOf, removeImages, requireDockerEngine, uniqueName } from "../../support/docker";
+import { LOCAL_PROXY_IMAGE, LOCAL_PYTHON_BASE, buildImage, docker, dockerHostAddress, firstExitOf, removeImages, requireDockerEngine, uniqueName } from "../../support/docker";
 import { REPO, requirePulumiCli, scratchProject } from "../../support/engine";
 import { startPostgres } from "../../support/postgres";
 import { freePort } from "../../support/wait";
@@ -23,6 +23,7 @@ const seconds = (ms: number) => Math.round(ms / 100) / 10;
 async function bench(): Promise<void> {
   const pulumiVersion = await requirePulumiCli();
   await requireDockerEngine(LOCAL_PYTHON_BASE);
+  await requireDockerEngine(LOCAL_PROXY_IMAGE);
   // "Image layers cached": the same Dockerfile and lock built once before anything is timed.
   const warmTag = `${uniqueName("bench-engine-warm")}:latest`;
   await buildImage({ context: path.join(REPO, "backend"), tag: warmTag, buildArgs: { PYTHON_BASE: LOCAL_PYTHON_BASE } });
@@ -35,11 +36,13 @@ async function bench(): Promise<void> {
       environment: "staging",
       service: { hostPort: await freePort(), env: { LOG_LEVEL: "INFO" } },
       image: { baseImage: LOCAL_PYTHON_BASE, name: p.project },
+      proxy: { image: LOCAL_PROXY_IMAGE },
     });
     p.writeStackFile("prod", {
       environment: "prod",
       service: { hostPort: await freePort() },
       image: { name: p.project },
+      proxy: { image: LOCAL_PROXY_IMAGE },
       promotion: { fromStack: `organization/${p.project}/staging` },
     });
     fs.mkdirSync(path.dirname(p.passphraseFile), { recursive: true });
@@ -79,8 +82,8 @@ async function bench(): Promise<void> {
       const res = await p.pulumi(["up", "--yes", "--stack", "staging"]);
       const ended = Date.now();
       if (res.code === 0) throw new Error("the update with a refused setting succeeded");
-      // The container this update started (the one before it also exits, when it is deleted).
-      const id = (await docker(["ps", "-aq", "--no-trunc", "--filter", `name=^${p.project}-staging-container$`])).stdout.trim();
+      // The release this update started: the newest one (the release before it keeps serving).
+      const id = (await docker(["ps", "-aq", "--no-trunc", "--latest", "--filter", `name=^${p.project}-staging-app-`])).stdout.trim();
       const firstExit = await firstExitOf(id, since, Math.ceil(ended / 1000) + 1);
       if (firstExit === undefined) throw new Error("no exit of the new container was seen during the failed update");
       failures.push({ pulumiUpMs: ended - started, exitToFailureMs: Math.round(ended - firstExit) });
