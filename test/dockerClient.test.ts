@@ -7,7 +7,8 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { dockerClient, endpointInputs, explainSshFailure, sshDialArgs, sshTarget } from "../components/docker/client";
+import { dockerClient, endpointInputs } from "../components/docker/client";
+import { explainSshFailure, sshDialArgs, sshTarget } from "../components/docker/ssh";
 
 describe("sshTarget and sshDialArgs", () => {
   it("reads user, host and port, and leaves other schemes alone", () => {

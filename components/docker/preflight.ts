@@ -7,7 +7,8 @@
 import * as pulumi from "@pulumi/pulumi";
 import { formatRefusal, type Problem } from "../problems";
 import { redact } from "../redact";
-import { dockerClient, sshTarget, type DockerEndpoint } from "./client";
+import { dockerClient, type DockerEndpoint } from "./client";
+import { sshTarget } from "./ssh";
 
 /** A registry with a plain password, for one check at the program's start. */
 export interface RegistryLogin {
