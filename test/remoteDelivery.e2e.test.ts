@@ -14,7 +14,7 @@ import type { Stack } from "@pulumi/pulumi/automation";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ProdOutputs, StackOutputs } from "../components/contract";
 import { LOCAL_PROXY_IMAGE, LOCAL_PYTHON_BASE, docker, dockerHostAddress, requireDockerEngine } from "../support/docker";
-import { requirePulumiCli, scratchProject, type ScratchProject } from "../support/engine";
+import { requirePulumiCli, run, scratchProject, type ScratchProject } from "../support/engine";
 import { startPostgres, type PostgresCluster } from "../support/postgres";
 import { LOCAL_REGISTRY_IMAGE, startRegistry, type Registry } from "../support/registry";
 import { LOCAL_SSHD_IMAGE, startSshd, type Sshd } from "../support/sshd";
@@ -139,6 +139,26 @@ describe("delivery to a server over ssh://, through a registry", () => {
     expect((await httpRequest(`${o.url}/readyz`)).status).toBe(200);
     await prod.preview({ expectNoChanges: true });
     expectNoSecret(p.stateFile("prod"), "prod's state");
+  }, 10 * MINUTE);
+
+  it("the pull-request preview over ssh://: nothing to change, ALLOWED with the digest, and no credential in the documents or the comment", async () => {
+    const files: string[] = [];
+    for (const stack of ["staging", "prod"]) {
+      const res = await p.pulumi(["preview", "--json", "--stack", stack]);
+      expect(res.code, res.stderr).toBe(0);
+      expect((JSON.parse(res.stdout) as { changeSummary?: Record<string, number> }).changeSummary).not.toHaveProperty("replace");
+      expectNoSecret(res.stdout + res.stderr, `${stack}'s preview document`);
+      const doc = path.join(p.dir, `${stack}-preview.json`);
+      const config = path.join(p.dir, `${stack}-config.json`);
+      fs.writeFileSync(doc, res.stdout);
+      fs.writeFileSync(config, (await p.pulumi(["config", "--show-secrets", "--json", "--stack", stack])).stdout, { mode: 0o600 });
+      files.push(`--stack=${stack}=${doc}`, "--secrets-file", config);
+    }
+    const res = await run("npx", ["tsx", path.join(p.dir, "scripts", "pr-comment.ts"), ...files, "--dry-run"], { cwd: p.dir, env: p.env });
+    expect(res.code, res.stderr).toBe(0);
+    const s = await outputsOf(staging);
+    expect(res.stdout).toContain(`**Promotion: ALLOWED** — digest \`${s.imageDigest}\``);
+    expectNoSecret(res.stdout + res.stderr, "the pull-request comment");
   }, 10 * MINUTE);
 
   it("a wrong registry password stops prod before anything of it changes, naming the registry and the key", async () => {
