@@ -3,7 +3,9 @@
  * every 1/rps seconds, each on its own, over keep-alive connections as browsers and clients use
  * them; every answer recorded. Loopback only, and it stops by itself after `maxSeconds`.
  */
+import { fork } from "node:child_process";
 import http from "node:http";
+import path from "node:path";
 
 /** One request of the load and how it ended. */
 export interface LoadSample {
@@ -97,6 +99,30 @@ export function startLoad(url: string, options: LoadOptions): { stop(): Promise<
       const latencies = samples.map((s) => s.latencyMs).sort((a, b) => a - b);
       const failed = samples.filter((s) => s.status !== 200);
       return { samples, sent: samples.length, ok: samples.length - failed.length, failed, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99) };
+    },
+  };
+}
+
+/**
+ * {@link startLoad} from a Node process of its own: whatever the caller's event loop is busy with (an
+ * Automation API update parsing its event stream) can delay neither a request nor the clock that
+ * times it, so the latencies are the service's.
+ */
+export async function startLoadInChild(url: string, options: LoadOptions): Promise<{ stop(): Promise<LoadReport> }> {
+  const child = fork(path.join(__dirname, "loadChild.ts"), [], { execArgv: ["--import", "tsx"], stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  const next = () =>
+    new Promise<unknown>((resolve, reject) => {
+      child.once("message", resolve);
+      child.once("exit", (code) => reject(new Error(`the load process exited (${code}) before it answered`)));
+    });
+  const started = next();
+  child.send({ url, options });
+  await started;
+  return {
+    async stop() {
+      const report = next();
+      child.send("stop");
+      return (await report) as LoadReport;
     },
   };
 }
