@@ -5,14 +5,16 @@
  * against a throwaway registry with authentication and TLS from a CA the engine trusts. Needs the
  * Docker engine and the local sshd, registry and base images; fails without them.
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parse as parseYaml } from "yaml";
 import { dockerClient, execIn, putFile } from "../components/docker/client";
 import { checkEngine, checkRegistryLogin, checkRegistryPull } from "../components/docker/preflight";
 import { pulledImageProvider, type PulledImageInputs } from "../components/hostImage";
+import { REPO_ROOT, runBash } from "../support/bash";
 import { LOCAL_PYTHON_BASE, docker, dockerHostAddress, removeContainers, removeImages, requireDockerEngine, uniqueName } from "../support/docker";
 import { startRegistry, type Registry } from "../support/registry";
 import { LOCAL_SSHD_IMAGE, startSshd, type Sshd } from "../support/sshd";
@@ -109,6 +111,32 @@ describe("dockerode over ssh://, through the system's ssh", () => {
   it("says when nothing listens at the address", async () => {
     const message = await refusal(dockerClient("ssh://deploy@127.0.0.1:1", sshd.sshOpts).ping());
     expect(message).toContain("no SSH connection to 127.0.0.1 port 1");
+  });
+});
+
+describe("one shared SSH connection, as the workflows set it up", () => {
+  it("serves many engine calls, and the workflows' last step closes it with the key", async () => {
+    // A runner's home, and the sharing options scripts/ci/ssh-target.sh writes to its ~/.ssh/config.
+    const home = mkdtempSync(join(scratch, "home-"));
+    mkdirSync(join(home, ".ssh"), { mode: 0o700 });
+    const opts = [...sshd.sshOpts, "-o", "ControlMaster=auto", "-o", `ControlPath=${home}/.ssh/cm-%C`, "-o", "ControlPersist=60"];
+    const engine = dockerClient(sshd.dockerHost, opts);
+    expect(String(await engine.ping())).toBe("OK");
+    const infos = await Promise.all(Array.from({ length: 5 }, () => engine.info()));
+    expect(infos.map((i) => typeof i.ID)).toEqual(Array(5).fill("string"));
+    const sockets = () => readdirSync(join(home, ".ssh")).filter((f) => f.startsWith("cm-"));
+    expect(sockets()).toHaveLength(1);
+    const socket = join(home, ".ssh", sockets()[0]!);
+    expect(statSync(socket).isSocket()).toBe(true);
+    const check = () => runBash(`ssh -o ControlPath="${socket}" -O check server`, { env: { HOME: home } }).code;
+    expect(check()).toBe(0);
+
+    const steps = (parseYaml(readFileSync(join(REPO_ROOT, ".github", "workflows", "deploy.yml"), "utf8")) as { jobs: Record<string, { steps: { name?: string; run?: string }[] }> }).jobs.staging!.steps;
+    const remove = steps.find((step) => step.name === "Remove the SSH key")!;
+    for (const file of ["id_ed25519", "known_hosts", "config"]) writeFileSync(join(home, ".ssh", file), "x", { mode: 0o600 });
+    expect(runBash(remove.run!, { env: { HOME: home } })).toEqual({ code: 0, stdout: "", stderr: "" });
+    expect(readdirSync(join(home, ".ssh"))).toEqual([]);
+    expect(check()).not.toBe(0);
   });
 });
 

@@ -69,6 +69,9 @@ describe("scripts/ci/ssh-target.sh", () => {
       "StrictHostKeyChecking yes",
       "UpdateHostKeys no",
       "BatchMode yes",
+      "ControlMaster auto",
+      "ControlPath ~/.ssh/cm-%C",
+      "ControlPersist 60",
       "",
     ]);
     // What OpenSSH itself makes of it for the server. (OpenSSH finds ~/.ssh through the user's
@@ -76,7 +79,7 @@ describe("scripts/ci/ssh-target.sh", () => {
     const g = runBash(`ssh -F "${config}" -G deploy@${SERVER}`, { env: { HOME: r.home } });
     expect(g.code).toBe(0);
     const options = g.stdout.split("\n");
-    for (const option of ["stricthostkeychecking true", "batchmode yes", "identitiesonly yes", "globalknownhostsfile /dev/null", "updatehostkeys false"]) {
+    for (const option of ["stricthostkeychecking true", "batchmode yes", "identitiesonly yes", "globalknownhostsfile /dev/null", "updatehostkeys false", "controlmaster auto", "controlpersist 60"]) {
       expect(options).toContain(option);
     }
     expect(options.filter((o) => o.startsWith("userknownhostsfile "))).toEqual([expect.stringMatching(/^userknownhostsfile \S+\/\.ssh\/known_hosts$/)]);
