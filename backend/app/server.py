@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import signal
 import threading
 from collections.abc import Iterator
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn._types import ASGISendEvent
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 
 from app.core.config import Settings, get_settings
 from app.core.logging import configure_logging, log_access
-from app.core.middleware import Header, request_id_for, security_headers
+from app.core.middleware import HEADER_BLOCK, Header, request_id_for, security_headers
 
 #: uvicorn's exit status when the server could not start (e.g. the port is taken).
 STARTUP_FAILURE = 3
@@ -50,6 +52,48 @@ def _protocol_headers() -> bytes:
     return b"".join(name + b": " + value + b"\r\n" for name, value in headers)
 
 
+class _HeadWithBlock:
+    """A transport whose next write, the response head, gets ``block`` before the head's end."""
+
+    def __init__(self, transport: asyncio.Transport, block: bytes) -> None:
+        self._transport = transport
+        self._block = block
+
+    def write(self, data: bytes) -> None:
+        # uvicorn writes the status line and every header in one piece that ends with the empty line.
+        if not data.endswith(b"\r\n\r\n"):
+            msg = "the response head does not end with its empty line: uvicorn's response cycle changed"
+            raise RuntimeError(msg)
+        self._transport.write(data[:-2] + self._block + b"\r\n")
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._transport, name)
+
+
+class BlockHeadersCycle(RequestResponseCycle):
+    """uvicorn's response cycle, which writes the security layer's fixed headers as one block.
+
+    uvicorn checks every header of every response against two regular expressions; for the fixed
+    security headers that is most of what they cost (about 1.5 µs each, 4.5 µs for
+    Permissions-Policy). The layer checked them once, at start (``encode_block``), and hands them
+    over under :data:`HEADER_BLOCK`; everything else about the response is uvicorn's own.
+    """
+
+    async def send(self, message: ASGISendEvent) -> None:
+        # The key is this app's, not ASGI's: the message's type does not list it.
+        raw = cast("dict[str, object]", message)
+        block = raw.pop(HEADER_BLOCK, None) if message["type"] == "http.response.start" else None
+        if not isinstance(block, bytes) or self.response_started:
+            await super().send(message)
+            return
+        transport = self.transport
+        self.transport = _HeadWithBlock(transport, block)  # type: ignore[assignment]
+        try:
+            await super().send(message)
+        finally:
+            self.transport = transport
+
+
 class SecureHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's HTTP/1.1 protocol (httptools), whose own 400 answers carry the app's headers.
 
@@ -61,6 +105,17 @@ class SecureHttpToolsProtocol(HttpToolsProtocol):
     request id. A front proxy cannot be relied on for it: the backend is also
     reached directly (the readiness probe), and a proxy answers malformed requests itself.
     """
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        # Tells the security layer that this server takes its headers as one block (BlockHeadersCycle).
+        self.scope["extensions"] = {HEADER_BLOCK: {}}
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        # The cycle uvicorn just made for this request; its task has not run yet.
+        if type(self.cycle) is RequestResponseCycle:
+            self.cycle.__class__ = BlockHeadersCycle
 
     def send_400_response(self, msg: str) -> None:
         # The headers parsed so far (all of them when the body was the bad part), last one wins.

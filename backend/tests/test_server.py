@@ -6,6 +6,7 @@ carry the security headers, a request id and ``Cache-Control: no-store``, and le
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import socket
@@ -145,3 +146,51 @@ def test_version_on_the_real_server_names_this_host(make_server: type[Server], s
     response = server.get("/version")
     assert response.status == 200
     assert json.loads(response.read())["release"] == socket.gethostname()
+
+
+def test_every_answer_of_the_real_server_carries_each_security_header_once(
+    make_server: type[Server], server_env: dict[str, str]
+) -> None:
+    """Through uvicorn itself, where the fixed headers go out as one block (app.server.BlockHeadersCycle).
+
+    Several answers on one kept-alive connection, so that every request's response cycle is covered,
+    not just the first: 200s, a HEAD (no body follows its head), a 201, a 404, a 422, a 405, and the docs page.
+    """
+    server = make_server({**server_env, "APP_ENV": "staging"})
+    server.wait_healthy()
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    json_body = {"content-type": "application/json"}
+    cases: list[tuple[str, str, bytes | None, dict[str, str], int]] = [
+        ("GET", "/healthz", None, {}, 200),
+        ("HEAD", "/healthz", None, {}, 405),
+        ("POST", "/api/v1/items", b'{"name": "block"}', json_body, 201),
+        ("GET", "/api/v1/items/999999", None, {}, 404),
+        ("POST", "/api/v1/items", b'{"name": ""}', json_body, 422),
+        ("PUT", "/api/v1/items", b"{}", json_body, 405),
+        ("GET", "/healthz", None, {"x-request-id": "block-test-1"}, 200),
+    ]
+    for method, path, body, headers, status in cases:
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        payload = response.read()
+        assert response.status == status, (method, path, payload)
+        received = httpx.Headers(response.getheaders())
+        assert_security_headers(received, hsts=True)
+        # The connection stays open for the next answer, which a broken head would not allow.
+        assert response.getheader("connection") != "close"
+        if method == "HEAD":
+            assert payload == b""
+        if "x-request-id" in headers:
+            assert received["x-request-id"] == headers["x-request-id"]
+    conn.close()
+
+    server_dev = make_server(server_env)
+    server_dev.wait_healthy()
+    docs = server_dev.get("/docs")
+    assert docs.status == 200
+    received = httpx.Headers(docs.getheaders())
+    assert len(received.get_list("content-security-policy")) == 1
+    assert "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net" in received["content-security-policy"]
+    assert "cross-origin-embedder-policy" not in received
+    assert received.get_list("cache-control") == ["no-store, max-age=0"]
+    assert len(received.get_list("x-request-id")) == 1

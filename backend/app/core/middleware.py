@@ -62,7 +62,14 @@ _MANAGED = frozenset(
     }
 )
 INVALID_HOST_BODY = b'{"detail": "Invalid host header"}'
+#: An ASGI extension of this app's own server (app/server.py): where a request's scope lists it, the
+#: response start may carry the fixed security headers under this key as one encoded block, which
+#: the server writes as is instead of checking each header again (about 1.5 µs per header a response).
+HEADER_BLOCK = "app.header_block"
 _REQUEST_ID_RE = re.compile(rb"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+# RFC 9110 field names (tokens) and field values: no control characters but tab.
+_TOKEN_RE = re.compile(rb"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_BAD_VALUE_RE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def security_headers(*, hsts: bool, docs: bool = False) -> list[Header]:
@@ -77,6 +84,14 @@ def security_headers(*, hsts: bool, docs: bool = False) -> list[Header]:
     if hsts:
         headers.append((b"strict-transport-security", HSTS))
     return headers
+
+
+def encode_block(headers: list[Header]) -> bytes:
+    """``headers`` as they go on the wire, each line checked once, here: ``name: value\\r\\n``."""
+    for name, value in headers:
+        if not _TOKEN_RE.match(name) or _BAD_VALUE_RE.search(value):
+            raise ValueError(f"not a valid header line: {name!r}")
+    return b"".join(name + b": " + value + b"\r\n" for name, value in headers)
 
 
 def request_id_for(header: bytes | None) -> str:
@@ -165,6 +180,8 @@ class SecurityMiddleware:
         self.max_body_bytes = max_body_bytes
         self.headers = security_headers(hsts=hsts)
         self.docs_headers = security_headers(hsts=hsts, docs=True)
+        self.block = encode_block(self.headers)
+        self.docs_block = encode_block(self.docs_headers)
         self.docs_paths = docs_paths
         self.too_large_body = json.dumps({"detail": f"Request body too large (limit {max_body_bytes} bytes)"}).encode()
 
@@ -187,8 +204,13 @@ class SecurityMiddleware:
                 chunked = True
         rid = request_id_for(request_id)
         scope.setdefault("state", {})["request_id"] = rid
-        headers = self.docs_headers if scope["path"] in self.docs_paths else self.headers
-        extra = [*headers, (b"x-request-id", rid.encode())]
+        docs = scope["path"] in self.docs_paths
+        block: bytes | None = None
+        if HEADER_BLOCK in (scope.get("extensions") or ()):
+            block = self.docs_block if docs else self.block
+            extra = [(b"x-request-id", rid.encode())]
+        else:
+            extra = [*(self.docs_headers if docs else self.headers), (b"x-request-id", rid.encode())]
         status = 500
         started = False
 
@@ -198,6 +220,8 @@ class SecurityMiddleware:
                 started = True
                 status = message["status"]
                 message["headers"] = [h for h in message.get("headers", ()) if h[0].lower() not in _MANAGED] + extra
+                if block is not None:
+                    message[HEADER_BLOCK] = block
             await send(message)
 
         try:

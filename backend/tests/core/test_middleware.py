@@ -7,8 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from uvicorn.protocols.http.httptools_impl import HEADER_RE, HEADER_VALUE_RE
 
-from app.core.middleware import HostMatcher
+from app.core.middleware import HostMatcher, encode_block, security_headers
 from app.main import create_app
 from tests.conftest import FAST_BACKOFF, ClientFactory, SettingsFactory
 from tests.support.headers import assert_security_headers
@@ -255,3 +256,18 @@ def test_a_second_host_header_does_not_override_the_first(make_client: ClientFac
     # The app builds URLs from the first Host header, so the first one is the one checked.
     response = client.get("/healthz", headers=[("Host", "evil.example.net"), ("Host", "api.example.com")])
     assert response.status_code == 400
+
+
+def test_the_header_block_is_checked_once_as_uvicorn_would_check_each_header() -> None:
+    """The fixed headers skip uvicorn's per-response check (app.server.BlockHeadersCycle): each
+    passes that check here, and a line that would fail it is refused when the block is made."""
+    for hsts in (False, True):
+        for docs in (False, True):
+            headers = security_headers(hsts=hsts, docs=docs)
+            for name, value in headers:
+                assert not HEADER_RE.search(name), name
+                assert not HEADER_VALUE_RE.search(value), name
+            assert encode_block(headers) == b"".join(n + b": " + v + b"\r\n" for n, v in headers)
+    for bad in [(b"x a", b"1"), (b"x-a", b"1\r\nx-injected: 1"), (b"", b"1"), (b"x-a", b"\x00")]:
+        with pytest.raises(ValueError, match="not a valid header line"):
+            encode_block([bad])
