@@ -7,7 +7,6 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import { afterAll } from "vitest";
 import { stringify as toYaml } from "yaml";
 
 export const PROJECT = "backend-delivery";
@@ -149,7 +148,18 @@ export async function settle(outputs: Record<string, unknown>): Promise<Record<s
   const entries = await Promise.all(
     Object.entries(outputs).map(async ([k, v]) => [k, await awaitOutput(v as pulumi.Input<unknown>)] as const),
   );
+  await settleRegistrations();
   return Object.fromEntries(entries);
+}
+
+/**
+ * Waits until every engine call a program run started has reached the mocks (the SDK's own wait,
+ * internal, so reached through a cast): otherwise a late registration of one run lands in the next
+ * run's mocks, which do not know its resources.
+ */
+export async function settleRegistrations(): Promise<void> {
+  const runtime = pulumi.runtime as unknown as { waitForRPCs: () => Promise<void> };
+  await runtime.waitForRPCs().catch(() => undefined);
 }
 
 /**
@@ -191,12 +201,14 @@ function setIn(target: Record<string, unknown>, segments: string[], value: unkno
 }
 
 const tempDirs: string[] = [];
-const removeTempDirs = () => {
+/**
+ * Removes the stack files {@link setUpStack} wrote. A test file calls it in `afterAll`: a test worker
+ * is stopped without running "exit" handlers. (Imported by plain scripts too, so no vitest here.)
+ */
+export function removeStackFiles(): void {
   for (const dir of tempDirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
-};
-// In a test file, when the file is done: a test worker is stopped without running "exit" handlers.
-if (process.env.VITEST !== undefined) afterAll(removeTempDirs);
-else process.once("exit", removeTempDirs);
+}
+process.once("exit", removeStackFiles);
 
 /**
  * Writes the stack settings file (encrypted leaves as `secure:` placeholders), sets the engine's

@@ -1,10 +1,12 @@
-import { afterEach, describe, expect, it, vi } from "vitest";
+import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
 import { fixCommand, formatProblems, keyMeta, leafPaths } from "../components/config/fixes";
 import { parseStackConfig, type RawStackConfig } from "../components/config/parse";
 import { makeStackConfigSchema } from "../components/config/schema";
 import { isStoredEncrypted } from "../components/config/secretStorage";
-import { PROJECT, setUpStack, stagingSetup, STAGING_CANARIES, type StackSetup } from "../support/mocks";
+import { PROJECT, removeStackFiles, setUpStack, stagingSetup, STAGING_CANARIES, type StackSetup } from "../support/mocks";
 import { canaryDatabaseUrl } from "../support/canary";
+
+afterAll(removeStackFiles);
 
 type Config = Record<string, unknown>;
 

@@ -4,11 +4,13 @@
  * two stack references); the valid case must run exactly the image staging proved ready.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { PROJECT, RecordingMocks, awaitOutput, fakeDigest, setUpStack, type RegistryCheckCall } from "../support/mocks";
+import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { PROJECT, RecordingMocks, awaitOutput, fakeDigest, removeStackFiles, settleRegistrations, setUpStack, type RegistryCheckCall } from "../support/mocks";
 import { canaryDatabaseUrl } from "../support/canary";
 import { stagingRecord, without } from "../support/stagingRecord";
 import { readVerdict, type PromotionVerdict } from "../components/promotion/reasons";
+
+afterAll(removeStackFiles);
 
 // The registry checks ask a real engine and registry (test/deliveryInfra.docker.test.ts and the
 // end-to-end suite do that); here they are recorded, and refuse when told to.
@@ -101,12 +103,6 @@ async function runProgram(): Promise<Record<string, unknown>> {
   } finally {
     await settleRegistrations();
   }
-}
-
-/** The SDK's own wait for outstanding engine calls: internal, so reached through a cast. */
-async function settleRegistrations(): Promise<void> {
-  const runtime = pulumi.runtime as unknown as { waitForRPCs: () => Promise<void> };
-  await runtime.waitForRPCs().catch(() => undefined);
 }
 
 /** The error the program fails with. */

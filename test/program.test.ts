@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { hardeningProfile, proxyProfile, toHostConfig } from "../components/hardening";
 import {
   asSeenByEngine,
@@ -9,6 +9,7 @@ import {
   FAKE_RELEASE_SUFFIX,
   FAKE_VERSION,
   parentTypeOf,
+  removeStackFiles,
   setUpStack,
   stagingSetup,
   settle,
@@ -17,6 +18,8 @@ import {
   type RegistryCheckCall,
   type StackSetup,
 } from "../support/mocks";
+
+afterAll(removeStackFiles);
 
 // The registry checks ask a real engine and registry (test/deliveryInfra.docker.test.ts and the
 // end-to-end suite do that); here they are recorded.
@@ -34,9 +37,8 @@ async function runStaging(setup: StackSetup = stagingSetup()): Promise<{ mocks: 
   vi.resetModules();
   const program = (await import("../index")).default as unknown as () => Promise<Outputs>;
   const outputs = await program();
+  // Every output resolved, and every registration this run started delivered to its own mocks.
   await settle(outputs);
-  // Every registration this run started reaches its own mocks, not the next test's.
-  await (pulumi.runtime as unknown as { waitForRPCs: () => Promise<void> }).waitForRPCs().catch(() => undefined);
   return { mocks, outputs };
 }
 

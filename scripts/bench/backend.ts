@@ -13,7 +13,7 @@
  */
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { appendFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, cpSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hardeningProfile, toDockerRunArgs } from "../../components/hardening";
@@ -28,6 +28,7 @@ import {
   uniqueName,
 } from "../../support/docker";
 import { freePort, httpRequest, sleep, waitFor } from "../../support/wait";
+import { writeResults } from "./results";
 
 const ROOT = join(__dirname, "..", "..");
 const GOALS = { imageOverheadMb: 60, warmRebuildRatio: 0.15, startToReadyMs: 2000, middlewareOverhead: 0.15 };
@@ -291,10 +292,8 @@ async function main(): Promise<void> {
         middlewareOverhead: worstOverhead <= GOALS.middlewareOverhead,
       },
     };
-    mkdirSync(join(ROOT, "bench-results"), { recursive: true });
-    writeFileSync(join(ROOT, "bench-results", "backend.json"), `${JSON.stringify(result, null, 2)}\n`);
     // The file keeps every wrk run; the console shows the median run of each variant.
-    console.log(JSON.stringify({ ...result, wrk: result.wrk.byPath }, (key, value) => (key === "allRuns" ? undefined : value), 2));
+    writeResults("backend", result, JSON.stringify({ ...result, wrk: result.wrk.byPath }, (key, value) => (key === "allRuns" ? undefined : value), 2));
   } finally {
     await removeContainers(...containers);
     await removeImages(tag);

@@ -12,13 +12,13 @@ import { LOCAL_PROXY_IMAGE, LOCAL_PYTHON_BASE, buildImage, docker, dockerHostAdd
 import { REPO, requirePulumiCli, scratchProject } from "../../support/engine";
 import { startPostgres } from "../../support/postgres";
 import { freePort } from "../../support/wait";
+import { seconds, writeResults } from "./results";
 
 const NOOP_RUNS = 3;
 const FAILURE_RUNS = 3;
 const GOALS = { noopMs: 10_000, noopChanged: 0, exitToFailureMs: 15_000 };
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const seconds = (ms: number) => Math.round(ms / 100) / 10;
 
 async function bench(): Promise<void> {
   const pulumiVersion = await requirePulumiCli();
@@ -113,9 +113,7 @@ async function bench(): Promise<void> {
         failFast: failures.every((f) => f.exitToFailureMs <= GOALS.exitToFailureMs),
       },
     };
-    const out = path.join(REPO, "bench-results", "engine.json");
-    fs.writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
-    console.log(JSON.stringify(result, null, 2));
+    writeResults("engine", result);
   } finally {
     await pg.stop();
     p.cleanup();

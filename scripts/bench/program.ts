@@ -8,6 +8,7 @@ import * as path from "node:path";
 import main from "../../index";
 import { settle, setUpStack, stagingSetup } from "../../support/mocks";
 import { runLikePulumi } from "./pulumiLoader";
+import { writeResults } from "./results";
 
 const RUNS = 5;
 const GOAL_MS = 1000;
@@ -39,10 +40,7 @@ async function bench(): Promise<void> {
     met: median <= GOAL_MS,
     node: process.version,
   };
-  const out = path.resolve(__dirname, "..", "..", "bench-results", "program.json");
-  fs.mkdirSync(path.dirname(out), { recursive: true });
-  fs.writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
-  console.log(JSON.stringify(result, null, 2));
+  writeResults("program", result);
   if (process.env.BACKEND_DELIVERY_STACK_FILE) fs.rmSync(path.dirname(process.env.BACKEND_DELIVERY_STACK_FILE), { recursive: true, force: true });
 }
 

@@ -5,15 +5,13 @@
  *
  *   npx tsx scripts/bench/promotion.ts
  */
-import * as fs from "node:fs";
-import * as path from "node:path";
 import { performance } from "node:perf_hooks";
 import { decidePromotion, type PromotionPolicy } from "../../components/promotion/decide";
 import { plainOutputs } from "../../support/stagingRecord";
-import * as pulumi from "@pulumi/pulumi";
-import { PROJECT, setUpStack } from "../../support/mocks";
+import { PROJECT, settleRegistrations, setUpStack } from "../../support/mocks";
 import { runLikePulumi } from "./pulumiLoader";
 import { canaryDatabaseUrl } from "../../support/canary";
+import { writeResults } from "./results";
 
 const DIGEST = `sha256:${"c".repeat(64)}`;
 const POLICY: PromotionPolicy = { fromStack: "organization/backend-delivery/staging", maxAgeHours: 24, registry: false };
@@ -100,7 +98,7 @@ async function evaluateProdProgram(runs: number) {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const program = require("../../index") as () => Promise<Record<string, unknown>>;
     const result = await program();
-    await (pulumi.runtime as unknown as { waitForRPCs: () => Promise<void> }).waitForRPCs();
+    await settleRegistrations();
     const elapsed = performance.now() - start;
     if (run === 0) coldMs = elapsed;
     else times.push(elapsed);
@@ -138,10 +136,7 @@ async function main(): Promise<void> {
       promotedImageRef: program.promotedImageRef,
     },
   };
-  const out = path.join(__dirname, "..", "..", "bench-results", "promotion.json");
-  fs.mkdirSync(path.dirname(out), { recursive: true });
-  fs.writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
-  console.log(JSON.stringify(result, null, 2));
+  writeResults("promotion", result);
   if (!result.prodProgramUnderMocks.readinessCheckRegistered) {
     console.error("the readiness check did not register; the figures cover the gate and the service only");
     process.exitCode = 1;

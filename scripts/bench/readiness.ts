@@ -10,7 +10,6 @@
  *
  *   npx tsx scripts/bench/readiness.ts     (needs the Docker engine and the local base image)
  */
-import * as fs from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import * as path from "node:path";
@@ -19,6 +18,7 @@ import { isReadinessError, probeReadiness, type ContainerView } from "../../comp
 import { hardeningProfile, toDockerRunArgs } from "../../components/hardening";
 import { buildImage, docker, inspectContainer, LOCAL_PYTHON_BASE, removeContainers, removeImages, requireDockerEngine, uniqueName } from "../../support/docker";
 import { freePort } from "../../support/wait";
+import { writeResults } from "./results";
 
 const DIGEST = `sha256:${"0".repeat(64)}`;
 const INTERVALS_MS = [250, 1000];
@@ -148,10 +148,7 @@ async function main() {
         healthStateWaitBaseline: baseline,
       },
     };
-    const file = path.resolve(__dirname, "../../bench-results/readiness.json");
-    fs.mkdirSync(path.dirname(file), { recursive: true });
-    fs.writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
-    console.log(JSON.stringify(results, null, 2));
+    writeResults("readiness", results);
   } finally {
     await removeImages(tag);
   }

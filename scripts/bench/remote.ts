@@ -15,8 +15,8 @@ import { startPostgres, type PostgresCluster } from "../../support/postgres";
 import { LOCAL_REGISTRY_IMAGE, startRegistry, type Registry } from "../../support/registry";
 import { LOCAL_SSHD_IMAGE, startSshd, type Sshd } from "../../support/sshd";
 import { freePort } from "../../support/wait";
+import { seconds, writeResults } from "./results";
 
-const seconds = (ms: number) => Math.round(ms / 100) / 10;
 
 interface Timings {
   firstStagingDeploySeconds: number;
@@ -112,9 +112,7 @@ async function bench(): Promise<void> {
       sshOverLocal: ratio(ssh),
       sshWithConnectionSharingOverLocal: ratio(shared),
     };
-    const out = path.join(REPO, "bench-results", "remote.json");
-    fs.writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
-    console.log(JSON.stringify(result, null, 2));
+    writeResults("remote", result);
   } finally {
     await Promise.all([registry.stop(), sshd.stop(), pg.stop()]);
   }

@@ -10,16 +10,16 @@ import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { LOCAL_PROXY_IMAGE, LOCAL_PYTHON_BASE, dockerHostAddress, requireDockerEngine } from "../../support/docker";
-import { REPO, requirePulumiCli, scratchProject } from "../../support/engine";
+import { requirePulumiCli, scratchProject } from "../../support/engine";
 import { startLoadInChild, type LoadReport } from "../../support/load";
 import { startPostgres } from "../../support/postgres";
 import { freePort, httpRequest } from "../../support/wait";
+import { seconds, writeResults } from "./results";
 
 const RPS = 20;
 const BASELINE_SECONDS = 20;
 const GOALS = { failedRequests: 0, p99OverBaseline: 2 };
 
-const seconds = (ms: number) => Math.round(ms / 100) / 10;
 
 /** The figures of one update under load. */
 function figures(report: LoadReport, started: number, before: string) {
@@ -105,8 +105,7 @@ async function bench(): Promise<void> {
         Object.entries(updates).map(([name, u]) => [name, u.failed === GOALS.failedRequests && u.p99Ms <= GOALS.p99OverBaseline * Math.max(1, baseline[stackOf[name as keyof typeof updates]].p99Ms)]),
       ),
     };
-    fs.writeFileSync(path.join(REPO, "bench-results", "switch.json"), `${JSON.stringify(result, null, 2)}\n`);
-    console.log(JSON.stringify(result, null, 2));
+    writeResults("switch", result);
   } finally {
     await pg.stop();
     p.cleanup();
