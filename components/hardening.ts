@@ -64,16 +64,13 @@ export const hardeningProfile: HardeningProfile = Object.freeze({
 }) as HardeningProfile;
 
 /**
- * The front proxy's profile: the same lock-down, smaller limits, and a tmpfs for Caddy's data
- * directory (it keeps no certificates: TLS, when it comes, terminates in front of it or in a later
- * step). Its configuration lives on a volume at {@link HardeningProfile.dataPath}.
+ * The front proxy's profile: the same lock-down and smaller limits. Its configuration lives on a
+ * volume at {@link HardeningProfile.dataPath}; its data (certificates, the ACME account, the internal
+ * CA) on a second volume at `/data` (see proxy/frontProxy.ts), so a replaced proxy keeps them.
  */
 export const proxyProfile: HardeningProfile = Object.freeze({
   ...hardeningProfile,
-  tmpfs: Object.freeze({
-    "/tmp": "rw,noexec,nosuid,nodev,size=16m",
-    "/data": "rw,noexec,nosuid,nodev,size=16m,uid=10001,gid=10001",
-  }),
+  tmpfs: Object.freeze({ "/tmp": "rw,noexec,nosuid,nodev,size=16m" }),
   dataPath: "/config",
   resources: Object.freeze({ memoryMb: 128, cpus: 0.5, pids: 128 }),
   stopTimeoutSeconds: 15,

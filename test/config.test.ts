@@ -22,6 +22,7 @@ function prodConfig(): Config {
   return {
     environment: "prod",
     service: { hostPort: 8081 },
+    proxy: { tls: { mode: "upstream" } },
     secrets: { DATABASE_URL: PG_URL, SECRET_KEY: PROD_KEY },
   };
 }
@@ -269,8 +270,14 @@ describe("stack config: valid", () => {
       resources: { memoryMb: 512, cpus: 1, pids: 256 },
     });
     expect(config.readiness).toEqual({ path: "/readyz", timeoutSeconds: 120, intervalMs: 1000, successThreshold: 2 });
-    expect(config.promotion).toEqual({ fromStack: "organization/backend-delivery/staging", maxAgeHours: 24 });
+    expect(config.promotion).toEqual({ fromStack: "organization/backend-delivery/staging", maxAgeHours: 24, minCertificateDays: 7 });
+    expect(config.proxy).toEqual({
+      image: "caddy:2.10",
+      httpsPort: 443,
+      tls: { mode: "off", acme: { directory: "https://acme-v02.api.letsencrypt.org/directory" } },
+    });
     expect(config.registryPassword).toBeUndefined();
+    expect(config.tlsPrivateKey).toBeUndefined();
   });
 
   it("accepts numbers stored as strings by `pulumi config set --path`", () => {
@@ -316,6 +323,7 @@ describe("stack config: valid", () => {
     expect(result.config.promotion).toEqual({
       fromStack: "acme/backend-delivery/staging",
       maxAgeHours: 24,
+      minCertificateDays: 7,
       override: { reason: "incident 42", approvedBy: "ops" },
     });
     expect(result.config.registryPassword).toBe("canary-registry-91c2");
