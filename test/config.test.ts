@@ -4,13 +4,11 @@ import { parseStackConfig, type RawStackConfig } from "../components/config/pars
 import { makeStackConfigSchema } from "../components/config/schema";
 import { isStoredEncrypted } from "../components/config/secretStorage";
 import { PROJECT, removeStackFiles, setUpStack, stagingSetup, STAGING_CANARIES, type StackSetup } from "../support/mocks";
+import { defaultEncrypted, raw, SECURE, type Config } from "../support/rawConfig";
 import { canaryDatabaseUrl } from "../support/canary";
 
 afterAll(removeStackFiles);
 
-type Config = Record<string, unknown>;
-
-const SECURE = { secure: "v1:ZmFrZQ==:ZW5jcnlwdGVk" };
 const PG_URL = canaryDatabaseUrl("canary-pg-pass-91c2");
 const PROD_KEY = "canary-prod-key-91c2-0123456789abcdef0123";
 
@@ -25,43 +23,6 @@ function prodConfig(): Config {
     proxy: { tls: { mode: "upstream" } },
     secrets: { DATABASE_URL: PG_URL, SECRET_KEY: PROD_KEY },
   };
-}
-
-/** Raw engine input: values as the engine passes them; `encrypted` leaves marked secure in the file. */
-function raw(
-  config: Config,
-  options: { stack?: string; encrypted?: string[]; sdkSecret?: string[]; noStackFile?: boolean } = {},
-): RawStackConfig {
-  const encrypted = options.encrypted ?? defaultEncrypted(config);
-  const file: Config = structuredClone(config);
-  for (const keyPath of encrypted) {
-    const segments = keyPath.split(".");
-    let node = file;
-    for (const s of segments.slice(0, -1)) node = node[s] as Config;
-    node[segments[segments.length - 1]!] = SECURE;
-  }
-  const sdk = new Set(options.sdkSecret ?? []);
-  return {
-    project: PROJECT,
-    stack: options.stack ?? (config.environment === "prod" ? "prod" : "staging"),
-    values: Object.fromEntries(
-      Object.entries(config).map(([k, v]) => [`${PROJECT}:${k}`, typeof v === "string" ? v : JSON.stringify(v)]),
-    ),
-    secretSources: {
-      stackFile: options.noStackFile
-        ? undefined
-        : { config: Object.fromEntries(Object.entries(file).map(([k, v]) => [`${PROJECT}:${k}`, v])) },
-      isSdkSecret: (key) => sdk.has(key),
-    },
-  };
-}
-
-/** Every leaf under `secrets` and `registryPassword`: how a correctly set-up stack stores them. */
-function defaultEncrypted(config: Config): string[] {
-  const secrets = config.secrets;
-  const leaves =
-    secrets && typeof secrets === "object" ? Object.keys(secrets).map((name) => `secrets.${name}`) : [];
-  return config.registryPassword === undefined ? leaves : [...leaves, "registryPassword"];
 }
 
 function errorOf(input: RawStackConfig): string {

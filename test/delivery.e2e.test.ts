@@ -142,7 +142,8 @@ beforeAll(async () => {
     environment: "prod",
     service: { hostPort: prodPort, env: { LOG_LEVEL: "WARNING" } },
     image: { name: p.project },
-    proxy: { image: LOCAL_PROXY_IMAGE },
+    // A prod stack must choose how TLS ends: in front, here, so its proxy serves plain HTTP as before.
+    proxy: { image: LOCAL_PROXY_IMAGE, tls: { mode: "upstream" } },
     promotion: { fromStack: `organization/${p.project}/staging`, maxAgeHours: 24 },
   });
   hostAddress = await dockerHostAddress();
