@@ -70,6 +70,11 @@ export const hardeningProfile: HardeningProfile = Object.freeze({
  */
 export const proxyProfile: HardeningProfile = Object.freeze({
   ...hardeningProfile,
+  // A uid of its own: the Docker provider can only limit the proxy's processes with RLIMIT_NPROC,
+  // which the kernel counts per uid across the whole host, so sharing the backend's uid let the
+  // backend's threads (every release of every stack) use up the proxy's allowance, and Caddy then
+  // crash-looped, unable to start a thread.
+  user: "10002:10002",
   tmpfs: Object.freeze({ "/tmp": "rw,noexec,nosuid,nodev,size=16m" }),
   dataPath: "/config",
   resources: Object.freeze({ memoryMb: 128, cpus: 0.5, pids: 128 }),

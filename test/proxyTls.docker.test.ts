@@ -146,7 +146,8 @@ describe("TLS at the front proxy, on the real engine", () => {
     const keyBody = first.privateKey.split("\n")[1]!;
     expect(inspect).not.toContain(keyBody);
     const listing = await docker(["exec", PROXY, "ls", "-ln", "/data/tls"]);
-    expect(listing.stdout).toMatch(/-rw------- 1 10001 10001 .* key-[0-9a-f]{16}\.pem/);
+    const [uid, gid] = proxyProfile.user.split(":");
+    expect(listing.stdout).toMatch(new RegExp(`-rw------- 1 ${uid} ${gid} .* key-[0-9a-f]{16}\\.pem`));
     expect((await docker(["exec", PROXY, "cat", "/config/caddy/autosave.json"])).stdout).not.toContain(keyBody);
   }, 120_000);
 

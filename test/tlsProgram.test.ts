@@ -99,7 +99,7 @@ describe("staging with TLS at the proxy", () => {
     ]);
     const route = mocks.byName(`${S}-route`, DYNAMIC).inputs;
     expect(asSeenByEngine(route.tls)).toEqual({ secret: false, value: { mode: "acme", domain: DOMAIN, httpsPort: 8443, acme } });
-    expect(route).toMatchObject({ proxyUser: "10001:10001", tlsTimeoutSeconds: 120 });
+    expect(route).toMatchObject({ proxyUser: "10002:10002", tlsTimeoutSeconds: 120 });
     expect(await awaitOutput(outputs.url!)).toBe(`https://${DOMAIN}:8443`);
     const facts = factsOfDer(made.der);
     expect(await awaitOutput(outputs.tls!)).toEqual({ mode: "acme", domain: DOMAIN, issuer: facts.issuer, notAfter: facts.notAfter, fingerprint: facts.fingerprint });
