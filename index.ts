@@ -119,7 +119,7 @@ async function main(): Promise<Exported<StackOutputs> | Exported<ProdOutputs>> {
   await checkEngine(config.docker, config.stack);
   const login = await registryLogin(config);
   const history = await readReleaseHistory((message) => void pulumi.log.warn(message));
-  const tls = await stackTls(config);
+  const proxyTls = await stackTls(config);
 
   if (config.rollbackTo !== undefined) {
     // Back to the last different image, through the same release path; no build, no gate: it ran here before.
@@ -127,15 +127,15 @@ async function main(): Promise<Exported<StackOutputs> | Exported<ProdOutputs>> {
     if (!plan.ok) throw new pulumi.RunError(`rollback of stack ${config.stack} refused: ${plan.problem}`);
     if (login !== undefined && isRepoDigest(plan.target)) await checkRegistryPull(config.docker, plan.target, login, config.stack);
     const imageDigest = digestOf(plan.target);
-    const service = deploy(config, { image: hostImage(config, plan.target).image, imageDigest }, tls.service);
+    const { url, readiness, tls } = deploy(config, { image: hostImage(config, plan.target).image, imageDigest }, proxyTls.service);
     githubDelivery(config);
     return {
       environment: config.environment,
       imageRef: plan.target,
       imageDigest,
-      url: service.url,
-      readiness: service.readiness,
-      tls: service.tls,
+      url,
+      readiness,
+      tls,
       previousImageRef: plan.record.fromImageRef,
       rollback: plan.record,
     };
@@ -158,14 +158,14 @@ async function main(): Promise<Exported<StackOutputs> | Exported<ProdOutputs>> {
       registry,
     }, builder === undefined ? {} : { providers: { docker: builder } });
     const onHost = registry === undefined ? image.imageRef : hostImage(config, image.imageRef).image;
-    const service = deploy(config, { image: onHost, imageDigest: image.imageDigest }, tls.service);
+    const { url, readiness, tls } = deploy(config, { image: onHost, imageDigest: image.imageDigest }, proxyTls.service);
     return {
       environment: config.environment,
       imageRef: image.imageRef,
       imageDigest: image.imageDigest,
-      url: service.url,
-      readiness: service.readiness,
-      tls: service.tls,
+      url,
+      readiness,
+      tls,
       // The new image is known only once built: null, not undefined, where there is no other one yet.
       ...(history.imageRef === undefined ? {} : { previousImageRef: image.imageRef.apply((ref) => nextPreviousImageRef(history, ref) ?? null) }),
       ...(history.rollback === undefined ? {} : { rollback: image.imageRef.apply((ref) => keptRollback(history, ref)) }),
@@ -179,20 +179,20 @@ async function main(): Promise<Exported<StackOutputs> | Exported<ProdOutputs>> {
     registry: config.image.registry !== undefined,
     history,
     ...(config.promotion.override === undefined ? {} : { override: config.promotion.override }),
-    ...(tls.certificate === undefined ? {} : { certificate: tls.certificate }),
+    ...(proxyTls.certificate === undefined ? {} : { certificate: proxyTls.certificate }),
     minCertificateDays: config.promotion.minCertificateDays,
   });
   if (login !== undefined) await checkRegistryPull(config.docker, approved.imageRef, login, config.stack);
-  const service = deploy(config, { image: hostImage(config, approved.imageRef).image, imageDigest: approved.imageDigest }, tls.service);
+  const { url, readiness, tls } = deploy(config, { image: hostImage(config, approved.imageRef).image, imageDigest: approved.imageDigest }, proxyTls.service);
   githubDelivery(config);
   const rollback = keptRollback(history, approved.imageRef);
   return {
     environment: config.environment,
     imageRef: approved.imageRef,
     imageDigest: approved.imageDigest,
-    url: service.url,
-    readiness: service.readiness,
-    tls: service.tls,
+    url,
+    readiness,
+    tls,
     promotedFrom: { stack: approved.stack, imageDigest: approved.imageDigest, checkedAt: approved.checkedAt },
     // Absent, not undefined, on the first deploy: the engine warns about undefined stack outputs.
     ...(approved.previousImageRef === undefined ? {} : { previousImageRef: approved.previousImageRef }),
