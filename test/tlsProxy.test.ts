@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TlsRecord } from "../components/contract";
 import { caddyConfig, frontConfig, type Handler, type ProxyTls } from "../components/proxy/caddyConfig";
 import { caRootProblem, certificateFacts, checkCertificate, factsOfDer, parseCertificates } from "../components/proxy/certificates";
+import { routeProvider, type ProxyRouteInputs } from "../components/proxy/route";
 import { leafDer, obtainFailure, ownerOf, tlsFiles } from "../components/proxy/tlsProbe";
 import { formatTlsStatus, readTlsStatus, tlsRecord, tlsStatusOf } from "../components/proxy/tlsStatus";
 import { renderBody } from "../scripts/lib/preview/render";
@@ -175,6 +176,35 @@ describe("the route's TLS files and Caddy's reasons", () => {
     expect(obtainFailure(logs, "other.test")).toBeUndefined();
     expect(obtainFailure(logs.split("\n")[2]!, DOMAIN)).toBe("[api.example.test] Obtain: registering account");
     expect(obtainFailure('{"level":"warn","logger":"tls","msg":"stapling OCSP"}\nnot json', DOMAIN)).toBeUndefined();
+  });
+});
+
+describe("the route's diff", () => {
+  const base: ProxyRouteInputs = {
+    proxyContainer: "p",
+    proxyContainerId: "pid",
+    releaseName: "r",
+    releaseId: "rid",
+    releasePort: 8000,
+    readyAt: "2030-01-01T00:00:00.000Z",
+    hsts: true,
+    hostHeader: "127.0.0.1",
+    proxyUser: "10002:10002",
+    tlsTimeoutSeconds: 120,
+    tls: { mode: "certificate", domain: DOMAIN, httpsPort: 443, certificate: "chain", privateKey: "key" },
+  };
+  const diff = (news: Partial<ProxyRouteInputs>) => routeProvider.diff!("id", { ...base, switchedAt: base.readyAt }, { ...base, ...news });
+
+  it("switches again for a new certificate, key or mode, not for the same settings in another key order or a new timeout", async () => {
+    expect(await diff({})).toEqual({ changes: false, replaces: [] });
+    expect(await diff({ tls: { privateKey: "key", certificate: "chain", httpsPort: 443, domain: DOMAIN, mode: "certificate" } })).toEqual({ changes: false, replaces: [] });
+    expect(await diff({ tlsTimeoutSeconds: 30 })).toEqual({ changes: false, replaces: [] });
+    expect(await diff({ tls: { ...base.tls!, privateKey: "other key" } })).toEqual({ changes: true, replaces: [] });
+    expect(await diff({ tls: { mode: "internal", domain: DOMAIN, httpsPort: 443 } })).toEqual({ changes: true, replaces: [] });
+    const plain: ProxyRouteInputs = { ...base };
+    delete plain.tls;
+    expect(await routeProvider.diff!("id", { ...plain, switchedAt: base.readyAt }, plain)).toEqual({ changes: false, replaces: [] });
+    expect(await routeProvider.diff!("id", { ...plain, switchedAt: base.readyAt }, base)).toEqual({ changes: true, replaces: [] });
   });
 });
 
