@@ -7,23 +7,59 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import { BackendImage, digestOf } from "./components/backendImage";
-import { BackendService } from "./components/backendService";
+import { BackendService, proxyContainerName, type ServiceTls } from "./components/backendService";
 import { resolveBuildInfo } from "./components/buildInfo";
 import { loadConfig, type BackendConfig } from "./components/config/load";
-import type { ProdOutputs, StackOutputs } from "./components/contract";
+import { terminatesTls, type ProdOutputs, type StackOutputs } from "./components/contract";
 import { GitHubDelivery } from "./components/delivery/github";
 import { checkEngine, checkRegistryLogin, checkRegistryPull, plainValue, type RegistryLogin } from "./components/docker/preflight";
 import { appEnvFor } from "./components/envMapping";
 import { HostImage, isRepoDigest, type RegistryCredentials } from "./components/hostImage";
+import type { ProdCertificate } from "./components/promotion/decide";
 import { resolvePromotion } from "./components/promotion/gate";
+import { observeServedCertificate } from "./components/proxy/observe";
+import { formatTlsStatus, tlsStatusOf } from "./components/proxy/tlsStatus";
 import { keptRollback, nextPreviousImageRef, planRollback, readReleaseHistory } from "./components/release/history";
 
 /** Stack outputs as the program returns them: each value may still be on its way. */
 type Exported<T> = { [K in keyof T]: pulumi.Input<T[K]> };
 
+/** The name of the stack's service component; its proxy and releases are named after it. */
+const serviceName = (config: BackendConfig): string => `${config.project}-${config.stack}`;
+
+/**
+ * How TLS ends for this stack (`proxy.*`), with what its proxy serves right now (seen through the
+ * proxy), logged as the `tls status` line the pull-request comment reads, and for prod's gate the
+ * certificate it will serve.
+ */
+async function stackTls(config: BackendConfig): Promise<{ service: ServiceTls; certificate?: ProdCertificate }> {
+  const { proxy, tlsPrivateKey } = config;
+  const { mode, acme, certificate } = proxy.tls;
+  const observed =
+    terminatesTls(mode) && proxy.domain !== undefined
+      ? await observeServedCertificate({ endpoint: config.docker, component: serviceName(config), proxyContainer: proxyContainerName(serviceName(config)), domain: proxy.domain })
+      : undefined;
+  const status = tlsStatusOf(mode, proxy.domain, observed, certificate);
+  pulumi.log.info(formatTlsStatus(status));
+  const held = mode === "certificate" ? { notAfter: status.configured?.notAfter, source: "configured" as const } : { notAfter: status.served?.notAfter, source: "served" as const };
+  return {
+    service: {
+      mode,
+      ...(proxy.domain === undefined ? {} : { domain: proxy.domain }),
+      httpsPort: proxy.httpsPort,
+      ...(mode === "acme" ? { acme } : {}),
+      ...(mode === "certificate" && certificate !== undefined ? { certificate, ...(tlsPrivateKey === undefined ? {} : { privateKey: tlsPrivateKey }) } : {}),
+      ...(observed === undefined ? {} : { observed }),
+    },
+    ...((mode !== "acme" && mode !== "certificate") || held.notAfter === undefined
+      ? {}
+      : { certificate: { notAfter: held.notAfter, source: held.source, stack: config.stack, proxyContainer: proxyContainerName(serviceName(config)) } }),
+  };
+}
+
 /** The stack's service (front proxy and release) for an already pinned image. */
-function deploy(config: BackendConfig, image: { image: pulumi.Input<string>; imageDigest: pulumi.Input<string> }): BackendService {
-  return new BackendService(`${config.project}-${config.stack}`, {
+function deploy(config: BackendConfig, image: { image: pulumi.Input<string>; imageDigest: pulumi.Input<string> }, tls: ServiceTls): BackendService {
+  return new BackendService(serviceName(config), {
     image: image.image,
     imageDigest: image.imageDigest,
     appEnv: appEnvFor(config.environment),
@@ -33,6 +69,7 @@ function deploy(config: BackendConfig, image: { image: pulumi.Input<string>; ima
     secrets: config.secrets,
     resources: config.service.resources,
     proxyImage: config.proxy.image,
+    tls,
     readiness: {
       ...config.readiness,
       timeoutHint: `raise readiness.timeoutSeconds: \`pulumi config set --stack ${config.stack} --path readiness.timeoutSeconds <seconds>\``,
@@ -82,6 +119,7 @@ async function main(): Promise<Exported<StackOutputs> | Exported<ProdOutputs>> {
   await checkEngine(config.docker, config.stack);
   const login = await registryLogin(config);
   const history = await readReleaseHistory((message) => void pulumi.log.warn(message));
+  const proxyTls = await stackTls(config);
 
   if (config.rollbackTo !== undefined) {
     // Back to the last different image, through the same release path; no build, no gate: it ran here before.
@@ -89,7 +127,7 @@ async function main(): Promise<Exported<StackOutputs> | Exported<ProdOutputs>> {
     if (!plan.ok) throw new pulumi.RunError(`rollback of stack ${config.stack} refused: ${plan.problem}`);
     if (login !== undefined && isRepoDigest(plan.target)) await checkRegistryPull(config.docker, plan.target, login, config.stack);
     const imageDigest = digestOf(plan.target);
-    const { url, readiness } = deploy(config, { image: hostImage(config, plan.target).image, imageDigest });
+    const { url, readiness, tls } = deploy(config, { image: hostImage(config, plan.target).image, imageDigest }, proxyTls.service);
     githubDelivery(config);
     return {
       environment: config.environment,
@@ -97,6 +135,7 @@ async function main(): Promise<Exported<StackOutputs> | Exported<ProdOutputs>> {
       imageDigest,
       url,
       readiness,
+      tls,
       previousImageRef: plan.record.fromImageRef,
       rollback: plan.record,
     };
@@ -119,13 +158,14 @@ async function main(): Promise<Exported<StackOutputs> | Exported<ProdOutputs>> {
       registry,
     }, builder === undefined ? {} : { providers: { docker: builder } });
     const onHost = registry === undefined ? image.imageRef : hostImage(config, image.imageRef).image;
-    const { url, readiness } = deploy(config, { image: onHost, imageDigest: image.imageDigest });
+    const { url, readiness, tls } = deploy(config, { image: onHost, imageDigest: image.imageDigest }, proxyTls.service);
     return {
       environment: config.environment,
       imageRef: image.imageRef,
       imageDigest: image.imageDigest,
       url,
       readiness,
+      tls,
       // The new image is known only once built: null, not undefined, where there is no other one yet.
       ...(history.imageRef === undefined ? {} : { previousImageRef: image.imageRef.apply((ref) => nextPreviousImageRef(history, ref) ?? null) }),
       ...(history.rollback === undefined ? {} : { rollback: image.imageRef.apply((ref) => keptRollback(history, ref)) }),
@@ -139,9 +179,11 @@ async function main(): Promise<Exported<StackOutputs> | Exported<ProdOutputs>> {
     registry: config.image.registry !== undefined,
     history,
     ...(config.promotion.override === undefined ? {} : { override: config.promotion.override }),
+    ...(proxyTls.certificate === undefined ? {} : { certificate: proxyTls.certificate }),
+    minCertificateDays: config.promotion.minCertificateDays,
   });
   if (login !== undefined) await checkRegistryPull(config.docker, approved.imageRef, login, config.stack);
-  const { url, readiness } = deploy(config, { image: hostImage(config, approved.imageRef).image, imageDigest: approved.imageDigest });
+  const { url, readiness, tls } = deploy(config, { image: hostImage(config, approved.imageRef).image, imageDigest: approved.imageDigest }, proxyTls.service);
   githubDelivery(config);
   const rollback = keptRollback(history, approved.imageRef);
   return {
@@ -150,6 +192,7 @@ async function main(): Promise<Exported<StackOutputs> | Exported<ProdOutputs>> {
     imageDigest: approved.imageDigest,
     url,
     readiness,
+    tls,
     promotedFrom: { stack: approved.stack, imageDigest: approved.imageDigest, checkedAt: approved.checkedAt },
     // Absent, not undefined, on the first deploy: the engine warns about undefined stack outputs.
     ...(approved.previousImageRef === undefined ? {} : { previousImageRef: approved.previousImageRef }),

@@ -1,11 +1,14 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
-import type { Readiness } from "./contract";
+import { terminatesTls, type Readiness, type TlsMode, type TlsRecord } from "./contract";
 import { endpointInputs, type DockerEndpoint } from "./docker/client";
 import { containerEnv } from "./envMapping";
-import { hardeningProfile, withResources, type ResourceLimits } from "./hardening";
+import { hardeningProfile, proxyProfile, withResources, type ResourceLimits } from "./hardening";
 import { FrontProxy } from "./proxy/frontProxy";
+import type { Observation } from "./proxy/observe";
 import { ProxyRoute } from "./proxy/route";
+import type { RouteTls } from "./proxy/tlsProbe";
+import { tlsRecord } from "./proxy/tlsStatus";
 import { ReadinessCheck } from "./readiness/check";
 import { AppRelease } from "./release/release";
 
@@ -21,6 +24,22 @@ export interface ReadinessSettings {
   successThreshold: number;
   /** How to give the check more time, in the words of whoever set `timeoutSeconds`. */
   timeoutHint?: string;
+}
+
+/** How TLS ends for the stack (`proxy.*`). */
+export interface ServiceTls {
+  mode: TlsMode;
+  /** The public host name; required where the proxy terminates TLS. */
+  domain?: string;
+  /** Host port for HTTPS, where the proxy terminates TLS. */
+  httpsPort: number;
+  /** `acme`: the directory, the account's email, the CA root of the directory's HTTPS. */
+  acme?: { directory: string; email?: string; caRoot?: string };
+  /** `certificate`: the chain, leaf first (PEM), and its private key (a secret Output). */
+  certificate?: string;
+  privateKey?: pulumi.Input<string>;
+  /** What the proxy served when the program started: the `tls` record of an update that does not switch it. */
+  observed?: Observation;
 }
 
 /** Arguments of {@link BackendService}. */
@@ -43,12 +62,19 @@ export interface BackendServiceArgs {
   resources?: Partial<ResourceLimits>;
   /** The front proxy's image (Caddy 2). */
   proxyImage: pulumi.Input<string>;
+  /** How TLS ends; plain HTTP at the proxy when unset. */
+  tls?: ServiceTls;
   /** How each release is proven ready. */
   readiness: ReadinessSettings;
   /** Extra container labels. */
   labels?: Readonly<Record<string, string>>;
   /** The engine (`docker:host`, `docker:sshOpts`), for the parts that talk to it themselves. */
   docker?: DockerEndpoint;
+}
+
+/** The front proxy's container name for the service `name`: its host name on the stack's network. */
+export function proxyContainerName(name: string): string {
+  return `${name}-proxy`;
 }
 
 /** The `Host` the probes name: the port is published on loopback, so the backend always accepts it. */
@@ -63,8 +89,10 @@ const PROBE_HOST = "127.0.0.1";
  * leaves the old release serving and the outputs describing it.
  */
 export class BackendService extends pulumi.ComponentResource {
-  /** Base URL on the Docker host, e.g. `http://127.0.0.1:8080`. */
+  /** What clients use: `http://127.0.0.1:<hostPort>`, or `https://<domain>[:<port>]` with TLS (at the proxy or in front). */
   public readonly url: pulumi.Output<string>;
+  /** What the stack serves over TLS, observed through the proxy. */
+  public readonly tls: pulumi.Output<TlsRecord>;
   /** What the readiness check observed of the release that serves. */
   public readonly readiness: pulumi.Output<Readiness>;
   /** The container of the release that serves. */
@@ -81,9 +109,18 @@ export class BackendService extends pulumi.ComponentResource {
 
     const network = new docker.Network(`${name}-network`, { name: `${name}-network` }, { parent: this });
     const volume = new docker.Volume(`${name}-data`, { name: `${name}-data` }, { parent: this });
+    const tls = args.tls;
+    const atProxy = tls !== undefined && terminatesTls(tls.mode) ? { ...tls, mode: tls.mode, domain: tls.domain ?? "" } : undefined;
+    if (atProxy !== undefined && atProxy.domain === "") throw new Error(`BackendService ${name}: tls.domain is required with tls.mode ${atProxy.mode}`);
     const proxy = new FrontProxy(
-      `${name}-proxy`,
-      { image: args.proxyImage, hostPort: args.hostPort, network: network.name, labels: { ...labels, "backend-delivery.role": "proxy" } },
+      proxyContainerName(name),
+      {
+        image: args.proxyImage,
+        hostPort: args.hostPort,
+        network: network.name,
+        labels: { ...labels, "backend-delivery.role": "proxy" },
+        ...(atProxy === undefined ? {} : { tls: { domain: atProxy.domain, httpsPort: atProxy.httpsPort } }),
+      },
       { parent: this },
     );
     const release = new AppRelease(
@@ -91,7 +128,13 @@ export class BackendService extends pulumi.ComponentResource {
       {
         namePrefix: `${name}-app`,
         image: args.image,
-        env: containerEnv({ appEnv: args.appEnv, port: args.containerPort, env: args.env ?? {}, secrets: args.secrets }),
+        env: containerEnv({
+          appEnv: args.appEnv,
+          port: args.containerPort,
+          env: args.env ?? {},
+          secrets: args.secrets,
+          ...(tls?.domain === undefined ? {} : { publicHost: tls.domain }),
+        }),
         labels: { ...labels, "backend-delivery.component": name, "backend-delivery.role": "release" },
         profile,
         dataVolume: volume.name,
@@ -128,16 +171,38 @@ export class BackendService extends pulumi.ComponentResource {
         readyAt: check.readiness.apply((r) => r.checkedAt),
         hsts,
         hostHeader: PROBE_HOST,
+        ...(atProxy === undefined ? {} : { tls: routeTls(atProxy), proxyUser: proxyProfile.user, tlsTimeoutSeconds: args.readiness.timeoutSeconds }),
         ...host,
       },
       { parent: this },
     );
 
-    this.url = proxy.url;
+    // TLS ended by a load balancer in front: clients use the public name, over HTTPS.
+    this.url = tls?.mode === "upstream" && tls.domain !== undefined ? pulumi.output(`https://${tls.domain}`) : proxy.url;
+    // What the route saw when it switched, or, when this update did not switch, what was served at its start.
+    const observed = tls?.observed !== undefined && "der" in tls.observed ? tls.observed : undefined;
+    this.tls =
+      atProxy === undefined
+        ? pulumi.output(tlsRecord(tls?.mode ?? "off", tls?.domain, undefined))
+        : pulumi.all([route.switchedAt, route.servedCertificate]).apply(([switchedAt, served]) =>
+            tlsRecord(atProxy.mode, atProxy.domain, observed !== undefined && switchedAt < observed.at ? observed.der : served),
+          );
     // The record goes out only once traffic reaches the release it describes.
     this.readiness = pulumi.all([check.readiness, route.switchedAt]).apply(([readiness]) => readiness);
     this.releaseName = release.name;
     this.switchedAt = route.switchedAt;
-    this.registerOutputs({ url: this.url, readiness: this.readiness, releaseName: this.releaseName, switchedAt: this.switchedAt });
+    this.registerOutputs({ url: this.url, readiness: this.readiness, releaseName: this.releaseName, switchedAt: this.switchedAt, tls: this.tls });
   }
+}
+
+/** The route's TLS input: the key, a secret Output, makes the whole of it secret. */
+function routeTls(tls: ServiceTls & { domain: string; mode: RouteTls["mode"] }): pulumi.Output<RouteTls> {
+  return pulumi.output(tls.privateKey).apply((privateKey) => ({
+    mode: tls.mode,
+    domain: tls.domain,
+    httpsPort: tls.httpsPort,
+    ...(tls.mode === "acme" && tls.acme !== undefined ? { acme: tls.acme } : {}),
+    ...(tls.mode === "certificate" && tls.certificate !== undefined ? { certificate: tls.certificate } : {}),
+    ...(tls.mode === "certificate" && privateKey !== undefined ? { privateKey } : {}),
+  }));
 }

@@ -44,6 +44,42 @@ export const ImageRef = z.string().refine((ref) => ref.trim() !== "", "expected 
 export const RollbackRecord = z.object({ fromImageRef: ImageRef, at: z.iso.datetime() });
 export type RollbackRecord = z.infer<typeof RollbackRecord>;
 
+/** How the front proxy handles TLS (`proxy.tls.mode`). */
+export const TlsMode = z.enum(["acme", "certificate", "internal", "upstream", "off"]);
+export type TlsMode = z.infer<typeof TlsMode>;
+
+/** The modes in which the proxy itself terminates TLS, and so serves a certificate of its own. */
+export const PROXY_TLS_MODES = ["acme", "certificate", "internal"] as const satisfies readonly TlsMode[];
+
+/** Whether the proxy terminates TLS in `mode`. */
+export function terminatesTls(mode: TlsMode): mode is (typeof PROXY_TLS_MODES)[number] {
+  return (PROXY_TLS_MODES as readonly string[]).includes(mode);
+}
+
+/** A certificate's SHA-256 fingerprint, as openssl and Node print it: 32 colon-separated uppercase hex pairs. */
+export const Fingerprint = z.string().regex(/^([0-9A-F]{2}:){31}[0-9A-F]{2}$/, "expected a SHA-256 fingerprint (AB:CD:...)");
+
+/**
+ * What the stack serves over TLS: the mode, and where the proxy terminates TLS, the certificate it
+ * served when the program last looked through the proxy (never copied from config).
+ */
+export const TlsRecord = z
+  .object({
+    mode: TlsMode,
+    /** `proxy.domain`, when the stack has one. */
+    domain: z.string().optional(),
+    /** The served certificate's issuer, e.g. `CN=R11, O=Let's Encrypt, C=US`. */
+    issuer: z.string().optional(),
+    /** When the served certificate expires (ISO-8601, UTC). */
+    notAfter: z.iso.datetime().optional(),
+    /** SHA-256 fingerprint of the served certificate. */
+    fingerprint: Fingerprint.optional(),
+  })
+  .refine((r) => !terminatesTls(r.mode) || (r.issuer !== undefined && r.notAfter !== undefined && r.fingerprint !== undefined), {
+    message: "a proxy that terminates TLS records the certificate it served (issuer, notAfter, fingerprint)",
+  });
+export type TlsRecord = z.infer<typeof TlsRecord>;
+
 /** The outputs every backend stack exports, staging and prod alike. */
 export const StackOutputs = z.object({
   environment: Environment,
@@ -59,6 +95,8 @@ export const StackOutputs = z.object({
   previousImageRef: ImageRef.nullish(),
   /** Present after a rollback, while the stack runs the image it rolled back to. */
   rollback: RollbackRecord.optional(),
+  /** What the stack serves over TLS; absent in outputs of a program from before TLS at the proxy. */
+  tls: TlsRecord.optional(),
 });
 export type StackOutputs = z.infer<typeof StackOutputs>;
 

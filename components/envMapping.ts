@@ -19,6 +19,8 @@ export interface ContainerEnvArgs {
   env: Readonly<Record<string, string>>;
   /** Secret settings; each value stays a secret Output. */
   secrets: Readonly<Record<string, pulumi.Input<string>>>;
+  /** The public host name clients send as `Host` (`proxy.domain`), which the backend must accept. */
+  publicHost?: string;
 }
 
 /**
@@ -27,6 +29,7 @@ export interface ContainerEnvArgs {
  */
 export function containerEnv(args: ContainerEnvArgs): pulumi.Output<string[]> {
   const plain: Record<string, string> = { ...args.env, APP_ENV: args.appEnv, PORT: String(args.port) };
+  if (args.publicHost !== undefined) plain.ALLOWED_HOSTS = withPublicHost(plain.ALLOWED_HOSTS, args.publicHost);
   if (plain.ALLOWED_HOSTS !== undefined) plain.ALLOWED_HOSTS = withLoopbackHost(plain.ALLOWED_HOSTS);
   const names = [...new Set([...Object.keys(plain), ...Object.keys(args.secrets)])].sort();
   const entries = names.map((name) => {
@@ -47,4 +50,18 @@ export function withLoopbackHost(allowedHosts: string): string {
     .map((host) => host.trim())
     .filter((host) => host !== "");
   return hosts.includes("127.0.0.1") || hosts.includes("*") ? hosts.join(",") : [...hosts, "127.0.0.1"].join(",");
+}
+
+/**
+ * `ALLOWED_HOSTS` that accepts `host` too: the stack's public name, which every request through its
+ * TLS front carries as `Host`; without it the trusted-host check would answer each with 400. Only the
+ * name itself, and only when no entry (`*`, a `*.example.com` wildcard) covers it already.
+ */
+export function withPublicHost(allowedHosts: string | undefined, host: string): string {
+  const hosts = (allowedHosts ?? "")
+    .split(",")
+    .map((entry) => entry.trim())
+    .filter((entry) => entry !== "");
+  const covered = hosts.some((entry) => entry === "*" || entry === host || (entry.startsWith("*.") && host.endsWith(entry.slice(1))));
+  return covered ? hosts.join(",") : [...hosts, host].join(",");
 }

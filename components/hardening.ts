@@ -64,16 +64,18 @@ export const hardeningProfile: HardeningProfile = Object.freeze({
 }) as HardeningProfile;
 
 /**
- * The front proxy's profile: the same lock-down, smaller limits, and a tmpfs for Caddy's data
- * directory (it keeps no certificates: TLS, when it comes, terminates in front of it or in a later
- * step). Its configuration lives on a volume at {@link HardeningProfile.dataPath}.
+ * The front proxy's profile: the same lock-down and smaller limits. Its configuration lives on a
+ * volume at {@link HardeningProfile.dataPath}; its data (certificates, the ACME account, the internal
+ * CA) on a second volume at `/data` (see proxy/frontProxy.ts), so a replaced proxy keeps them.
  */
 export const proxyProfile: HardeningProfile = Object.freeze({
   ...hardeningProfile,
-  tmpfs: Object.freeze({
-    "/tmp": "rw,noexec,nosuid,nodev,size=16m",
-    "/data": "rw,noexec,nosuid,nodev,size=16m,uid=10001,gid=10001",
-  }),
+  // A uid of its own: the Docker provider can only limit the proxy's processes with RLIMIT_NPROC,
+  // which the kernel counts per uid across the whole host, so sharing the backend's uid let the
+  // backend's threads (every release of every stack) use up the proxy's allowance, and Caddy then
+  // crash-looped, unable to start a thread.
+  user: "10002:10002",
+  tmpfs: Object.freeze({ "/tmp": "rw,noexec,nosuid,nodev,size=16m" }),
   dataPath: "/config",
   resources: Object.freeze({ memoryMb: 128, cpus: 0.5, pids: 128 }),
   stopTimeoutSeconds: 15,

@@ -285,6 +285,25 @@ export async function removeContainers(...names: string[]): Promise<void> {
   await docker(["container", "rm", "--force", "--volumes", ...names], { allowFailure: true });
 }
 
+/** The containers, networks and volumes whose names start with `prefix` (a project's, a stack's). */
+export async function namedAfter(prefix: string): Promise<string[]> {
+  const names = async (args: string[]) => (await docker(args)).stdout.split("\n").filter((n) => n.startsWith(prefix));
+  return [
+    ...(await names(["ps", "-a", "--format", "{{.Names}}"])),
+    ...(await names(["network", "ls", "--format", "{{.Name}}"])),
+    ...(await names(["volume", "ls", "--format", "{{.Name}}"])),
+  ];
+}
+
+/** Removes whatever a failed run left named after `prefix`: containers, then networks and volumes. */
+export async function removeNamedAfter(prefix: string): Promise<void> {
+  for (const name of await namedAfter(prefix).catch(() => [])) {
+    await docker(["rm", "-f", name], { allowFailure: true });
+    await docker(["network", "rm", name], { allowFailure: true });
+    await docker(["volume", "rm", name], { allowFailure: true });
+  }
+}
+
 /** Removes images by tag or id; missing ones are ignored. */
 export async function removeImages(...refs: string[]): Promise<void> {
   if (refs.length === 0) return;

@@ -1,11 +1,14 @@
 /**
  * A bounded, steady load on one URL while something else happens (an update, a rollback): a GET
  * every 1/rps seconds, each on its own, over keep-alive connections as browsers and clients use
- * them; every answer recorded. Loopback only, and it stops by itself after `maxSeconds`.
+ * them; every answer recorded. HTTP or HTTPS (trusting only the CA it is given, the URL's host name
+ * in SNI and `Host`, the connection to loopback). Loopback only, and it stops by itself after `maxSeconds`.
  */
 import { fork } from "node:child_process";
 import http from "node:http";
+import https from "node:https";
 import path from "node:path";
+import { lookupAs } from "./wait";
 
 /** One request of the load and how it ended. */
 export interface LoadSample {
@@ -36,6 +39,10 @@ export interface LoadOptions {
   maxSeconds?: number;
   /** Budget of one request. */
   timeoutMs?: number;
+  /** HTTPS: PEM of the CA(s) to trust, and only those. */
+  ca?: string | string[];
+  /** Connect here instead of resolving the URL's host (a public name served on this machine's loopback). */
+  connectTo?: string;
 }
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
@@ -43,15 +50,20 @@ const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.lengt
 /** Starts the load on `url` (which must be on loopback); `stop()` waits for the requests under way and reports. */
 export function startLoad(url: string, options: LoadOptions): { stop(): Promise<LoadReport> } {
   const target = new URL(url);
-  if (!["127.0.0.1", "localhost", "[::1]"].includes(target.hostname)) throw new Error(`load only goes to loopback, not ${target.hostname}`);
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+  const loopback = ["127.0.0.1", "localhost", "[::1]"];
+  const address = options.connectTo ?? target.hostname;
+  if (!loopback.includes(address)) throw new Error(`load only goes to loopback, not ${address}`);
+  const secure = target.protocol === "https:";
+  const agent = secure ? new https.Agent({ keepAlive: true, maxSockets: 8, ...(options.ca === undefined ? {} : { ca: options.ca }) }) : new http.Agent({ keepAlive: true, maxSockets: 8 });
+  const lookup = options.connectTo === undefined ? {} : { lookup: lookupAs(options.connectTo) };
+  const get = secure ? https.get : http.get;
   const samples: LoadSample[] = [];
   const pending = new Set<Promise<void>>();
   const one = (): Promise<void> =>
     new Promise((resolve) => {
       const at = Date.now();
       const sample: LoadSample = { at, latencyMs: 0 };
-      const request = http.get(url, { agent, timeout: options.timeoutMs ?? 5000 }, (response) => {
+      const request = get(url, { agent, timeout: options.timeoutMs ?? 5000, ...lookup }, (response) => {
         const chunks: Buffer[] = [];
         response.on("data", (chunk: Buffer) => chunks.push(chunk));
         response.on("end", () => {

@@ -42,6 +42,10 @@ export interface MockOptions {
   secretOutputNames?: Record<string, string[]>;
   /** Overrides the readiness record the fake readiness check returns. */
   readiness?: (inputs: Record<string, unknown>) => Record<string, unknown>;
+  /** The certificate (DER, base64) the fake route reports its proxy served, when it has TLS to switch. */
+  servedCertificate?: string;
+  /** When the fake route reports its switch; {@link FAKE_SWITCHED_AT} unless told. */
+  switchedAt?: string;
 }
 
 /** Records resources and answers with plausible provider outputs. */
@@ -72,7 +76,10 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
           const containerId = fakeDigest(`release-${args.name}`).slice("sha256:".length);
           return { id: containerId, state: { ...inputs, name, containerId } };
         }
-        if ("releaseId" in inputs) return { id, state: { ...inputs, switchedAt: FAKE_SWITCHED_AT } };
+        if ("releaseId" in inputs) {
+          const served = inputs.tls !== undefined && this.options.servedCertificate !== undefined ? { servedCertificate: this.options.servedCertificate } : {};
+          return { id, state: { ...inputs, switchedAt: this.options.switchedAt ?? FAKE_SWITCHED_AT, ...served } };
+        }
         if ("imageRef" in inputs && "server" in inputs) return { id, state: { ...inputs, imageId: fakeDigest(`pulled-${String(inputs.imageRef)}`) } };
         const readiness = this.options.readiness?.(inputs) ?? {
           ready: true,

@@ -1,7 +1,7 @@
 /**
- * A certificate authority made for one test server and thrown away with it: a CA certificate and a
- * server certificate it signed, both valid for a day, made with the `openssl` command line (which
- * every machine that runs these tests has; Node's crypto cannot sign certificates).
+ * A certificate authority made for one test and thrown away with it: a CA certificate and server
+ * certificates it signs, made with the `openssl` command line (which every machine that runs these
+ * tests has; Node's crypto cannot sign certificates).
  */
 import { execFile } from "node:child_process";
 import { writeFileSync } from "node:fs";
@@ -25,6 +25,15 @@ export interface ServerCertificateOptions {
   ipAddresses?: readonly string[];
   /** Host names the certificate is valid for (subjectAltName `DNS:`). */
   dnsNames?: readonly string[];
+  /** Days of validity from now; 1 unless told. A negative number makes one that has expired. */
+  days?: number;
+}
+
+/** A CA of a test's own: its certificate, and its key, which stays in the test's folder. */
+export interface TestCa {
+  caFile: string;
+  caKey: string;
+  dir: string;
 }
 
 function openssl(args: readonly string[]): Promise<void> {
@@ -35,26 +44,29 @@ function openssl(args: readonly string[]): Promise<void> {
   );
 }
 
-/**
- * Makes a fresh CA and a server certificate for `options` in `dir` (which the caller owns and
- * deletes). The CA key is left in `dir` too, never in the server's hands; P-256 keys, because they
- * are made in milliseconds where RSA takes seconds on a busy machine.
- */
-export async function makeServerCertificate(dir: string, options: ServerCertificateOptions): Promise<ServerCertificate> {
+// P-256 keys: made in milliseconds, where RSA takes seconds on a busy machine.
+const EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+
+/** Makes a fresh CA in `dir` (which the caller owns and deletes), valid for a day. */
+export async function makeCa(dir: string, name: string): Promise<TestCa> {
   const caKey = join(dir, "ca.key");
   const caFile = join(dir, "ca.crt");
-  const keyFile = join(dir, "server.key");
-  const csrFile = join(dir, "server.csr");
-  const certFile = join(dir, "server.crt");
-  const extFile = join(dir, "server.ext");
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
   await openssl([
-    "req", "-x509", ...ec, "-keyout", caKey, "-out", caFile, "-days", "1",
-    "-subj", `/CN=throwaway test CA for ${options.commonName}`,
+    "req", "-x509", ...EC, "-keyout", caKey, "-out", caFile, "-days", "1",
+    "-subj", `/CN=throwaway test CA for ${name}`,
     "-addext", "basicConstraints=critical,CA:TRUE",
     "-addext", "keyUsage=critical,keyCertSign,cRLSign",
   ]);
-  await openssl(["req", "-new", ...ec, "-keyout", keyFile, "-out", csrFile, "-subj", `/CN=${options.commonName}`]);
+  return { caFile, caKey, dir };
+}
+
+/** A server certificate signed by `ca`, written as `<name>.crt` and `<name>.key` in the CA's folder. */
+export async function signServerCertificate(ca: TestCa, name: string, options: ServerCertificateOptions): Promise<{ certFile: string; keyFile: string }> {
+  const keyFile = join(ca.dir, `${name}.key`);
+  const csrFile = join(ca.dir, `${name}.csr`);
+  const certFile = join(ca.dir, `${name}.crt`);
+  const extFile = join(ca.dir, `${name}.ext`);
+  await openssl(["req", "-new", ...EC, "-keyout", keyFile, "-out", csrFile, "-subj", `/CN=${options.commonName}`]);
   // Clients check the subjectAltName, never the common name; an IP address must be listed as `IP:`.
   const names = [...(options.ipAddresses ?? []).map((ip) => `IP:${ip}`), ...(options.dnsNames ?? []).map((dns) => `DNS:${dns}`)];
   writeFileSync(
@@ -68,8 +80,18 @@ export async function makeServerCertificate(dir: string, options: ServerCertific
     ].join("\n"),
   );
   await openssl([
-    "x509", "-req", "-in", csrFile, "-CA", caFile, "-CAkey", caKey, "-CAcreateserial",
-    "-days", "1", "-out", certFile, "-extfile", extFile,
+    "x509", "-req", "-in", csrFile, "-CA", ca.caFile, "-CAkey", ca.caKey, "-CAcreateserial",
+    "-days", String(options.days ?? 1), "-out", certFile, "-extfile", extFile,
   ]);
-  return { caFile, certFile, keyFile };
+  return { certFile, keyFile };
+}
+
+/**
+ * Makes a fresh CA and a server certificate for `options` in `dir` (which the caller owns and
+ * deletes). The CA key is left in `dir` too, never in the server's hands.
+ */
+export async function makeServerCertificate(dir: string, options: ServerCertificateOptions): Promise<ServerCertificate> {
+  const ca = await makeCa(dir, options.commonName);
+  const { certFile, keyFile } = await signServerCertificate(ca, "server", options);
+  return { caFile: ca.caFile, certFile, keyFile };
 }

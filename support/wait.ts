@@ -1,10 +1,12 @@
 /**
  * Waiting and HTTP utilities for integration tests: poll until a condition holds (with a deadline
- * and a message that says what never happened), plain HTTP requests that expose every response
- * header, and free loopback ports.
+ * and a message that says what never happened), HTTP and HTTPS requests that expose every response
+ * header (and the served certificate), and free loopback ports.
  */
 import http from "node:http";
+import https from "node:https";
 import net from "node:net";
+import tls from "node:tls";
 
 /** Resolves after `ms` milliseconds. */
 export function sleep(ms: number): Promise<void> {
@@ -95,6 +97,71 @@ export function httpRequest(url: string, options: HttpRequestOptions = {}): Prom
     request.on("error", reject);
     request.end(options.body);
   });
+}
+
+/** An HTTPS response, with what the server presented. */
+export interface HttpsResponse extends HttpResponse {
+  /** SHA-256 fingerprint of the served certificate (`AB:CD:...`) and its DER form, base64. */
+  fingerprint: string;
+  der: string;
+  /** The negotiated ALPN protocol (`h2`, `http/1.1`) of a separate handshake offering both. */
+  alpn?: string;
+}
+
+/** Options of {@link httpsRequest}. */
+export interface HttpsRequestOptions extends HttpRequestOptions {
+  /** PEM of the CA(s) to trust; only these. */
+  ca: string | string[];
+  /** Connect here instead of resolving the URL's host (its name still goes in SNI and `Host`); 127.0.0.1 unless told. */
+  connectTo?: string;
+  /** Also ask which protocol ALPN picks, offering h2 and http/1.1. */
+  alpn?: boolean;
+}
+
+/** `lookup` that answers every name with `address`: a host name in the URL, a connection to a test address. */
+export function lookupAs(address: string): net.LookupFunction {
+  return ((_host: string, options: unknown, callback: (...args: unknown[]) => void) => {
+    const all = typeof options === "object" && options !== null && (options as { all?: boolean }).all === true;
+    if (all) callback(null, [{ address, family: 4 }]);
+    else callback(null, address, 4);
+  }) as unknown as net.LookupFunction;
+}
+
+/**
+ * One HTTPS/1.1 request on a fresh connection, verifying the server against `ca` only and the URL's
+ * host name. Resolves with any status; rejects on network and TLS errors.
+ */
+export async function httpsRequest(url: string, options: HttpsRequestOptions): Promise<HttpsResponse> {
+  const target = new URL(url);
+  const lookup = lookupAs(options.connectTo ?? "127.0.0.1");
+  const response = await new Promise<Omit<HttpsResponse, "alpn">>((resolve, reject) => {
+    const request = https.request(
+      url,
+      { method: options.method ?? "GET", headers: { connection: "close", ...options.headers }, agent: false, ca: options.ca, lookup, timeout: options.timeoutMs ?? 10_000 },
+      (res) => {
+        const peer = (res.socket as tls.TLSSocket).getPeerCertificate();
+        const chunks: Buffer[] = [];
+        res.on("data", (chunk: Buffer) => chunks.push(chunk));
+        res.on("error", reject);
+        res.on("end", () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString("utf8"), fingerprint: peer.fingerprint256, der: peer.raw.toString("base64") }),
+        );
+      },
+    );
+    request.on("timeout", () => request.destroy(new Error(`no response from ${url} in time`)));
+    request.on("error", reject);
+    request.end(options.body);
+  });
+  if (options.alpn !== true) return response;
+  const alpn = await new Promise<string | undefined>((resolve, reject) => {
+    const socket = tls.connect({ host: options.connectTo ?? "127.0.0.1", port: Number(target.port || 443), servername: target.hostname, ca: options.ca, ALPNProtocols: ["h2", "http/1.1"] }, () => {
+      const picked = socket.alpnProtocol;
+      socket.end();
+      resolve(typeof picked === "string" ? picked : undefined);
+    });
+    socket.on("error", reject);
+  });
+  return { ...response, ...(alpn === undefined ? {} : { alpn }) };
 }
 
 /** A TCP port on 127.0.0.1 that was free a moment ago (the kernel picks it). */

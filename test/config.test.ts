@@ -4,13 +4,11 @@ import { parseStackConfig, type RawStackConfig } from "../components/config/pars
 import { makeStackConfigSchema } from "../components/config/schema";
 import { isStoredEncrypted } from "../components/config/secretStorage";
 import { PROJECT, removeStackFiles, setUpStack, stagingSetup, STAGING_CANARIES, type StackSetup } from "../support/mocks";
+import { defaultEncrypted, raw, SECURE, type Config } from "../support/rawConfig";
 import { canaryDatabaseUrl } from "../support/canary";
 
 afterAll(removeStackFiles);
 
-type Config = Record<string, unknown>;
-
-const SECURE = { secure: "v1:ZmFrZQ==:ZW5jcnlwdGVk" };
 const PG_URL = canaryDatabaseUrl("canary-pg-pass-91c2");
 const PROD_KEY = "canary-prod-key-91c2-0123456789abcdef0123";
 
@@ -22,45 +20,9 @@ function prodConfig(): Config {
   return {
     environment: "prod",
     service: { hostPort: 8081 },
+    proxy: { tls: { mode: "upstream" } },
     secrets: { DATABASE_URL: PG_URL, SECRET_KEY: PROD_KEY },
   };
-}
-
-/** Raw engine input: values as the engine passes them; `encrypted` leaves marked secure in the file. */
-function raw(
-  config: Config,
-  options: { stack?: string; encrypted?: string[]; sdkSecret?: string[]; noStackFile?: boolean } = {},
-): RawStackConfig {
-  const encrypted = options.encrypted ?? defaultEncrypted(config);
-  const file: Config = structuredClone(config);
-  for (const keyPath of encrypted) {
-    const segments = keyPath.split(".");
-    let node = file;
-    for (const s of segments.slice(0, -1)) node = node[s] as Config;
-    node[segments[segments.length - 1]!] = SECURE;
-  }
-  const sdk = new Set(options.sdkSecret ?? []);
-  return {
-    project: PROJECT,
-    stack: options.stack ?? (config.environment === "prod" ? "prod" : "staging"),
-    values: Object.fromEntries(
-      Object.entries(config).map(([k, v]) => [`${PROJECT}:${k}`, typeof v === "string" ? v : JSON.stringify(v)]),
-    ),
-    secretSources: {
-      stackFile: options.noStackFile
-        ? undefined
-        : { config: Object.fromEntries(Object.entries(file).map(([k, v]) => [`${PROJECT}:${k}`, v])) },
-      isSdkSecret: (key) => sdk.has(key),
-    },
-  };
-}
-
-/** Every leaf under `secrets` and `registryPassword`: how a correctly set-up stack stores them. */
-function defaultEncrypted(config: Config): string[] {
-  const secrets = config.secrets;
-  const leaves =
-    secrets && typeof secrets === "object" ? Object.keys(secrets).map((name) => `secrets.${name}`) : [];
-  return config.registryPassword === undefined ? leaves : [...leaves, "registryPassword"];
 }
 
 function errorOf(input: RawStackConfig): string {
@@ -269,8 +231,14 @@ describe("stack config: valid", () => {
       resources: { memoryMb: 512, cpus: 1, pids: 256 },
     });
     expect(config.readiness).toEqual({ path: "/readyz", timeoutSeconds: 120, intervalMs: 1000, successThreshold: 2 });
-    expect(config.promotion).toEqual({ fromStack: "organization/backend-delivery/staging", maxAgeHours: 24 });
+    expect(config.promotion).toEqual({ fromStack: "organization/backend-delivery/staging", maxAgeHours: 24, minCertificateDays: 7 });
+    expect(config.proxy).toEqual({
+      image: "caddy:2.10",
+      httpsPort: 443,
+      tls: { mode: "off", acme: { directory: "https://acme-v02.api.letsencrypt.org/directory" } },
+    });
     expect(config.registryPassword).toBeUndefined();
+    expect(config.tlsPrivateKey).toBeUndefined();
   });
 
   it("accepts numbers stored as strings by `pulumi config set --path`", () => {
@@ -316,6 +284,7 @@ describe("stack config: valid", () => {
     expect(result.config.promotion).toEqual({
       fromStack: "acme/backend-delivery/staging",
       maxAgeHours: 24,
+      minCertificateDays: 7,
       override: { reason: "incident 42", approvedBy: "ops" },
     });
     expect(result.config.registryPassword).toBe("canary-registry-91c2");

@@ -16,7 +16,7 @@ import type { OutputMap, Stack } from "@pulumi/pulumi/automation";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { StackOutputs } from "../components/contract";
 import { readVerdict } from "../components/promotion/reasons";
-import { LOCAL_PROXY_IMAGE, LOCAL_PYTHON_BASE, docker, dockerHostAddress, firstExitOf, requireDockerEngine } from "../support/docker";
+import { LOCAL_PROXY_IMAGE, LOCAL_PYTHON_BASE, docker, dockerHostAddress, firstExitOf, namedAfter, removeNamedAfter, requireDockerEngine } from "../support/docker";
 import { REPO, requirePulumiCli, run, scratchProject, type ScratchProject } from "../support/engine";
 import { startPostgres, type PostgresCluster } from "../support/postgres";
 import { startLoad, type LoadReport } from "../support/load";
@@ -45,15 +45,8 @@ async function outputsOf(stack: Stack): Promise<Record<string, unknown>> {
   return plain(await stack.outputs());
 }
 
-/** The running containers, networks and volumes of this project (all named after it). */
-async function leftovers(): Promise<string[]> {
-  const names = async (args: string[]) => (await docker(args)).stdout.split("\n").filter((n) => n.startsWith(`${p.project}-`));
-  return [
-    ...(await names(["ps", "-a", "--format", "{{.Names}}"])),
-    ...(await names(["network", "ls", "--format", "{{.Name}}"])),
-    ...(await names(["volume", "ls", "--format", "{{.Name}}"])),
-  ];
-}
+/** The containers, networks and volumes of this project (all named after it). */
+const leftovers = () => namedAfter(`${p.project}-`);
 
 /** A release container as the engine reports it. */
 interface ReleaseContainer {
@@ -142,7 +135,8 @@ beforeAll(async () => {
     environment: "prod",
     service: { hostPort: prodPort, env: { LOG_LEVEL: "WARNING" } },
     image: { name: p.project },
-    proxy: { image: LOCAL_PROXY_IMAGE },
+    // A prod stack must choose how TLS ends: in front, here, so its proxy serves plain HTTP as before.
+    proxy: { image: LOCAL_PROXY_IMAGE, tls: { mode: "upstream" } },
     promotion: { fromStack: `organization/${p.project}/staging`, maxAgeHours: 24 },
   });
   hostAddress = await dockerHostAddress();
@@ -154,11 +148,7 @@ afterAll(async () => {
   // Whatever a failed scenario left behind: destroy both stacks, then anything named after the project.
   for (const stack of [prod, staging]) await stack?.destroy().catch(() => undefined);
   if (p !== undefined) {
-    for (const name of await leftovers().catch(() => [])) {
-      await docker(["rm", "-f", name], { allowFailure: true });
-      await docker(["network", "rm", name], { allowFailure: true });
-      await docker(["volume", "rm", name], { allowFailure: true });
-    }
+    await removeNamedAfter(`${p.project}-`);
     p.cleanup();
   }
   await pg?.stop();

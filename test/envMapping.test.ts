@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { describe, expect, it } from "vitest";
-import { appEnvFor, containerEnv, withLoopbackHost } from "../components/envMapping";
+import { appEnvFor, containerEnv, withLoopbackHost, withPublicHost } from "../components/envMapping";
 import { awaitOutput } from "../support/mocks";
 
 describe("withLoopbackHost", () => {
@@ -13,7 +13,22 @@ describe("withLoopbackHost", () => {
   });
 });
 
+describe("withPublicHost", () => {
+  it("adds the stack's public name unless an entry covers it", () => {
+    expect(withPublicHost(undefined, "api.example.com")).toBe("api.example.com");
+    expect(withPublicHost("www.example.com", "api.example.com")).toBe("www.example.com,api.example.com");
+    expect(withPublicHost("*.example.com", "api.example.com")).toBe("*.example.com");
+    expect(withPublicHost("*", "api.example.com")).toBe("*");
+    expect(withPublicHost("*.other.com", "api.example.com")).toBe("*.other.com,api.example.com");
+  });
+});
+
 describe("containerEnv", () => {
+  it("lets the backend accept the public name the TLS front forwards, beside the loopback probes", async () => {
+    const env = containerEnv({ appEnv: "staging", port: 8000, env: {}, secrets: {}, publicHost: "api.example.com" });
+    expect(await awaitOutput(env)).toEqual(["ALLOWED_HOSTS=api.example.com,127.0.0.1", "APP_ENV=staging", "PORT=8000"]);
+  });
+
   it("sorts entries, sets APP_ENV and PORT, and widens ALLOWED_HOSTS by loopback only", async () => {
     const env = containerEnv({
       appEnv: appEnvFor("prod"),

@@ -55,6 +55,7 @@ function parseProd(delivery: unknown, secrets: Record<string, string>, plainKeys
   const values: Record<string, string> = {
     [`${PROJECT}:environment`]: "prod",
     [`${PROJECT}:service`]: JSON.stringify({ hostPort: 8081 }),
+    [`${PROJECT}:proxy`]: JSON.stringify({ tls: { mode: "upstream" } }),
     [`${PROJECT}:secrets`]: JSON.stringify({ DATABASE_URL: `postgresql://db.internal:5432/app`, SECRET_KEY: "k".repeat(40) }),
     [`${PROJECT}:delivery`]: JSON.stringify(delivery),
     ...Object.fromEntries(Object.entries(secrets).map(([k, v]) => [k.includes(":") ? k : `${PROJECT}:${k}`, v])),
@@ -63,7 +64,7 @@ function parseProd(delivery: unknown, secrets: Record<string, string>, plainKeys
     project: PROJECT,
     stack: "prod",
     values,
-    secretSources: { isSdkSecret: (key) => key !== `${PROJECT}:delivery` && !plainKeys.includes(key) && !key.endsWith(":environment") && !key.endsWith(":service") },
+    secretSources: { isSdkSecret: (key) => key !== `${PROJECT}:delivery` && !plainKeys.includes(key) && !key.endsWith(":environment") && !key.endsWith(":service") && !key.endsWith(":proxy") },
   });
 }
 

@@ -20,6 +20,18 @@ const prodAllowed: StackPreview = { stack: "prod", json: fixture("prod-allowed.j
 const prodBlocked: StackPreview = { stack: "prod", json: fixture("prod-blocked.json"), exitCode: 255, promotion: true, log: "error: preview failed" };
 
 describe("summarize (documents from the real CLI)", () => {
+  it("reads each stack's TLS from the status line the program logged, and the comment shows it", () => {
+    const acme: StackPreview = { stack: "staging", json: fixture("tls-staging-acme.json"), exitCode: 0 };
+    const upstream: StackPreview = { stack: "prod", json: fixture("tls-prod-upstream.json"), exitCode: 0, promotion: true };
+    const [a, u] = [summarize(acme), summarize(upstream)];
+    expect(a.tls).toMatchObject({ mode: "acme", domain: "staging.74b95d.test", served: { issuer: "CN=Pebble Intermediate CA 6f338f", notAfter: "2027-03-02T01:49:37Z" } });
+    expect(u.tls).toMatchObject({ mode: "upstream", domain: "api.74b95d.test" });
+    expect(u.verdict?.allowed).toBe(true);
+    const [body] = renderPreviewComment([acme, upstream]);
+    expect(body).toContain("**TLS**: `acme` for `staging.74b95d.test` — serves a certificate from `CN=Pebble Intermediate CA 6f338f`, valid 90.0 more days (until `2027-03-02T01:49:37Z`)");
+    expect(body).toContain("**TLS**: `upstream` for `api.74b95d.test` — ended by the load balancer in front; the proxy serves HTTP");
+  });
+
   it("counts each operation from the change summary and names replaced resources first, with why", () => {
     const s = summarize(staging);
     expect(s.succeeded).toBe(true);

@@ -41,6 +41,7 @@ const PROD_TYPES = [
   "docker:index/network:Network",
   "docker:index/volume:Volume",
   "docker:index/volume:Volume",
+  "docker:index/volume:Volume",
   "pulumi-nodejs:dynamic:Resource",
   "pulumi-nodejs:dynamic:Resource",
   "pulumi-nodejs:dynamic:Resource",
@@ -61,6 +62,7 @@ async function prodStack(
   const config: Record<string, unknown> = {
     environment: "prod",
     service: { hostPort: 8081 },
+    proxy: { tls: { mode: "upstream" } },
     secrets: {
       DATABASE_URL: canaryDatabaseUrl("prod-canary-pw"),
       SECRET_KEY: "prod-canary-key-5b1e-0123456789abcdef012345",

@@ -71,6 +71,7 @@ describe("staging program under mocks", () => {
       ["backend-delivery:index:FrontProxy", `${PREFIX}-proxy`],
       ["docker:index/remoteImage:RemoteImage", `${PREFIX}-proxy-image`],
       ["docker:index/volume:Volume", `${PREFIX}-proxy-config`],
+      ["docker:index/volume:Volume", `${PREFIX}-proxy-data`],
       ["docker:index/container:Container", `${PREFIX}-proxy`],
       [DYNAMIC, `${PREFIX}-release`],
       [DYNAMIC, `${PREFIX}-readiness`],
@@ -83,7 +84,7 @@ describe("staging program under mocks", () => {
     for (const child of ["network", "data", "release", "readiness", "route"]) {
       expect(parentTypeOf(`${PREFIX}-${child}`)).toBe("backend-delivery:index:BackendService");
     }
-    for (const child of ["proxy-image", "proxy-config"]) expect(parentTypeOf(`${PREFIX}-${child}`)).toBe("backend-delivery:index:FrontProxy");
+    for (const child of ["proxy-image", "proxy-config", "proxy-data"]) expect(parentTypeOf(`${PREFIX}-${child}`)).toBe("backend-delivery:index:FrontProxy");
   });
 
   it("keeps component state empty so no secret lands in it", () => {
@@ -149,7 +150,11 @@ describe("staging program under mocks", () => {
       user: p.user,
       readOnly: true,
       tmpfs: p.tmpfs,
-      volumes: [{ volumeName: `${PREFIX}-proxy-config`, containerPath: "/config" }],
+      // Its configuration, and its data (certificates, ACME account, internal CA), each on a volume of its own.
+      volumes: [
+        { volumeName: `${PREFIX}-proxy-config`, containerPath: "/config" },
+        { volumeName: `${PREFIX}-proxy-data`, containerPath: "/data" },
+      ],
       capabilities: { drops: ["ALL"], adds: [] },
       securityOpts: ["no-new-privileges:true"],
       memory: 128,
@@ -171,6 +176,7 @@ describe("staging program under mocks", () => {
     expect(mocks.byName(`${PREFIX}-network`).inputs).toEqual({ name: `${PREFIX}-network` });
     expect(mocks.byName(`${PREFIX}-data`).inputs).toEqual({ name: `${PREFIX}-data` });
     expect(mocks.byName(`${PREFIX}-proxy-config`).inputs).toEqual({ name: `${PREFIX}-proxy-config` });
+    expect(mocks.byName(`${PREFIX}-proxy-data`).inputs).toEqual({ name: `${PREFIX}-proxy-data` });
   });
 
   it("proves the release ready through the engine, then routes the proxy to it", () => {
@@ -200,7 +206,9 @@ describe("staging program under mocks", () => {
   });
 
   it("exports exactly the staging outputs: no rollback target on the first deploy", async () => {
-    expect(Object.keys(outputs).sort()).toEqual(["environment", "imageDigest", "imageRef", "readiness", "url"]);
+    expect(Object.keys(outputs).sort()).toEqual(["environment", "imageDigest", "imageRef", "readiness", "tls", "url"]);
+    // Plain HTTP at the proxy (the default for a staging stack): nothing served over TLS to record.
+    expect(await awaitOutput(outputs.tls!)).toEqual({ mode: "off" });
     const digest = fakeDigest(`${PREFIX}-image`);
     expect(await awaitOutput(outputs.environment!)).toBe("staging");
     expect(await awaitOutput(outputs.imageRef!)).toBe(digest);
@@ -354,7 +362,7 @@ describe("staging variants", () => {
 
   it("evaluates the same graph in preview", async () => {
     const { mocks } = await runStaging(stagingSetup({ preview: true }));
-    expect(mocks.resources).toHaveLength(12);
+    expect(mocks.resources).toHaveLength(13);
   });
 });
 

@@ -339,6 +339,36 @@ describe("decidePromotion: policy", () => {
   });
 });
 
+describe("decidePromotion: prod's own certificate", () => {
+  const inDays = (days: number) => new Date(NOW.getTime() + days * 86_400_000).toISOString();
+  const cert = (days: number, source: "configured" | "served" = "configured") => ({ notAfter: inDays(days), source, stack: "prod", proxyContainer: "backend-delivery-prod-proxy" });
+
+  it("refuses a certificate that expires within minCertificateDays (7 unless told), after staging's reasons, and lets an override lift it", () => {
+    const decision = decide(staging({ readiness: readiness({ ready: false }) }), { ...LOCAL, certificate: cert(6.5) });
+    expect(decision.reasons.map((r) => [r.code, r.output, r.overridable])).toEqual([
+      ["not-ready", "readiness.ready", true],
+      ["certificate-expiring", "proxy.tls.certificate", true],
+    ]);
+    expect(decision.reasons[1]!.problem).toBe(`the certificate prod is given in proxy.tls.certificate expires in 6.5 days (${inDays(6.5)}), within promotion.minCertificateDays = 7`);
+    expect(codes(staging(), { ...LOCAL, certificate: cert(7.5) })).toEqual([]);
+    expect(codes(staging(), { ...LOCAL, certificate: cert(6.5), minCertificateDays: 3 })).toEqual([]);
+  });
+
+  it("says an expired one expired, and points a served one at the proxy's log", () => {
+    const [expired] = decide(staging(), { ...LOCAL, certificate: cert(-1.25), minCertificateDays: 0 }).reasons;
+    expect(expired?.problem).toContain(`expired 1.3 days ago (${inDays(-1.25)})`);
+    const [served] = decide(staging(), { ...LOCAL, certificate: cert(2, "served") }).reasons;
+    expect([served?.code, served?.output]).toEqual(["certificate-expiring", "tls.notAfter"]);
+    expect(served?.problem).toContain("Caddy has not managed to renew it");
+    expect(served?.fix).toContain("`docker logs backend-delivery-prod-proxy`");
+    expect(served?.fix).toContain("`pulumi up --stack prod`");
+  });
+
+  it("throws on a negative minCertificateDays", () => {
+    expect(() => decidePromotion({}, { ...LOCAL, minCertificateDays: -1 }, NOW)).toThrow("minCertificateDays must be zero or more, got -1");
+  });
+});
+
 describe("formatDuration", () => {
   it("picks a readable unit", () => {
     expect(formatDuration(30_000)).toBe("30 s");

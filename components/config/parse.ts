@@ -8,6 +8,7 @@ import type { DockerEndpoint } from "../docker/client";
 import { fixCommand, issueProblems, type ConfigProblem } from "./fixes";
 import { makeStackConfigSchema, type StackConfig, type StackConfigSchema } from "./schema";
 import { isStoredEncrypted, type SecretSources } from "./secretStorage";
+import { privilegedPortProblem, tlsProblems } from "./tls";
 
 /** The GitHub provider's token, which `delivery` needs; the provider's own namespace. */
 export const GITHUB_TOKEN_KEY = "github:token";
@@ -19,6 +20,8 @@ export interface RawStackConfig {
   /** Every config value, keyed `<namespace>:<key>`, values as strings (objects as JSON). */
   values: Record<string, string>;
   secretSources: SecretSources;
+  /** The time certificates are checked against; now when unset. */
+  now?: Date;
 }
 
 /** The parsed stack config with plain secret values; only the loader (load.ts) sees it. */
@@ -48,7 +51,7 @@ export function parseStackConfig(raw: RawStackConfig): ParseResult {
     if (!fullKey.startsWith(prefix)) continue;
     const key = fullKey.slice(prefix.length);
     let value: unknown = text;
-    if (key !== "environment" && key !== "registryPassword" && /^\s*[[{]/.test(text)) {
+    if (key !== "environment" && key !== "registryPassword" && key !== "tlsPrivateKey" && /^\s*[[{]/.test(text)) {
       try {
         value = JSON.parse(text);
       } catch {
@@ -95,9 +98,13 @@ export function parseStackConfig(raw: RawStackConfig): ParseResult {
       }
     }
   }
-  if (input.registryPassword !== undefined && !encrypted(["registryPassword"])) {
-    problems.push({ path: ["registryPassword"], message: "is stored in plain text; set it with --secret", fix: fix(["registryPassword"]) });
+  for (const key of ["registryPassword", "tlsPrivateKey"]) {
+    if (input[key] !== undefined && !encrypted([key])) {
+      problems.push({ path: [key], message: "is stored in plain text; set it with --secret", fix: fix([key]) });
+    }
   }
+  const privileged = privilegedPortProblem(input, fix);
+  if (privileged !== undefined) problems.push(privileged);
 
   const docker = parseDockerEndpoint(values, stack, problems);
 
@@ -107,6 +114,7 @@ export function parseStackConfig(raw: RawStackConfig): ParseResult {
     return { ok: false, problems };
   }
   problems.push(...crossChecks(schema, result.data, input, stack));
+  problems.push(...tlsProblems(result.data, input, fix, stack, raw.now ?? new Date()));
   if (problems.length > 0) return { ok: false, problems };
   return { ok: true, config: { ...result.data, deliverySecrets, docker, ...(githubToken === undefined ? {} : { githubToken }) } };
 }

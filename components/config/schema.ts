@@ -5,6 +5,7 @@
  * example. A test walks every leaf, so a key cannot lack one.
  */
 import { z } from "zod";
+import { TlsMode } from "../contract";
 import { DeliveryConfig } from "../delivery/config";
 import { hardeningProfile } from "../hardening";
 
@@ -88,6 +89,17 @@ const Env = z.record(z.string(), EnvValue).superRefine((env, ctx) => {
   }
 });
 
+/** Let's Encrypt's production ACME directory: what `acme` mode uses unless told otherwise. */
+export const LETS_ENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory";
+
+/** A DNS host name as certificates name it: lowercase labels, no scheme, port or wildcard. */
+const HostName = z
+  .string()
+  .regex(
+    /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/,
+    "expected a lowercase host name such as api.example.com (no scheme, port or wildcard)",
+  );
+
 /** The stack config schema; `project` decides the default promotion source. */
 export function makeStackConfigSchema(project: string) {
   return z.strictObject({
@@ -122,7 +134,8 @@ export function makeStackConfigSchema(project: string) {
     registryPassword: SecretValue.optional(),
     service: z
       .strictObject({
-      hostPort: example(int(1024, 65535), "8080"),
+      // Below 1024 only with TLS at the proxy (parse.ts): it is then the HTTP port that redirects and answers ACME.
+      hostPort: example(int(1, 65535), "8080"),
       containerPort: example(int(1, 65535), "8000").default(8000),
       env: Env.default({}),
       resources: z
@@ -140,8 +153,34 @@ export function makeStackConfigSchema(project: string) {
       .strictObject({
         /** A Caddy 2 image: the official one by default, or one built where nothing can be pulled. */
         image: example(z.string().min(1), "caddy:2.10").default("caddy:2.10"),
+        /** The public host name the stack serves; required when the proxy terminates TLS. */
+        domain: example(HostName, "api.example.com").optional(),
+        /** Host port for HTTPS; `service.hostPort` stays the plain-HTTP port (redirects, ACME http-01). */
+        httpsPort: example(int(1, 65535), "443").default(443),
+        tls: z
+          .strictObject({
+            /** Who terminates TLS; prod must choose acme, certificate or upstream (parse.ts). */
+            mode: example(TlsMode, "acme").default("off"),
+            /** `acme` mode: the CA the proxy gets and renews its certificate from. */
+            acme: z
+              .strictObject({
+                directory: example(
+                  z.url({ protocol: /^https$/, error: "expected the https:// URL of an ACME directory" }),
+                  LETS_ENCRYPT_DIRECTORY,
+                ).default(LETS_ENCRYPT_DIRECTORY),
+                email: example(z.email({ error: "expected an email address" }), "ops@example.com").optional(),
+                /** PEM of the CA that signs the ACME server's own HTTPS (a private ACME CA). */
+                caRoot: example(z.string().min(1), "< acme-ca-root.pem").optional(),
+              })
+              .prefault({}),
+            /** `certificate` mode: the chain, leaf first (PEM, plain); its key is the secret `tlsPrivateKey`. */
+            certificate: example(z.string().min(1), "< fullchain.pem").optional(),
+          })
+          .prefault({}),
       })
       .prefault({}),
+    /** `certificate` mode's private key (PEM), set with `--secret`. */
+    tlsPrivateKey: SecretValue.optional(),
     readiness: z
       .strictObject({
         path: example(z.string().startsWith("/", "expected a path starting with /"), "/readyz").default("/readyz"),
@@ -161,6 +200,8 @@ export function makeStackConfigSchema(project: string) {
           `organization/${project}/staging`,
         ).default(`organization/${project}/staging`),
         maxAgeHours: example(num(0.01, 24 * 90), "24").default(24),
+        /** Refuse to go on while the certificate prod serves (or is given) expires within this many days. */
+        minCertificateDays: example(num(0, 365), "7").default(7),
         override: z
           .strictObject({
             reason: example(z.string().trim().min(1, "must not be empty"), "'<why>'"),

@@ -116,21 +116,56 @@ export async function execIn(docker: Docker, id: string, cmd: string[], timeoutM
   return { exitCode: info.ExitCode ?? -1, stdout, stderr };
 }
 
+/** One entry of an archive written into a container: a file (with `content`) or a folder. */
+export interface ArchiveEntry {
+  /** Relative to the folder the archive is written into; folders on the way are made readable. */
+  name: string;
+  /** The file's text; a folder when unset. */
+  content?: string;
+  mode: number;
+  /** Owner, numeric; root when unset. The engine keeps it: a container's non-root user can own what it must write. */
+  uid?: number;
+  gid?: number;
+}
+
 /**
- * Writes one file into the container `id` at `dir/name` through the engine's archive API: the engine
- * itself writes it, so it works into a volume of a container whose root file system is read-only,
- * running or not.
+ * Writes files and folders into the container `id` under `dir`, in one archive, through the engine's
+ * archive API: the engine itself writes them, so it works into a volume of a container whose root
+ * file system is read-only, running or not, and no command line or environment carries the content.
  */
-export async function putFile(docker: Docker, id: string, dir: string, name: string, content: string, mode = 0o644): Promise<void> {
+export async function putEntries(docker: Docker, id: string, dir: string, entries: readonly ArchiveEntry[]): Promise<void> {
   const tar = tarStream.pack();
-  // Each folder on the way first, readable by the container's non-root user.
-  const parts = name.split("/");
-  for (let i = 1; i < parts.length; i++) tar.entry({ name: parts.slice(0, i).join("/"), type: "directory", mode: 0o755, mtime: new Date() });
-  tar.entry({ name, mode, mtime: new Date() }, content);
+  const made = new Set(entries.filter((e) => e.content === undefined).map((e) => e.name));
+  for (const entry of entries) {
+    // Each folder on the way first, readable by the container's non-root user.
+    const parts = entry.name.split("/");
+    for (let i = 1; i < parts.length; i++) {
+      const folder = parts.slice(0, i).join("/");
+      if (made.has(folder)) continue;
+      made.add(folder);
+      tar.entry({ name: folder, type: "directory", mode: 0o755, mtime: new Date() });
+    }
+    const owner = { ...(entry.uid === undefined ? {} : { uid: entry.uid }), ...(entry.gid === undefined ? {} : { gid: entry.gid }) };
+    if (entry.content === undefined) tar.entry({ name: entry.name, type: "directory", mode: entry.mode, mtime: new Date(), ...owner });
+    else tar.entry({ name: entry.name, mode: entry.mode, mtime: new Date(), ...owner }, entry.content);
+  }
   tar.finalize();
   const chunks: Buffer[] = [];
   for await (const chunk of tar) chunks.push(chunk as Buffer);
   await docker.getContainer(id).putArchive(Buffer.concat(chunks), { path: dir });
+}
+
+/** Writes one file into the container `id` at `dir/name` (see {@link putEntries}). */
+export async function putFile(docker: Docker, id: string, dir: string, name: string, content: string, mode = 0o644): Promise<void> {
+  await putEntries(docker, id, dir, [{ name, content, mode }]);
+}
+
+/** What the container `id` logged (stdout and stderr, in order) since `sinceSeconds` (seconds since the epoch). */
+export async function logsSince(docker: Docker, id: string, sinceSeconds: number): Promise<string> {
+  const container = docker.getContainer(id);
+  const raw = (await container.logs({ stdout: true, stderr: true, follow: false, since: sinceSeconds })) as unknown as Buffer;
+  const tty = (await container.inspect()).Config.Tty;
+  return demuxDockerStream(Buffer.isBuffer(raw) ? raw : Buffer.from(String(raw)), tty).both;
 }
 
 /** Credentials for one registry, as the engine's API takes them. */

@@ -23,6 +23,21 @@ export interface PromotionPolicy {
   readonly clockSkewMinutes?: number;
   /** The release prod last rolled back from, while prod runs the image it rolled back to: not promoted again. */
   readonly rolledBackFrom?: RollbackRecord;
+  /** The certificate prod serves after this update, when its proxy terminates TLS and it is known. */
+  readonly certificate?: ProdCertificate;
+  /** Refuse while that certificate expires within this many days (`promotion.minCertificateDays`). */
+  readonly minCertificateDays?: number;
+}
+
+/** Prod's own certificate, as the gate holds it against `minCertificateDays`. */
+export interface ProdCertificate {
+  /** ISO-8601. */
+  readonly notAfter: string;
+  /** `configured`: the chain in `proxy.tls.certificate`; `served`: what the proxy served when the program started (`acme`). */
+  readonly source: "configured" | "served";
+  /** The prod stack (for fix commands) and its proxy's container (whose log says why a renewal fails). */
+  readonly stack: string;
+  readonly proxyContainer: string;
 }
 
 /** The answer: allowed only when there is no reason against it. */
@@ -32,6 +47,7 @@ export interface PromotionDecision {
 }
 
 const DEFAULT_CLOCK_SKEW_MINUTES = 5;
+const DEFAULT_MIN_CERTIFICATE_DAYS = 7;
 const PINNED_REF = /^[^\s@]+@(sha256:[0-9a-f]{64})$/;
 const HOUR_MS = 3_600_000;
 
@@ -111,6 +127,8 @@ export function decidePromotion(staging: StagingOutputs, policy: PromotionPolicy
     );
   }
 
+  if (policy.certificate !== undefined) checkCertificate(policy.certificate, policy.minCertificateDays ?? DEFAULT_MIN_CERTIFICATE_DAYS, now, reason);
+
   // In output order, so one bad output never hides or reorders another's problem.
   const rank = (r: PromotionReason) => (OUTPUT_ORDER as readonly string[]).indexOf(r.output);
   const ordered = reasons.map((r, i) => ({ r, i })).sort((a, b) => rank(a.r) - rank(b.r) || a.i - b.i).map(({ r }) => r);
@@ -125,6 +143,8 @@ function checkPolicy(policy: PromotionPolicy, now: Date): void {
   }
   const skew = policy.clockSkewMinutes ?? DEFAULT_CLOCK_SKEW_MINUTES;
   if (!Number.isFinite(skew) || skew < 0) problems.push(`clockSkewMinutes must be zero or more, got ${String(skew)}`);
+  const minDays = policy.minCertificateDays ?? DEFAULT_MIN_CERTIFICATE_DAYS;
+  if (!Number.isFinite(minDays) || minDays < 0) problems.push(`minCertificateDays must be zero or more, got ${String(minDays)}`);
   if (Number.isNaN(now.getTime())) problems.push("now must be a valid date");
   if (problems.length > 0) {
     throw new RangeError(`invalid promotion policy: ${problems.join("; ")} (set it with \`pulumi config set --path promotion.maxAgeHours <hours>\`)`);
@@ -186,6 +206,35 @@ function checkAge(checkedAt: string, policy: PromotionPolicy, now: Date, reason:
       "readiness.checkedAt",
       `staging was last checked at ${checkedAt}, ${formatDuration(ageMs)} ago, older than promotion.maxAgeHours = ${policy.maxAgeHours}`,
       recheck,
+    );
+  }
+}
+
+/**
+ * Prod must not go on with a certificate about to expire: a chain of the user's that was not renewed
+ * in time, or an ACME certificate Caddy has failed to renew (it renews with a third of its life left).
+ */
+function checkCertificate(certificate: ProdCertificate, minDays: number, now: Date, reason: AddReason): void {
+  const left = Date.parse(certificate.notAfter) - now.getTime();
+  if (Number.isNaN(left) || left >= minDays * 24 * HOUR_MS) return;
+  const days = (ms: number) => `${(ms / (24 * HOUR_MS)).toFixed(1)} days`;
+  const when = left <= 0 ? `expired ${days(-left)} ago (${certificate.notAfter})` : `expires in ${days(left)} (${certificate.notAfter})`;
+  const override = "or lift this once with promotion.override";
+  if (certificate.source === "configured") {
+    reason(
+      "certificate-expiring",
+      "proxy.tls.certificate",
+      `the certificate prod is given in proxy.tls.certificate ${when}, within promotion.minCertificateDays = ${minDays}`,
+      `renew it and set the new chain and key: \`pulumi config set --stack ${certificate.stack} --path proxy.tls.certificate < fullchain.pem\` ` +
+        `and \`pulumi config set --stack ${certificate.stack} --secret tlsPrivateKey < privkey.pem\`, then \`pulumi up --stack ${certificate.stack}\`; ${override}`,
+    );
+  } else {
+    reason(
+      "certificate-expiring",
+      "tls.notAfter",
+      `the certificate prod's proxy serves ${when}, within promotion.minCertificateDays = ${minDays}: Caddy has not managed to renew it`,
+      `read why in the proxy's log on prod's Docker host (\`docker logs ${certificate.proxyContainer}\`: proxy.domain's DNS, port 80 reachable from the internet, ` +
+        `the CA's rate limits), fix it, then \`pulumi up --stack ${certificate.stack}\`; ${override}`,
     );
   }
 }

@@ -8,7 +8,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { PromotionOverride } from "../contract";
 import { nextPreviousImageRef, type ReleaseHistory } from "../release/history";
 import { StackReadError, readStackOutputs } from "../stackOutputs";
-import { decidePromotion, type PromotionDecision } from "./decide";
+import { decidePromotion, type ProdCertificate, type PromotionDecision } from "./decide";
 import { REQUIRED_OUTPUTS, type StagingOutputs } from "./readStaging";
 import { formatReasons, formatVerdict, refusalMessage, type PromotionReason, type PromotionVerdict } from "./reasons";
 
@@ -24,6 +24,10 @@ export interface PromotionGateArgs {
   override?: PromotionOverride;
   /** What prod ran before this update: the rollback target follows from it, and a release it rolled back from is refused. */
   history: ReleaseHistory;
+  /** The certificate prod serves after this update, where its proxy terminates TLS and it is known. */
+  certificate?: ProdCertificate;
+  /** Refuse while it expires within this many days. */
+  minCertificateDays?: number;
 }
 
 /** The image the gate approved for prod, and the record of where it came from. */
@@ -71,6 +75,8 @@ export async function resolvePromotion(
     maxAgeHours: args.maxAgeHours,
     registry: args.registry,
     ...(previous.rollback === undefined ? {} : { rolledBackFrom: previous.rollback }),
+    ...(args.certificate === undefined ? {} : { certificate: args.certificate }),
+    ...(args.minCertificateDays === undefined ? {} : { minCertificateDays: args.minCertificateDays }),
   };
   const decision: PromotionDecision =
     "notFound" in staging

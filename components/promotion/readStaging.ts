@@ -24,7 +24,7 @@ export const REQUIRED_OUTPUTS = ["environment", "imageRef", "imageDigest", "read
 
 /**
  * Every output (and output field) a reason can name, in the order reasons are listed: the order of
- * the outputs, then of the readiness record's fields.
+ * the outputs, then of the readiness record's fields, then prod's own certificate.
  */
 export const OUTPUT_ORDER = [
   "promotion.fromStack",
@@ -42,6 +42,9 @@ export const OUTPUT_ORDER = [
   "readiness.hardening.readOnlyRootFilesystem",
   "readiness.hardening.capabilitiesDropped",
   "readiness.hardening.noNewPrivileges",
+  // Prod's own certificate: the chain it is given, or the one it serves.
+  "proxy.tls.certificate",
+  "tls.notAfter",
 ] as const;
 export type OutputPath = (typeof OUTPUT_ORDER)[number];
 

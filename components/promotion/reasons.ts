@@ -6,6 +6,7 @@
  */
 import { z } from "zod";
 import { Digest, PromotionOverride } from "../contract";
+import { formatLogLine, readLogLine } from "../logLine";
 import { formatProblemList, formatRefusal, type Problem } from "../problems";
 
 /** What starts the verdict line; everything after it is the verdict as JSON. */
@@ -29,6 +30,7 @@ export const ReasonCode = z.enum([
   "writable-root",
   "capabilities-kept",
   "new-privileges-allowed",
+  "certificate-expiring",
 ]);
 export type ReasonCode = z.infer<typeof ReasonCode>;
 
@@ -76,7 +78,7 @@ export type PromotionVerdict = z.infer<typeof PromotionVerdict>;
 
 /** The verdict as the one line the gate logs. */
 export function formatVerdict(verdict: PromotionVerdict): string {
-  return `${VERDICT_PREFIX}${JSON.stringify(PromotionVerdict.parse(verdict))}`;
+  return formatLogLine(VERDICT_PREFIX, PromotionVerdict, verdict);
 }
 
 /**
@@ -85,22 +87,7 @@ export function formatVerdict(verdict: PromotionVerdict): string {
  * this reader disagree, which a round-trip test must catch.
  */
 export function readVerdict(messages: readonly string[]): PromotionVerdict | undefined {
-  for (const message of messages) {
-    for (const line of message.split("\n")) {
-      const at = line.indexOf(VERDICT_PREFIX);
-      if (at === -1) continue;
-      let raw: unknown;
-      try {
-        raw = JSON.parse(line.slice(at + VERDICT_PREFIX.length));
-      } catch {
-        throw new Error(`a "${VERDICT_PREFIX.trim()}" line is not JSON: ${line.slice(0, 120)}`);
-      }
-      const parsed = PromotionVerdict.safeParse(raw);
-      if (!parsed.success) throw new Error(`a "${VERDICT_PREFIX.trim()}" line breaks the contract:\n${z.prettifyError(parsed.error)}`);
-      return parsed.data;
-    }
-  }
-  return undefined;
+  return readLogLine(messages, VERDICT_PREFIX, PromotionVerdict);
 }
 
 /** A reason as a problem of the shared refusal format: where (the output), what, and the fix. */

@@ -42,7 +42,8 @@ async function bench(): Promise<void> {
       environment: "prod",
       service: { hostPort: await freePort() },
       image: { name: p.project },
-      proxy: { image: LOCAL_PROXY_IMAGE },
+      // TLS ends in front (a prod stack must choose): the proxy serves plain HTTP, as before.
+      proxy: { image: LOCAL_PROXY_IMAGE, tls: { mode: "upstream" } },
       promotion: { fromStack: `organization/${p.project}/staging` },
     });
     fs.mkdirSync(path.dirname(p.passphraseFile), { recursive: true });

@@ -87,6 +87,7 @@ async function evaluateProdProgram(runs: number) {
       config: {
         environment: "prod",
         service: { hostPort: 8081 },
+        proxy: { tls: { mode: "upstream" } },
         secrets: {
           DATABASE_URL: canaryDatabaseUrl("bench-canary-pw"),
           SECRET_KEY: "bench-canary-key-5b1e-0123456789abcdef012345",

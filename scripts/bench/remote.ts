@@ -49,7 +49,8 @@ async function round(registry: Registry, pg: PostgresCluster, server: Sshd | und
       environment: "prod",
       service: { hostPort: await freePort() },
       image: registrySettings,
-      proxy: { image: LOCAL_PROXY_IMAGE },
+      // TLS ends in front (a prod stack must choose): the proxy serves plain HTTP, as before.
+      proxy: { image: LOCAL_PROXY_IMAGE, tls: { mode: "upstream" } },
       promotion: { fromStack: `organization/${p.project}/staging` },
       ...host,
     });

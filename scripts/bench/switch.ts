@@ -44,7 +44,8 @@ async function bench(): Promise<void> {
   try {
     const common = { proxy: { image: LOCAL_PROXY_IMAGE }, image: { name: p.project } };
     p.writeStackFile("staging", { ...common, environment: "staging", service: { hostPort: await freePort() }, image: { ...common.image, baseImage: LOCAL_PYTHON_BASE } });
-    p.writeStackFile("prod", { ...common, environment: "prod", service: { hostPort: await freePort() }, promotion: { fromStack: `organization/${p.project}/staging` } });
+    // TLS ends in front (a prod stack must choose): the proxy serves plain HTTP, as before.
+    p.writeStackFile("prod", { ...common, proxy: { ...common.proxy, tls: { mode: "upstream" } }, environment: "prod", service: { hostPort: await freePort() }, promotion: { fromStack: `organization/${p.project}/staging` } });
     fs.mkdirSync(path.dirname(p.passphraseFile), { recursive: true });
     fs.writeFileSync(p.passphraseFile, randomBytes(24).toString("hex"), { mode: 0o600 });
     const staging = await p.stack("staging");

@@ -4,6 +4,7 @@
  * before it is split into parts that fit GitHub's limit. Pure: no I/O.
  */
 import { refusalMessage, type PromotionReason } from "../../../components/promotion/reasons";
+import type { TlsStatus } from "../../../components/proxy/tlsStatus";
 import { redact } from "../../../components/redact";
 import { GITHUB_COMMENT_LIMIT, partHeader, splitMarkdown } from "./split";
 import { type Change, type StackPreview, type StackSummary, type Verdict, summarize } from "./stackSummary";
@@ -62,8 +63,31 @@ function renderVerdict(v: Verdict): string[] {
   return lines;
 }
 
+/** How long a certificate has left at the time of the status, in days, or that it has expired. */
+function validity(notAfter: string, at: string): string {
+  const days = (Date.parse(notAfter) - Date.parse(at)) / 86_400_000;
+  return days <= 0 ? `**EXPIRED** ${(-days).toFixed(1)} days ago (${code(notAfter)})` : `valid ${days.toFixed(1)} more days (until ${code(notAfter)})`;
+}
+
+/** The stack's TLS: its mode and, where the proxy terminates TLS, the remaining validity of what it serves (and of what this change gives it). */
+function tlsLine(t: TlsStatus): string {
+  const head = `**TLS**: ${code(t.mode)}${t.domain === undefined ? "" : ` for ${code(t.domain)}`}`;
+  if (t.mode === "off") return `${head} — plain HTTP at the proxy, on loopback`;
+  if (t.mode === "upstream") return `${head} — ended by the load balancer in front; the proxy serves HTTP`;
+  const served =
+    t.served === undefined
+      ? `no certificate served yet (${t.unobserved ?? "not observed"})`
+      : `serves a certificate from ${code(t.served.issuer)}, ${validity(t.served.notAfter, t.at)}`;
+  const given =
+    t.configured === undefined || t.configured.fingerprint === t.served?.fingerprint
+      ? ""
+      : `; this change serves the chain in ${code("proxy.tls.certificate")}, ${validity(t.configured.notAfter, t.at)}`;
+  return `${head} — ${served}${given}`;
+}
+
 function renderStack(s: StackSummary): string[] {
   const lines = [`### ${code(s.stack)}: ${s.succeeded ? "preview succeeded" : "preview FAILED"}`, ""];
+  if (s.tls) lines.push(tlsLine(s.tls), "");
   if (s.verdict) lines.push(...renderVerdict(s.verdict), "");
   // The gate's refusal is already listed as the verdict's reasons.
   const refusal = s.verdict && !s.verdict.allowed && "reasons" in s.verdict ? refusalMessage(s.verdict, false) : undefined;

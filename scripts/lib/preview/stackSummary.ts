@@ -1,9 +1,10 @@
 /**
  * What the pull-request comment says about one stack's preview: whether it succeeded, the counts
- * per operation, the changed resources (replaced and deleted first), diagnostics, and for the
- * promoted stack the gate's verdict. Reads the document through ./document only. Pure: no I/O.
+ * per operation, the changed resources (replaced and deleted first), diagnostics, what it serves
+ * over TLS, and for the promoted stack the gate's verdict. Reads the document through ./document only. Pure: no I/O.
  */
 import { readVerdict, type PromotionVerdict } from "../../../components/promotion/reasons";
+import { readTlsStatus, type TlsStatus } from "../../../components/proxy/tlsStatus";
 import { type ChangeKind, type PreviewDocument, type StepKind, diagnosticMessages, parsePreviewDocument, resourceSteps } from "./document";
 
 /** One stack's preview as the workflow captured it. */
@@ -43,6 +44,8 @@ export interface StackSummary {
   warnings: string[];
   errors: string[];
   verdict?: Verdict;
+  /** What the stack serves over TLS, from the program's `tls status` line; absent when the preview ended before it. */
+  tls?: TlsStatus;
 }
 
 /** The gate's verdict as the comment shows it: the gate's own, or why the gate never decided. */
@@ -90,6 +93,7 @@ export function summarize(preview: StackPreview): StackSummary {
     for (const c of changes) counts[c.op]++;
   }
   const isDestructive = (c: Change) => c.op === "replace" || c.op === "delete";
+  const tls = readTlsStatus(diagnosticMessages(doc));
   return {
     stack: preview.stack,
     succeeded,
@@ -99,5 +103,6 @@ export function summarize(preview: StackPreview): StackSummary {
     warnings,
     errors,
     ...(preview.promotion ? { verdict: promotionVerdict(doc, errors) } : {}),
+    ...(tls === undefined ? {} : { tls }),
   };
 }
