@@ -7,6 +7,7 @@ import { hardeningProfile, withResources, type ResourceLimits } from "./hardenin
 import { FrontProxy } from "./proxy/frontProxy";
 import { ProxyRoute } from "./proxy/route";
 import { ReadinessCheck } from "./readiness/check";
+import { ReleaseImages } from "./release/imagesProvider";
 import { AppRelease } from "./release/release";
 
 /** How a release is proven ready. */
@@ -21,6 +22,20 @@ export interface ReadinessSettings {
   successThreshold: number;
   /** How to give the check more time, in the words of whoever set `timeoutSeconds`. */
   timeoutHint?: string;
+}
+
+/** What the stack's Docker host keeps of its images once a new release serves (release/images.ts). */
+export interface ImageRetention {
+  /** The project whose label an image must carry. */
+  project: string;
+  /** The stack's own tag repository. */
+  repository: string;
+  /** The newest images kept besides the serving one and the rollback target. */
+  keepImages: number;
+  /** The rollback target after this update, as the host knows it. */
+  previous?: pulumi.Input<string | undefined>;
+  /** What the program expects the update to remove: shown in the preview. */
+  planned: pulumi.Input<string[]>;
 }
 
 /** Arguments of {@link BackendService}. */
@@ -49,6 +64,8 @@ export interface BackendServiceArgs {
   labels?: Readonly<Record<string, string>>;
   /** The engine (`docker:host`, `docker:sshOpts`), for the parts that talk to it themselves. */
   docker?: DockerEndpoint;
+  /** Keep the host's images of the stack in bounds after each switch; nothing is removed when unset. */
+  retention?: ImageRetention;
 }
 
 /** The `Host` the probes name: the port is published on loopback, so the backend always accepts it. */
@@ -132,6 +149,16 @@ export class BackendService extends pulumi.ComponentResource {
       },
       { parent: this },
     );
+
+    if (args.retention !== undefined) {
+      const { project, repository, keepImages, previous, planned } = args.retention;
+      // After the switch only: a failed update never removes anything.
+      new ReleaseImages(
+        `${name}-images`,
+        { project, repository, keepImages, serving: args.image, ...(previous === undefined ? {} : { previous }), planned, ...host },
+        { parent: this, dependsOn: [route] },
+      );
+    }
 
     this.url = proxy.url;
     // The record goes out only once traffic reaches the release it describes.
