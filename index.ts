@@ -7,19 +7,20 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import { BackendImage, digestOf } from "./components/backendImage";
-import { BackendService, proxyContainerName, type ServiceTls } from "./components/backendService";
+import { BackendService, proxyContainerName, type ImageRetention, type ServiceTls } from "./components/backendService";
 import { resolveBuildInfo } from "./components/buildInfo";
 import { loadConfig, type BackendConfig } from "./components/config/load";
 import { terminatesTls, type ProdOutputs, type StackOutputs } from "./components/contract";
 import { GitHubDelivery } from "./components/delivery/github";
-import { checkEngine, checkRegistryLogin, checkRegistryPull, plainValue, type RegistryLogin } from "./components/docker/preflight";
+import { checkEngine, checkRegistryLogin, checkRegistryPull, plainValue, readHostRetention, type RegistryLogin } from "./components/docker/preflight";
 import { appEnvFor } from "./components/envMapping";
 import { HostImage, isRepoDigest, type RegistryCredentials } from "./components/hostImage";
 import type { ProdCertificate } from "./components/promotion/decide";
 import { resolvePromotion } from "./components/promotion/gate";
 import { observeServedCertificate } from "./components/proxy/observe";
 import { formatTlsStatus, tlsStatusOf } from "./components/proxy/tlsStatus";
-import { keptRollback, nextPreviousImageRef, planRollback, readReleaseHistory } from "./components/release/history";
+import { keptRollback, nextPreviousImageRef, planRollback, readReleaseHistory, type ReleaseHistory } from "./components/release/history";
+import { logPlannedRemovals, plannedRemovals } from "./components/release/retention";
 
 /** Stack outputs as the program returns them: each value may still be on its way. */
 type Exported<T> = { [K in keyof T]: pulumi.Input<T[K]> };
@@ -57,8 +58,37 @@ async function stackTls(config: BackendConfig): Promise<{ service: ServiceTls; c
   };
 }
 
+/**
+ * What the stack's Docker host keeps of its images once this update's release serves: the image it
+ * runs (`next`), the rollback target and the `release.keepImages` newest. Read at the start, so the
+ * preview shows what will go.
+ */
+async function retention(config: BackendConfig, history: ReleaseHistory, next: pulumi.Input<string>, previous: pulumi.Input<string | undefined>): Promise<ImageRetention> {
+  const keepImages = config.release.keepImages;
+  const host = await readHostRetention(config.docker, config.project, config.stack, [history.imageRef, history.previousImageRef, typeof next === "string" ? next : undefined]);
+  const where = config.docker.host ?? "the local Docker engine";
+  if (typeof next === "string") {
+    logPlannedRemovals(config.stack, where, plannedRemovals(host, next, typeof previous === "string" ? previous : undefined, keepImages), keepImages);
+  } else {
+    // The image is not built yet: what goes if it is a new one (a rerun or a rotation removes less).
+    logPlannedRemovals(config.stack, where, plannedRemovals(host, "", history.imageRef, keepImages), keepImages, "(if it builds a new image)");
+  }
+  return {
+    project: config.project,
+    repository: host.repository,
+    keepImages,
+    previous,
+    planned: pulumi.all([next, previous]).apply(([ref, prev]) => plannedRemovals(host, ref, prev ?? undefined, keepImages)),
+  };
+}
+
 /** The stack's service (front proxy and release) for an already pinned image. */
-function deploy(config: BackendConfig, image: { image: pulumi.Input<string>; imageDigest: pulumi.Input<string> }, tls: ServiceTls): BackendService {
+function deploy(
+  config: BackendConfig,
+  image: { image: pulumi.Input<string>; imageDigest: pulumi.Input<string> },
+  tls: ServiceTls,
+  retained?: ImageRetention,
+): BackendService {
   return new BackendService(serviceName(config), {
     image: image.image,
     imageDigest: image.imageDigest,
@@ -76,6 +106,7 @@ function deploy(config: BackendConfig, image: { image: pulumi.Input<string>; ima
     },
     labels: { "backend-delivery.stack": config.stack, "backend-delivery.environment": config.environment },
     docker: config.docker,
+    ...(retained === undefined ? {} : { retention: retained }),
   });
 }
 
@@ -126,8 +157,20 @@ async function main(): Promise<Exported<StackOutputs> | Exported<ProdOutputs>> {
     const plan = planRollback(history, config.rollbackTo, new Date());
     if (!plan.ok) throw new pulumi.RunError(`rollback of stack ${config.stack} refused: ${plan.problem}`);
     if (login !== undefined && isRepoDigest(plan.target)) await checkRegistryPull(config.docker, plan.target, login, config.stack);
+    if (!isRepoDigest(plan.target)) {
+      // Without a registry the image exists only on this host: removed there, it cannot come back.
+      const host = await readHostRetention(config.docker, config.project, config.stack, [plan.target]);
+      if (!host.hostIds.has(plan.target)) {
+        throw new pulumi.RunError(
+          `rollback of stack ${config.stack} refused: its rollback target ${plan.target} is no longer on the Docker host ` +
+            `(removed by hand, or by \`docker image prune\`), and without a registry nothing can bring it back; nothing was changed. ` +
+            `Roll forward instead: fix the release and run \`pulumi up --stack ${config.stack}\`${config.environment === "prod" ? " after staging has proven the fix" : ""}.`,
+        );
+      }
+    }
     const imageDigest = digestOf(plan.target);
-    const { url, readiness, tls } = deploy(config, { image: hostImage(config, plan.target).image, imageDigest }, proxyTls.service);
+    const retained = await retention(config, history, plan.target, plan.record.fromImageRef);
+    const { url, readiness, tls } = deploy(config, { image: hostImage(config, plan.target).image, imageDigest }, proxyTls.service, retained);
     githubDelivery(config);
     return {
       environment: config.environment,
@@ -155,10 +198,13 @@ async function main(): Promise<Exported<StackOutputs> | Exported<ProdOutputs>> {
       baseImage: config.image.baseImage,
       platform: config.image.platform,
       ...resolveBuildInfo(config.image.context),
+      project: config.project,
       registry,
     }, builder === undefined ? {} : { providers: { docker: builder } });
     const onHost = registry === undefined ? image.imageRef : hostImage(config, image.imageRef).image;
-    const { url, readiness, tls } = deploy(config, { image: onHost, imageDigest: image.imageDigest }, proxyTls.service);
+    const previous = image.imageRef.apply((ref) => nextPreviousImageRef(history, ref));
+    const retained = await retention(config, history, image.imageRef, previous);
+    const { url, readiness, tls } = deploy(config, { image: onHost, imageDigest: image.imageDigest }, proxyTls.service, retained);
     return {
       environment: config.environment,
       imageRef: image.imageRef,
@@ -167,7 +213,7 @@ async function main(): Promise<Exported<StackOutputs> | Exported<ProdOutputs>> {
       readiness,
       tls,
       // The new image is known only once built: null, not undefined, where there is no other one yet.
-      ...(history.imageRef === undefined ? {} : { previousImageRef: image.imageRef.apply((ref) => nextPreviousImageRef(history, ref) ?? null) }),
+      ...(history.imageRef === undefined ? {} : { previousImageRef: previous.apply((ref) => ref ?? null) }),
       ...(history.rollback === undefined ? {} : { rollback: image.imageRef.apply((ref) => keptRollback(history, ref)) }),
     };
   }
@@ -183,7 +229,8 @@ async function main(): Promise<Exported<StackOutputs> | Exported<ProdOutputs>> {
     minCertificateDays: config.promotion.minCertificateDays,
   });
   if (login !== undefined) await checkRegistryPull(config.docker, approved.imageRef, login, config.stack);
-  const { url, readiness, tls } = deploy(config, { image: hostImage(config, approved.imageRef).image, imageDigest: approved.imageDigest }, proxyTls.service);
+  const retained = await retention(config, history, approved.imageRef, approved.previousImageRef);
+  const { url, readiness, tls } = deploy(config, { image: hostImage(config, approved.imageRef).image, imageDigest: approved.imageDigest }, proxyTls.service, retained);
   githubDelivery(config);
   const rollback = keptRollback(history, approved.imageRef);
   return {

@@ -25,6 +25,8 @@ export interface BackendImageArgs {
   appVersion: pulumi.Input<string>;
   /** Revision baked in as `GIT_SHA`. */
   gitSha: pulumi.Input<string>;
+  /** The delivering project, baked in as the label image retention looks for (`DELIVERY_PROJECT`). */
+  project?: string;
   /** Push here and reference the image by repo digest; the image stays local when unset. */
   registry?: BackendImageRegistry;
 }
@@ -56,6 +58,7 @@ export class BackendImage extends pulumi.ComponentResource {
     const buildArgs: Record<string, pulumi.Input<string>> = {
       APP_VERSION: args.appVersion,
       GIT_SHA: args.gitSha,
+      ...(args.project === undefined ? {} : { DELIVERY_PROJECT: args.project }),
       ...(args.baseImage === undefined ? {} : { PYTHON_BASE: args.baseImage }),
     };
 

@@ -10,6 +10,7 @@ import { ProxyRoute } from "./proxy/route";
 import type { RouteTls } from "./proxy/tlsProbe";
 import { tlsRecord } from "./proxy/tlsStatus";
 import { ReadinessCheck } from "./readiness/check";
+import { ReleaseImages } from "./release/imagesProvider";
 import { AppRelease } from "./release/release";
 
 /** How a release is proven ready. */
@@ -42,6 +43,20 @@ export interface ServiceTls {
   observed?: Observation;
 }
 
+/** What the stack's Docker host keeps of its images once a new release serves (release/images.ts). */
+export interface ImageRetention {
+  /** The project whose label an image must carry. */
+  project: string;
+  /** The stack's own tag repository. */
+  repository: string;
+  /** The newest images kept besides the serving one and the rollback target. */
+  keepImages: number;
+  /** The rollback target after this update, as the host knows it. */
+  previous?: pulumi.Input<string | undefined>;
+  /** What the program expects the update to remove: shown in the preview. */
+  planned: pulumi.Input<string[]>;
+}
+
 /** Arguments of {@link BackendService}. */
 export interface BackendServiceArgs {
   /** Pinned image to run (repo digest or local image id). */
@@ -70,6 +85,8 @@ export interface BackendServiceArgs {
   labels?: Readonly<Record<string, string>>;
   /** The engine (`docker:host`, `docker:sshOpts`), for the parts that talk to it themselves. */
   docker?: DockerEndpoint;
+  /** Keep the host's images of the stack in bounds after each switch; nothing is removed when unset. */
+  retention?: ImageRetention;
 }
 
 /** The front proxy's container name for the service `name`: its host name on the stack's network. */
@@ -176,6 +193,16 @@ export class BackendService extends pulumi.ComponentResource {
       },
       { parent: this },
     );
+
+    if (args.retention !== undefined) {
+      const { project, repository, keepImages, previous, planned } = args.retention;
+      // After the switch only: a failed update never removes anything.
+      new ReleaseImages(
+        `${name}-images`,
+        { project, repository, keepImages, serving: args.image, ...(previous === undefined ? {} : { previous }), planned, ...host },
+        { parent: this, dependsOn: [route] },
+      );
+    }
 
     // TLS ended by a load balancer in front: clients use the public name, over HTTPS.
     this.url = tls?.mode === "upstream" && tls.domain !== undefined ? pulumi.output(`https://${tls.domain}`) : proxy.url;

@@ -206,6 +206,18 @@ export function scratchProject(options: ScratchOptions = {}): ScratchProject {
   };
 }
 
+/**
+ * A `pulumi preview --json` document as a committed fixture holds it: the given secret values and
+ * this machine's paths redacted, the scratch project's name back to the repository's, and a dynamic
+ * resource's serialized provider (code, not a change anyone reviews) left out.
+ */
+export function fixtureText(json: string, p: ScratchProject, secrets: readonly string[]): string {
+  let text = json;
+  for (const value of secrets) text = text.split(value).join("[secret]");
+  text = text.split(p.dir).join("/project").split(p.project).join("backend-delivery").split(REPO).join("/repository");
+  return `${JSON.stringify(JSON.parse(text, (key, value: unknown) => (key === "__provider" ? "[provider]" : value)), null, 2)}\n`;
+}
+
 function stringEnv(env: NodeJS.ProcessEnv): Record<string, string> {
   return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined));
 }

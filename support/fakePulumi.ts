@@ -4,8 +4,8 @@
  * `createFakePulumi` writes a small Node script named `pulumi` into a temp `bin/` directory (put it
  * first on PATH). Every call appends one JSON line to a log: argv, working directory, the relevant
  * environment and everything received on stdin. It answers from a scenario and keeps a tiny stack
- * store (stacks and their config) in a JSON file, so `stack init`, `config set` and `config get`
- * behave consistently within one test. Like the real CLI it exits 255 with `error: ...` on stderr,
+ * store (stacks, their config and tags) in a JSON file, so `stack init`, `config set`, `config get`,
+ * `config --json` and `stack tag` behave consistently within one test. Like the real CLI it exits 255 with `error: ...` on stderr,
  * and refuses passphrase-encrypted work on a `file://` backend when no passphrase is configured.
  * Anything it does not know exits 99, so an unexpected call fails the test.
  */
@@ -53,6 +53,8 @@ export interface FakePulumi {
   calls(): FakeCall[];
   /** The stack store as it is now. */
   stacks(): Record<string, Record<string, FakeConfigValue>>;
+  /** Stack tags as `pulumi stack tag set` stored them: stack -> name -> value. */
+  tags(): Record<string, Record<string, string>>;
   cleanup(): void;
 }
 
@@ -141,6 +143,25 @@ if (words[0] === "whoami") {
   if (flags.has("--secret")) needPassphrase();
   stack[key] = { value, secret: flags.has("--secret") };
   save();
+} else if (cmd === "stack tag" && words[2] === "set") {
+  stackOf();
+  store.tags = store.tags || {};
+  store.tags[opts.stack] = Object.assign(store.tags[opts.stack] || {}, { [words[3]]: words[4] });
+  save();
+} else if (cmd === "stack tag" && words[2] === "get") {
+  stackOf();
+  const value = ((store.tags || {})[opts.stack] || {})[words[3]];
+  if (value === undefined) fail("stack tag '" + words[3] + "' not found for stack '" + opts.stack + "'");
+  out(value + "\n");
+} else if (words[0] === "config" && words.length === 1 && flags.has("--json")) {
+  const stack = stackOf();
+  const shown = flags.has("--show-secrets");
+  if (shown && Object.values(stack).some((e) => e.secret)) needPassphrase();
+  const doc = {};
+  for (const [key, entry] of Object.entries(stack)) {
+    doc["backend-delivery:" + key] = entry.secret && !shown ? { secret: true } : { value: entry.value, secret: entry.secret };
+  }
+  out(JSON.stringify(doc, null, 2) + "\n");
 } else if (words[0] === "preview") {
   stackOf();
   needPassphrase();
@@ -181,6 +202,7 @@ export function createFakePulumi(scenario: FakeScenario = {}): FakePulumi {
         .filter((l) => l !== "")
         .map((l) => JSON.parse(l) as FakeCall),
     stacks: () => (JSON.parse(fs.readFileSync(storeFile, "utf8")) as { stacks: Record<string, Record<string, FakeConfigValue>> }).stacks,
+    tags: () => (JSON.parse(fs.readFileSync(storeFile, "utf8")) as { tags?: Record<string, Record<string, string>> }).tags ?? {},
     cleanup: () => fs.rmSync(root, { recursive: true, force: true }),
   };
 }
@@ -202,13 +224,21 @@ export function makeProjectDir(): string {
   return dir;
 }
 
+/** A scratch project whose project-local backend already holds state and its passphrase (`npm run up` ran before). */
+export function makeProjectDirWithLocalState(): string {
+  const dir = makeProjectDir();
+  fs.mkdirSync(path.join(dir, ".pulumi-state", ".pulumi"), { recursive: true });
+  fs.writeFileSync(path.join(dir, ".pulumi-state", "passphrase"), "p", { mode: 0o600 });
+  return dir;
+}
+
 /**
  * Runs `scripts/<name>.ts` as a real subprocess (Node + tsx, as `npm run` does) with a clean
  * environment: the stand-in first on PATH, HOME in a scratch directory, no PULUMI_* variables
  * unless `env` adds them. `stdin` is written and closed (empty when omitted).
  */
 export function runScript(
-  name: "up" | "rotate",
+  name: "up" | "rotate" | "drift" | "status",
   args: readonly string[],
   opts: { fake?: FakePulumi; projectDir: string; stdin?: string; env?: NodeJS.ProcessEnv; path?: string },
 ): Promise<ScriptResult> {

@@ -8,6 +8,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { stringify as toYaml } from "yaml";
+import { stackImageRepository } from "../components/release/images";
 
 export const PROJECT = "backend-delivery";
 
@@ -70,7 +71,8 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
       case "docker:index/container:Container":
         return { id: fakeDigest(`container-${args.name}`).slice("sha256:".length), state: { ...inputs } };
       case "pulumi-nodejs:dynamic:Resource": {
-        // Told apart by their inputs: a release container, the route of the proxy, a pulled image, a readiness check.
+        // Told apart by their inputs: a release container, the route of the proxy, a pulled image, image
+        // retention, a readiness check.
         if ("namePrefix" in inputs) {
           const name = `${String(inputs.namePrefix)}-${FAKE_RELEASE_SUFFIX}`;
           const containerId = fakeDigest(`release-${args.name}`).slice("sha256:".length);
@@ -81,6 +83,8 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
           return { id, state: { ...inputs, switchedAt: this.options.switchedAt ?? FAKE_SWITCHED_AT, ...served } };
         }
         if ("imageRef" in inputs && "server" in inputs) return { id, state: { ...inputs, imageId: fakeDigest(`pulled-${String(inputs.imageRef)}`) } };
+        // Image retention: it removes what the program planned.
+        if ("keepImages" in inputs) return { id, state: { ...inputs, kept: [], removed: inputs.planned } };
         const readiness = this.options.readiness?.(inputs) ?? {
           ready: true,
           imageDigest: inputs.imageDigest,
@@ -275,6 +279,15 @@ export const STAGING_CANARIES = ["canary-db-7f3a", "canary-secret-key-7f3a"];
 /** The start-of-program checks the program asked for, in order: which check, and its arguments. */
 export type RegistryCheckCall = { check: "engine" | "login" | "pull"; args: unknown[] };
 
+/** What image retention found on a host at the program's start, in the stand-in: per host, the stack's images. */
+export interface FakeHostImages {
+  /** Every read the program made: endpoint, project, stack, the references it resolved. */
+  reads: unknown[][];
+  /** The stack's images the host holds (id, created), and the references it knows by host id. */
+  images?: { id: string; created: string }[];
+  hostIds?: Record<string, string>;
+}
+
 /**
  * A stand-in for components/docker/preflight.ts whose checks record their calls (and the registry
  * checks refuse when `refuse` holds a message) instead of asking a real engine, server and registry;
@@ -285,11 +298,21 @@ export async function recordingPreflight(
   importOriginal: () => Promise<unknown>,
   calls: RegistryCheckCall[],
   refuse: { message?: string } = {},
+  host: FakeHostImages = { reads: [] },
 ): Promise<Record<string, unknown>> {
   const original = (await importOriginal()) as Record<string, unknown>;
   const record = (check: RegistryCheckCall["check"]) => async (...args: unknown[]) => {
     calls.push({ check, args });
     if (check !== "engine" && refuse.message !== undefined) throw new pulumi.RunError(refuse.message);
   };
-  return { ...original, checkEngine: record("engine"), checkRegistryLogin: record("login"), checkRegistryPull: record("pull") };
+  // Image retention's read of the host at the start: what `host` says it holds (nothing, by default).
+  const readHostRetention = async (...args: unknown[]) => {
+    host.reads.push(args);
+    return {
+      repository: stackImageRepository(String(args[1]), String(args[2])),
+      images: [...(host.images ?? [])],
+      hostIds: new Map(Object.entries(host.hostIds ?? {})),
+    };
+  };
+  return { ...original, checkEngine: record("engine"), checkRegistryLogin: record("login"), checkRegistryPull: record("pull"), readHostRetention };
 }

@@ -165,6 +165,9 @@ const cases: BadCase[] = [
     at: "readiness.url",
     fix: "pulumi config rm --stack staging --path 'readiness.url'",
   },
+  { name: "keepImages zero", mutate: (c) => (c.release = { keepImages: 0 }), at: "release.keepImages", fix: `${S} --path 'release.keepImages' 3` },
+  { name: "keepImages a fraction", mutate: (c) => (c.release = { keepImages: "2.5" }), at: "release.keepImages", fix: `${S} --path 'release.keepImages' 3` },
+  { name: "release key misspelt", mutate: (c) => (c.release = { keepImage: 2 }), at: "release.keepImage", fix: "pulumi config rm --stack staging --path 'release.keepImage'" },
   { name: "proxy image empty", mutate: (c) => (c.proxy = { image: "" }), at: "proxy.image", fix: `${S} --path 'proxy.image' caddy:2.10` },
   { name: "successThreshold zero", mutate: (c) => (c.readiness = { successThreshold: 0 }), at: "readiness.successThreshold", fix: `${S} --path 'readiness.successThreshold' 2` },
   {
@@ -237,6 +240,7 @@ describe("stack config: valid", () => {
       httpsPort: 443,
       tls: { mode: "off", acme: { directory: "https://acme-v02.api.letsencrypt.org/directory" } },
     });
+    expect(config.release).toEqual({ keepImages: 3 });
     expect(config.registryPassword).toBeUndefined();
     expect(config.tlsPrivateKey).toBeUndefined();
   });

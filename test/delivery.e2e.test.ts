@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { StackOutputs } from "../components/contract";
 import { readVerdict } from "../components/promotion/reasons";
 import { LOCAL_PROXY_IMAGE, LOCAL_PYTHON_BASE, docker, dockerHostAddress, firstExitOf, namedAfter, removeNamedAfter, requireDockerEngine } from "../support/docker";
-import { REPO, requirePulumiCli, run, scratchProject, type ScratchProject } from "../support/engine";
+import { fixtureText, requirePulumiCli, run, scratchProject, type ScratchProject } from "../support/engine";
 import { startPostgres, type PostgresCluster } from "../support/postgres";
 import { startLoad, type LoadReport } from "../support/load";
 import { freePort, httpRequest } from "../support/wait";
@@ -99,22 +99,13 @@ function expectNoSecret(text: string, where: string): void {
   for (const value of secrets) expect(text.includes(value), `a secret value appears in ${where}`).toBe(false);
 }
 
-/** Redacts what a committed fixture must not hold: secret values and this machine's paths. */
-function fixtureText(json: string): string {
-  let text = json;
-  for (const value of secrets) text = text.split(value).join("[secret]");
-  text = text.split(p.dir).join("/project").split(p.project).join("backend-delivery").split(REPO).join("/repository");
-  // A dynamic resource's serialized provider is code, not a change anyone reviews: kept out of fixtures.
-  return `${JSON.stringify(JSON.parse(text, (key, value: unknown) => (key === "__provider" ? "[provider]" : value)), null, 2)}\n`;
-}
-
 /** `pulumi preview --json` of a stack: the document, its exit code and its stderr. */
 async function previewJson(stack: string, name: string): Promise<{ file: string; code: number; log: string; doc: Record<string, unknown> }> {
   const res = await p.pulumi(["preview", "--json", "--stack", stack]);
   const file = path.join(p.dir, `${name}.json`);
   fs.writeFileSync(file, res.stdout);
   fs.writeFileSync(path.join(p.dir, `${name}.log`), res.stderr);
-  if (CAPTURE) fs.writeFileSync(path.join(__dirname, "fixtures", "preview", `${name}.json`), fixtureText(res.stdout));
+  if (CAPTURE) fs.writeFileSync(path.join(__dirname, "fixtures", "preview", `${name}.json`), fixtureText(res.stdout, p, secrets));
   return { file, code: res.code, log: res.stderr, doc: JSON.parse(res.stdout) as Record<string, unknown> };
 }
 

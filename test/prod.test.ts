@@ -31,7 +31,7 @@ const REGISTRY_REF = `ghcr.io/example/backend-delivery@${DIGEST}`;
 const REGISTRY_CONFIG = { image: { registry: { server: "ghcr.io", username: "deployer" } }, registryPassword: "registry-password-for-tests-only" };
 const GATE_TYPES = ["backend-delivery:index:PromotionGate"];
 const CONTAINER = "docker:index/container:Container";
-/** What prod deploys once the gate approves: the same service as staging (proxy, release, check, route), no image build. */
+/** What prod deploys once the gate approves: the same service as staging (proxy, release, check, route, image retention), no image build. */
 const PROD_TYPES = [
   "backend-delivery:index:BackendService",
   "backend-delivery:index:HostImage",
@@ -42,6 +42,7 @@ const PROD_TYPES = [
   "docker:index/volume:Volume",
   "docker:index/volume:Volume",
   "docker:index/volume:Volume",
+  "pulumi-nodejs:dynamic:Resource",
   "pulumi-nodejs:dynamic:Resource",
   "pulumi-nodejs:dynamic:Resource",
   "pulumi-nodejs:dynamic:Resource",

@@ -24,7 +24,11 @@ afterAll(removeStackFiles);
 // The registry checks ask a real engine and registry (test/deliveryInfra.docker.test.ts and the
 // end-to-end suite do that); here they are recorded.
 const registryChecks = vi.hoisted(() => [] as RegistryCheckCall[]);
-vi.mock("../components/docker/preflight", async (importOriginal) => (await import("../support/mocks")).recordingPreflight(importOriginal, registryChecks));
+// What the host holds of the stack's images (image retention's read, and a rollback's check).
+const hostImages = vi.hoisted(() => ({ reads: [] as unknown[][], hostIds: {} as Record<string, string> }));
+vi.mock("../components/docker/preflight", async (importOriginal) =>
+  (await import("../support/mocks")).recordingPreflight(importOriginal, registryChecks, {}, hostImages),
+);
 
 type Outputs = Record<string, pulumi.Output<unknown>>;
 
@@ -76,6 +80,7 @@ describe("staging program under mocks", () => {
       [DYNAMIC, `${PREFIX}-release`],
       [DYNAMIC, `${PREFIX}-readiness`],
       [DYNAMIC, `${PREFIX}-route`],
+      [DYNAMIC, `${PREFIX}-images`],
     ].sort());
   });
 
@@ -101,7 +106,7 @@ describe("staging program under mocks", () => {
       build: {
         context: "./backend",
         dockerfile: "backend/Dockerfile",
-        args: { APP_VERSION: "9.8.7", GIT_SHA, PYTHON_BASE: "local/python-base:3.11-bookworm" },
+        args: { APP_VERSION: "9.8.7", GIT_SHA, PYTHON_BASE: "local/python-base:3.11-bookworm", DELIVERY_PROJECT: "backend-delivery" },
       },
       skipPush: true,
       buildOnPreview: false,
@@ -291,7 +296,7 @@ describe("staging variants", () => {
       value: { server: "registry.example.com", username: "ci", password: "canary-registry-pass-7f3a" },
     });
     expect((image.build as Record<string, unknown>).cacheFrom).toEqual({ images: ["registry.example.com/team/backend"] });
-    expect((image.build as { args: Record<string, string> }).args).toEqual({ APP_VERSION: "9.8.7", GIT_SHA });
+    expect((image.build as { args: Record<string, string> }).args).toEqual({ APP_VERSION: "9.8.7", GIT_SHA, DELIVERY_PROJECT: "backend-delivery" });
     // Built by an explicit provider with no host: the local engine, not the stack's docker:host.
     const builder = mocks.byName(`${PREFIX}-builder`, "pulumi:providers:docker");
     expect(builder.inputs.host).toBeUndefined();
@@ -362,7 +367,7 @@ describe("staging variants", () => {
 
   it("evaluates the same graph in preview", async () => {
     const { mocks } = await runStaging(stagingSetup({ preview: true }));
-    expect(mocks.resources).toHaveLength(13);
+    expect(mocks.resources).toHaveLength(14);
   });
 });
 
@@ -396,10 +401,12 @@ describe("rollback (BACKEND_DELIVERY_ROLLBACK_TO, as npm run rollback sets it)",
   const B = `sha256:${"b".repeat(64)}`;
   afterEach(() => {
     delete process.env.BACKEND_DELIVERY_ROLLBACK_TO;
+    hostImages.hostIds = {};
   });
 
   it("runs the previous image through the same release path, builds nothing, and records it", async () => {
     process.env.BACKEND_DELIVERY_ROLLBACK_TO = A;
+    hostImages.hostIds = { [A]: A, [B]: B };
     const { mocks, outputs } = await runStaging(stagingSetup({ mocks: { stacks: { [SELF]: { imageRef: B, previousImageRef: A } } } }));
     expect(mocks.ofType("docker:index/image:Image")).toEqual([]);
     expect(mocks.byName(`${PREFIX}-release`, DYNAMIC).inputs.image).toBe(A);
@@ -410,6 +417,20 @@ describe("rollback (BACKEND_DELIVERY_ROLLBACK_TO, as npm run rollback sets it)",
     const record = (await awaitOutput(outputs.rollback!)) as { fromImageRef: string; at: string };
     expect(record.fromImageRef).toBe(B);
     expect(Date.now() - Date.parse(record.at)).toBeLessThan(60_000);
+  });
+
+  it("refuses a target that is gone from the Docker host (no registry can bring it back), before any resource", async () => {
+    process.env.BACKEND_DELIVERY_ROLLBACK_TO = A;
+    hostImages.hostIds = { [B]: B };
+    const error = await runStaging(stagingSetup({ mocks: { stacks: { [SELF]: { imageRef: B, previousImageRef: A } } } })).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(error).toBeInstanceOf(pulumi.RunError);
+    expect(error?.message).toBe(
+      `rollback of stack staging refused: its rollback target ${A} is no longer on the Docker host (removed by hand, or by \`docker image prune\`), ` +
+        "and without a registry nothing can bring it back; nothing was changed. Roll forward instead: fix the release and run `pulumi up --stack staging`.",
+    );
   });
 
   it.each([

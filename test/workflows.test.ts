@@ -45,6 +45,7 @@ const lines = (script: string) => script.replace(/\\\n\s*/g, " ").split("\n").ma
 const SSH_JOBS = [
   { file: "deploy.yml", id: "staging", stacks: ["staging"] },
   { file: "deploy.yml", id: "prod", stacks: ["prod"] },
+  { file: "drift.yml", id: "drift", stacks: ["staging", "prod"] },
   { file: "pull-request.yml", id: "preview", stacks: ["staging", "prod"] },
 ] as const;
 const sshJob = (j: (typeof SSH_JOBS)[number]) => load(j.file).jobs[j.id]!;
@@ -65,8 +66,8 @@ const SANCTIONED = [
 const sanctioned = (line: string) => SANCTIONED.some((r) => r.test(line));
 
 describe("every workflow", () => {
-  it("exists: pull-request.yml and deploy.yml", () => {
-    expect(files).toEqual(["deploy.yml", "pull-request.yml"]);
+  it("exists: pull-request.yml, deploy.yml and drift.yml", () => {
+    expect(files).toEqual(["deploy.yml", "drift.yml", "pull-request.yml"]);
   });
 
   it.each(files)("%s passes the GitHub Actions schema", (f) => {
@@ -226,6 +227,50 @@ describe("deploy.yml", () => {
   });
 });
 
+describe("drift.yml", () => {
+  const wf = load("drift.yml");
+  const job = wf.jobs.drift!;
+
+  it("runs on a schedule and by hand, with read-only default permissions, one check at a time", () => {
+    expect(Object.keys(wf.on).sort()).toEqual(["schedule", "workflow_dispatch"]);
+    expect((wf.on.schedule as { cron: string }[]).map((s) => s.cron)).toEqual(["17 5 * * *"]);
+    expect(wf.permissions).toEqual({ contents: "read" });
+    expect((wf as unknown as { concurrency: unknown }).concurrency).toEqual({ group: "drift", "cancel-in-progress": false });
+  });
+
+  it("reaches the servers as the preview does (its environment and secrets), and never updates anything", () => {
+    expect(job.environment).toBe("preview");
+    expect(job.env).toEqual({
+      PULUMI_BACKEND_URL: "${{ secrets.PULUMI_BACKEND_URL }}",
+      PULUMI_CONFIG_PASSPHRASE: "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}",
+    });
+    const script = runs(job);
+    const subcommands = new Set([...script.matchAll(/\bpulumi\s+([a-z]+)/g)].map((m) => m[1]));
+    expect(subcommands).toEqual(new Set(["config"]));
+    expect(script).not.toMatch(/\bpulumi\s+(up|update|refresh|destroy|import|state|cancel)\b/);
+    // npm run drift runs `pulumi preview --refresh --expect-no-changes` (scripts/drift.ts): no update.
+    const drift = fs.readFileSync(path.join(__dirname, "../scripts/drift.ts"), "utf8");
+    expect(drift).toContain('["preview", "--refresh", "--expect-no-changes", "--json"');
+    expect(drift).not.toMatch(/"(up|refresh|destroy)"/);
+  });
+
+  it("checks both stacks whatever the first found, reports to the one issue per stack, then fails on drift", () => {
+    const names = job.steps.map((s) => s.name ?? s.uses);
+    for (const stack of ["staging", "prod"]) {
+      const step = job.steps.find((s) => s.id === stack)!;
+      expect(lines(step.run ?? "").filter((l) => l !== "")).toEqual(["set +e", `npm run --silent drift -- ${stack} --github`, 'echo "exit-code=$?" >> "$GITHUB_OUTPUT"']);
+      expect(step.env).toEqual({ GITHUB_TOKEN: "${{ github.token }}" });
+    }
+    expect(names.indexOf("Check staging")).toBeLessThan(names.indexOf("Check prod"));
+    const last = job.steps.at(-1)!;
+    expect(last.env).toEqual({ STAGING_EXIT: "${{ steps.staging.outputs.exit-code }}", PROD_EXIT: "${{ steps.prod.outputs.exit-code }}" });
+    const verdict = runBash(last.run!, { env: { HOME: os.tmpdir(), STAGING_EXIT: "0", PROD_EXIT: "1" } });
+    expect(verdict.code).toBe(1);
+    expect(verdict.stdout).toContain("prod: drift check exit 1");
+    expect(runBash(last.run!, { env: { HOME: os.tmpdir(), STAGING_EXIT: "0", PROD_EXIT: "0" } }).code).toBe(0);
+  });
+});
+
 describe("workflows that reach the servers over SSH", () => {
   const byName = (job: Job, name: string) => {
     const step = job.steps.find((s) => s.name === name);
@@ -234,7 +279,7 @@ describe("workflows that reach the servers over SSH", () => {
   };
   const INSTALL = "Install the SSH key and the servers' host keys";
   const REMOVE = "Remove the SSH key";
-  const pulumiSteps = (job: Job) => job.steps.filter((s) => /\bpulumi (up|preview|config --show-secrets)\b/.test(s.run ?? ""));
+  const pulumiSteps = (job: Job) => job.steps.filter((s) => /\bpulumi (up|preview|config --show-secrets)\b|\bnpm run --silent drift\b/.test(s.run ?? ""));
   const homes: string[] = [];
   const scratchHome = () => {
     const home = fs.mkdtempSync(path.join(os.tmpdir(), "bd-home-"));
@@ -245,7 +290,7 @@ describe("workflows that reach the servers over SSH", () => {
     for (const home of homes) fs.rmSync(home, { recursive: true, force: true });
   });
 
-  it("are exactly the two deploy jobs and the preview job", () => {
+  it("are exactly the two deploy jobs, the preview job and the drift check", () => {
     const withSsh = files.flatMap((f) =>
       Object.entries(load(f).jobs)
         .filter(([, job]) => /\bSSH_PRIVATE_KEY\b/.test(JSON.stringify(job)))
@@ -321,7 +366,8 @@ describe("workflows that reach the servers over SSH", () => {
     ]);
     // After every step that uses the key; only the preview's own verdict may follow it.
     for (const step of pulumiSteps(job)) expect(names.indexOf(step.name)).toBeLessThan(names.indexOf(REMOVE));
-    expect(names.slice(names.indexOf(REMOVE) + 1)).toEqual(j.id === "preview" ? ["Fail when a preview failed"] : []);
+    const verdict = { preview: ["Fail when a preview failed"], drift: ["Fail when a stack drifted or could not be checked"] } as Record<string, string[]>;
+    expect(names.slice(names.indexOf(REMOVE) + 1)).toEqual(verdict[j.id] ?? []);
 
     const home = scratchHome();
     fs.mkdirSync(path.join(home, ".ssh"), { mode: 0o700 });
@@ -363,8 +409,9 @@ describe("workflows that reach the servers over SSH", () => {
     }
   });
 
-  it("GHCR: packages: write only in the staging deploy job; prod and the preview read", () => {
+  it("GHCR: packages: write only in the staging deploy job; prod, the preview and the drift check read", () => {
     expect(load("deploy.yml").jobs.staging!.permissions).toEqual({ contents: "read", packages: "write" });
+    expect(load("drift.yml").jobs.drift!.permissions).toEqual({ contents: "read", issues: "write", packages: "read" });
     expect(load("deploy.yml").jobs.prod!.permissions).toEqual({ contents: "read", packages: "read" });
     expect(load("pull-request.yml").jobs.preview!.permissions).toEqual({ contents: "read", "pull-requests": "write", packages: "read" });
     const packageWriters = files.flatMap((f) => {

@@ -210,6 +210,13 @@ export function makeStackConfigSchema(project: string) {
           .optional(),
       })
       .prefault({}),
+    /** What each Docker host keeps of the stack's images after an update. */
+    release: z
+      .strictObject({
+        /** The newest images kept besides the serving one and the rollback target; older ones are removed. */
+        keepImages: example(int(1, 1000), "3").default(3),
+      })
+      .prefault({}),
     /** GitHub delivery (environments, secrets, branch protection): prod stacks only. */
     delivery: DeliveryConfig.optional(),
   });

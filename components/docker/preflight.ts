@@ -2,11 +2,14 @@
  * Checks the program makes before it registers any resource, so a stack that cannot work is refused
  * with its fix while nothing has changed yet, in a preview as in an update: the Docker host answers
  * (over SSH: the pinned host key, the key, the docker group), and the registry takes this stack's
- * credentials and still holds the digest it is about to run.
+ * credentials and still holds the digest it is about to run. Also the one read of the host's images
+ * that image retention plans with (release/retention.ts).
  */
 import * as pulumi from "@pulumi/pulumi";
 import { formatRefusal, type Problem } from "../problems";
 import { redact } from "../redact";
+import { PROJECT_LABEL, stackImageRepository } from "../release/images";
+import type { HostRetention } from "../release/retention";
 import { dockerClient, type DockerEndpoint } from "./client";
 import { sshTarget } from "./ssh";
 
@@ -94,4 +97,25 @@ export async function checkRegistryPull(endpoint: DockerEndpoint, imageRef: stri
         : { path: ["image", "registry", "server"], message: `registry ${login.server} could not be asked for ${imageRef}: ${message}`, fix: `check image.registry.server of stack ${stack} and that the registry is up` };
     throw new pulumi.RunError(formatRefusal(`stack ${stack} was not deployed`, "problem", "nothing of it changed", [problem]));
   }
+}
+
+/** Reads the stack's images on the host at `endpoint`, and resolves `refs` (image ids or repo digests) to host ids. */
+export async function readHostRetention(endpoint: DockerEndpoint, project: string, stack: string, refs: readonly (string | undefined)[]): Promise<HostRetention> {
+  const docker = dockerClient(endpoint.host, endpoint.sshOpts);
+  const repository = stackImageRepository(project, stack);
+  const listed = await docker.listImages({ filters: JSON.stringify({ reference: [`${repository}:*`] }) });
+  const images = listed
+    .filter((image) => image.Labels?.[PROJECT_LABEL] === project)
+    .map((image) => ({ id: image.Id, created: new Date(image.Created * 1000).toISOString() }));
+  const hostIds = new Map<string, string>();
+  for (const ref of refs) {
+    if (ref === undefined || hostIds.has(ref)) continue;
+    const id = await docker
+      .getImage(ref)
+      .inspect()
+      .then((image) => image.Id)
+      .catch(() => undefined);
+    if (id !== undefined) hostIds.set(ref, id);
+  }
+  return { repository, images, hostIds };
 }

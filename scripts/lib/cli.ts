@@ -6,7 +6,7 @@
 import { redact } from "../../components/redact";
 
 /**
- * Exit codes of `npm run up`, `npm run rotate` and `scripts/pr-comment.ts`, by meaning. Each
+ * Exit codes of `npm run up`, `rotate`, `rollback`, `drift`, `status` and `scripts/pr-comment.ts`, by meaning. Each
  * helper's header lists the ones it uses; a code means the same wherever it is used.
  */
 export const ExitCode = {
@@ -21,6 +21,10 @@ export const ExitCode = {
   refused: 3,
   /** Rotation stored the new value, but the preview of its effect failed. */
   previewFailed: 4,
+  /** `npm run drift`: the stack differs from what the program declares. */
+  drift: 1,
+  /** `npm run drift`: the check could not decide (preview failed, no such stack, GitHub refused the report). */
+  notChecked: 2,
 } as const;
 
 /** An error the helpers expect and explain; `main` prints its message and exits with `exitCode`. */
