@@ -16,7 +16,11 @@ import { checkEngine, checkRegistryLogin, checkRegistryPull, plainValue, type Re
 import { appEnvFor } from "./components/envMapping";
 import { HostImage, isRepoDigest, type RegistryCredentials } from "./components/hostImage";
 import { resolvePromotion } from "./components/promotion/gate";
+import { UNSIGNED_WITHOUT_REGISTRY } from "./components/promotion/signature";
 import { keptRollback, nextPreviousImageRef, planRollback, readReleaseHistory } from "./components/release/history";
+import { publicKeyFingerprint } from "./components/supplyChain/keys";
+import { ImageSignature } from "./components/supplyChain/signature";
+import { verifyImage } from "./components/supplyChain/verify";
 
 /** Stack outputs as the program returns them: each value may still be on its way. */
 type Exported<T> = { [K in keyof T]: pulumi.Input<T[K]> };
@@ -58,6 +62,19 @@ function hostImage(config: BackendConfig, imageRef: pulumi.Input<string>): HostI
 async function registryLogin(config: BackendConfig): Promise<RegistryLogin | undefined> {
   const registry = registryOf(config);
   return registry === undefined ? undefined : { server: registry.server, username: registry.username, password: await plainValue(registry.password) };
+}
+
+/**
+ * Prod's check of staging's image in the registry, with `promotion.signing.publicKey`; undefined
+ * without a registry (nothing to verify) or without the key (config refuses that; the gate fails closed).
+ */
+function gateSigning(config: BackendConfig, login: RegistryLogin | undefined) {
+  const publicKey = config.promotion.signing?.publicKey;
+  if (login === undefined || publicKey === undefined) return undefined;
+  return {
+    publicKeyFingerprint: publicKeyFingerprint(publicKey),
+    verify: (imageRef: string) => verifyImage({ imageRef, login, docker: config.docker }, publicKey),
+  };
 }
 
 /** The GitHub side of delivery, when the (prod) stack manages it: on every update, so it is never deleted. */
@@ -120,25 +137,33 @@ async function main(): Promise<Exported<StackOutputs> | Exported<ProdOutputs>> {
     }, builder === undefined ? {} : { providers: { docker: builder } });
     const onHost = registry === undefined ? image.imageRef : hostImage(config, image.imageRef).image;
     const { url, readiness } = deploy(config, { image: onHost, imageDigest: image.imageDigest });
+    // After the push, beside the deploy (only in `pulumi up`: a dynamic resource does nothing in a preview).
+    const signature =
+      registry === undefined || config.signingKey === undefined
+        ? undefined
+        : new ImageSignature(`${config.project}-${config.stack}`, { imageRef: image.imageRef, registry, key: config.signingKey });
     return {
       environment: config.environment,
       imageRef: image.imageRef,
       imageDigest: image.imageDigest,
       url,
       readiness,
+      supplyChain: signature?.record ?? { status: "unsigned", reason: UNSIGNED_WITHOUT_REGISTRY },
       // The new image is known only once built: null, not undefined, where there is no other one yet.
       ...(history.imageRef === undefined ? {} : { previousImageRef: image.imageRef.apply((ref) => nextPreviousImageRef(history, ref) ?? null) }),
       ...(history.rollback === undefined ? {} : { rollback: image.imageRef.apply((ref) => keptRollback(history, ref)) }),
     };
   }
 
-  // Prod: the gate reads staging and throws before anything of prod is constructed.
+  // Prod: the gate reads staging, verifies its image in the registry, and throws before anything of prod is constructed.
+  const signing = gateSigning(config, login);
   const approved = await resolvePromotion(`${config.project}-${config.stack}-promotion`, {
     fromStack: config.promotion.fromStack,
     maxAgeHours: config.promotion.maxAgeHours,
     registry: config.image.registry !== undefined,
     history,
     ...(config.promotion.override === undefined ? {} : { override: config.promotion.override }),
+    ...(signing === undefined ? {} : { signing }),
   });
   if (login !== undefined) await checkRegistryPull(config.docker, approved.imageRef, login, config.stack);
   const { url, readiness } = deploy(config, { image: hostImage(config, approved.imageRef).image, imageDigest: approved.imageDigest });
@@ -151,6 +176,7 @@ async function main(): Promise<Exported<StackOutputs> | Exported<ProdOutputs>> {
     url,
     readiness,
     promotedFrom: { stack: approved.stack, imageDigest: approved.imageDigest, checkedAt: approved.checkedAt },
+    supplyChain: approved.supplyChain,
     // Absent, not undefined, on the first deploy: the engine warns about undefined stack outputs.
     ...(approved.previousImageRef === undefined ? {} : { previousImageRef: approved.previousImageRef }),
     ...(rollback === undefined ? {} : { rollback }),

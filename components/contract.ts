@@ -44,6 +44,28 @@ export const ImageRef = z.string().refine((ref) => ref.trim() !== "", "expected 
 export const RollbackRecord = z.object({ fromImageRef: ImageRef, at: z.iso.datetime() });
 export type RollbackRecord = z.infer<typeof RollbackRecord>;
 
+/**
+ * What a stack knows of its image's signature and SBOM: staging's signing (`signed`), prod's gate
+ * verifying it against `promotion.signing.publicKey` (`verified`), or, said plainly, none: the
+ * single-host path without a registry has nowhere to keep a signature (`unsigned`), and a recorded
+ * override may let an image through that did not verify (`not-verified`).
+ */
+export const SupplyChainRecord = z.discriminatedUnion("status", [
+  z.object({
+    status: z.enum(["signed", "verified"]),
+    imageDigest: Digest,
+    /** Digest of the signature manifest in the registry (the `.sig` tag). */
+    signatureDigest: Digest,
+    /** Digest of the SBOM attestation's manifest (the `.att` tag). */
+    attestationDigest: Digest,
+    sbom: z.object({ format: z.literal("spdx-json"), packages: z.int().nonnegative() }),
+    /** `sha256:` of the public key's DER encoding: which key, without printing it. */
+    publicKeyFingerprint: Digest,
+  }),
+  z.object({ status: z.enum(["unsigned", "not-verified"]), reason: z.string() }),
+]);
+export type SupplyChainRecord = z.infer<typeof SupplyChainRecord>;
+
 /** The outputs every backend stack exports, staging and prod alike. */
 export const StackOutputs = z.object({
   environment: Environment,
@@ -59,6 +81,8 @@ export const StackOutputs = z.object({
   previousImageRef: ImageRef.nullish(),
   /** Present after a rollback, while the stack runs the image it rolled back to. */
   rollback: RollbackRecord.optional(),
+  /** The image's signature and SBOM, or why there are none; absent from stacks older than signing. */
+  supplyChain: SupplyChainRecord.optional(),
 });
 export type StackOutputs = z.infer<typeof StackOutputs>;
 

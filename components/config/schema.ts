@@ -120,6 +120,10 @@ export function makeStackConfigSchema(project: string) {
       .prefault({}),
     /** Registry password; only with image.registry. */
     registryPassword: SecretValue.optional(),
+    /** Staging's cosign private key (PEM, encrypted with cosignPassword); with image.registry. */
+    cosignPrivateKey: SecretValue.optional(),
+    /** The password of cosignPrivateKey. */
+    cosignPassword: SecretValue.optional(),
     service: z
       .strictObject({
       hostPort: example(int(1024, 65535), "8080"),
@@ -161,6 +165,10 @@ export function makeStackConfigSchema(project: string) {
           `organization/${project}/staging`,
         ).default(`organization/${project}/staging`),
         maxAgeHours: example(num(0.01, 24 * 90), "24").default(24),
+        /** The public key staging's images must be signed with (cosign.pub, PEM); required with image.registry. */
+        signing: z
+          .strictObject({ publicKey: example(z.string().min(1, "must not be empty"), '"$(cat cosign.pub)"') })
+          .optional(),
         override: z
           .strictObject({
             reason: example(z.string().trim().min(1, "must not be empty"), "'<why>'"),

@@ -42,6 +42,9 @@ export const OUTPUT_ORDER = [
   "readiness.hardening.readOnlyRootFilesystem",
   "readiness.hardening.capabilitiesDropped",
   "readiness.hardening.noNewPrivileges",
+  // Not outputs of staging but what the registry holds for its image (staging's `supplyChain` records it).
+  "supplyChain.signature",
+  "supplyChain.sbom",
 ] as const;
 export type OutputPath = (typeof OUTPUT_ORDER)[number];
 
