@@ -111,8 +111,4 @@ export type ProdOutputs = z.infer<typeof ProdOutputs>;
 export const REQUIRED_SECRETS = ["DATABASE_URL", "SECRET_KEY"] as const;
 export type RequiredSecret = (typeof REQUIRED_SECRETS)[number];
 
-/** Whether a user string from `docker inspect` names root (or nobody at all). */
-export function isRootUser(user: string): boolean {
-  const name = user.split(":")[0]?.trim() ?? "";
-  return name === "" || name === "root" || name === "0";
-}
+export { isRootUser } from "./names";

@@ -7,6 +7,7 @@
 import { z } from "zod";
 import { DeliveryConfig } from "../delivery/config";
 import { hardeningProfile } from "../hardening";
+import { looksSecret } from "../names";
 
 /** What a leaf of the schema tells the fix renderer. */
 export interface KeyMeta {
@@ -27,10 +28,8 @@ export const PROGRAM_MANAGED_ENV = ["APP_ENV", "PORT"] as const;
 /** What a container environment variable name must look like. */
 export const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
-/** A variable name that looks like it holds a credential and so belongs in `secrets`. */
-export function looksSecret(name: string): boolean {
-  return /PASSWORD|SECRET|TOKEN|KEY/i.test(name) || name.toUpperCase() === "DATABASE_URL";
-}
+/** Whether a variable name looks like it holds a credential (components/names.ts, shared with the policy pack). */
+export { looksSecret };
 
 /** Why `name` cannot be a container environment variable set from config, or undefined when it can. */
 export function envNameProblem(name: string): string | undefined {
