@@ -15,6 +15,8 @@
  * service environment lists (shown by `docker inspect` and stored in the provider's state) and labels.
  */
 import type { ReportViolation, ResourceValidationArgs, ResourceValidationPolicy } from "@pulumi/policy";
+
+export type { ResourceValidationArgs };
 import { isRootUser, looksSecret } from "../components/names";
 import { ENVIRONMENT_LABEL, KIND_LABEL, ROLE_LABEL, facts, kindOf, labelsOf, type Kind, type Props } from "./workloads";
 

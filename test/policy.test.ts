@@ -7,7 +7,7 @@
  * a real `pulumi preview` is proven by test/policy.e2e.test.ts.
  */
 import * as pulumi from "@pulumi/pulumi";
-import type { ResourceValidationArgs } from "@pulumi/policy";
+import type { ResourceValidationArgs } from "../policy/rules";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { POLICIES } from "../policy/rules";
 import { CONTAINER, DYNAMIC, SERVICE } from "../policy/workloads";
