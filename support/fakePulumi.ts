@@ -208,7 +208,7 @@ export function makeProjectDir(): string {
  * unless `env` adds them. `stdin` is written and closed (empty when omitted).
  */
 export function runScript(
-  name: "up" | "rotate",
+  name: "up" | "rotate" | "signing",
   args: readonly string[],
   opts: { fake?: FakePulumi; projectDir: string; stdin?: string; env?: NodeJS.ProcessEnv; path?: string },
 ): Promise<ScriptResult> {
