@@ -73,7 +73,11 @@ function gateSigning(config: BackendConfig, login: RegistryLogin | undefined) {
   if (login === undefined || publicKey === undefined) return undefined;
   return {
     publicKeyFingerprint: publicKeyFingerprint(publicKey),
-    verify: (imageRef: string) => verifyImage({ imageRef, login, docker: config.docker }, publicKey),
+    verify: async (imageRef: string) => {
+      // The digest must still be in the registry, for prod's credentials, before its signature means anything.
+      await checkRegistryPull(config.docker, imageRef, login, config.stack);
+      return verifyImage({ imageRef, login, docker: config.docker }, publicKey);
+    },
   };
 }
 
@@ -165,7 +169,8 @@ async function main(): Promise<Exported<StackOutputs> | Exported<ProdOutputs>> {
     ...(config.promotion.override === undefined ? {} : { override: config.promotion.override }),
     ...(signing === undefined ? {} : { signing }),
   });
-  if (login !== undefined) await checkRegistryPull(config.docker, approved.imageRef, login, config.stack);
+  // With signing, the gate asked the registry already; without a key (refused by config) it is asked here.
+  if (login !== undefined && signing === undefined) await checkRegistryPull(config.docker, approved.imageRef, login, config.stack);
   const { url, readiness } = deploy(config, { image: hostImage(config, approved.imageRef).image, imageDigest: approved.imageDigest });
   githubDelivery(config);
   const rollback = keptRollback(history, approved.imageRef);

@@ -23,21 +23,22 @@ export async function copySignature(registry: Registry, repository: string, from
 }
 
 /**
- * Alters the SBOM of `digest`'s attestation after it was signed: `mutate` edits the in-toto
- * statement, the envelope keeps its signatures, and the manifest points at the altered layer.
+ * Alters the SBOM of every attestation of `digest` after it was signed: `mutate` edits each in-toto
+ * statement, the envelopes keep their signatures, and the manifest points at the altered layers.
  */
 export async function tamperAttestation(registry: Registry, repository: string, digest: string, mutate: (statement: { predicate: { packages: unknown[] } }) => void): Promise<void> {
   const tag = cosignTag(digest, "att");
   const manifest = JSON.parse((await registry.getManifest(repository, tag)).body.toString("utf8")) as { mediaType: string; layers: { digest: string; size: number }[] };
-  const layer = manifest.layers[0];
-  if (layer === undefined) throw new Error(`${repository}:${tag} has no layer`);
-  const envelope = JSON.parse((await registry.getBlob(repository, layer.digest)).toString("utf8")) as { payload: string };
-  const statement = JSON.parse(Buffer.from(envelope.payload, "base64").toString("utf8")) as { predicate: { packages: unknown[] } };
-  mutate(statement);
-  envelope.payload = Buffer.from(JSON.stringify(statement)).toString("base64");
-  const content = Buffer.from(JSON.stringify(envelope));
-  layer.digest = await registry.putBlob(repository, content);
-  layer.size = content.length;
+  if (manifest.layers.length === 0) throw new Error(`${repository}:${tag} has no layer`);
+  for (const layer of manifest.layers) {
+    const envelope = JSON.parse((await registry.getBlob(repository, layer.digest)).toString("utf8")) as { payload: string };
+    const statement = JSON.parse(Buffer.from(envelope.payload, "base64").toString("utf8")) as { predicate: { packages: unknown[] } };
+    mutate(statement);
+    envelope.payload = Buffer.from(JSON.stringify(statement)).toString("base64");
+    const content = Buffer.from(JSON.stringify(envelope));
+    layer.digest = await registry.putBlob(repository, content);
+    layer.size = content.length;
+  }
   await registry.putManifest(repository, tag, manifest.mediaType, Buffer.from(JSON.stringify(manifest)));
 }
 

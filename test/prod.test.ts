@@ -496,8 +496,8 @@ describe("prod: the image's signature and SBOM, verified in the registry before 
     expectReason(error.message, `- ${output}: ${problem}`);
     expect(error.message).toContain(fix);
     expect(types()).toEqual(GATE_TYPES);
-    // Refused before the registry pull check: nothing asked of prod's engine but that it answers.
-    expect(registry.calls.map((c) => c.check)).toEqual(["engine"]);
+    // The registry was asked for the digest (with prod's credentials) before its signature was checked.
+    expect(registry.calls.map((c) => c.check)).toEqual(["engine", "pull"]);
     const verdict = loggedVerdict();
     expect(verdict).toMatchObject({ allowed: false, imageRef: REGISTRY_REF, currentImageRef: `ghcr.io/example/backend-delivery@${OLD_DIGEST}` });
     expect(verdict?.allowed === false && verdict.reasons.map((r) => [r.code, r.output, r.overridable])).toEqual([[code, output, true]]);

@@ -176,6 +176,8 @@ async function verifySignature(args: PromotionGateArgs, imageRef: string | undef
   try {
     verification = await args.signing.verify(imageRef);
   } catch (error) {
+    // A refusal of its own (the registry refused prod's credentials, the digest is gone) says what to do already.
+    if (error instanceof pulumi.RunError) throw error;
     verification = { verified: false, problems: [{ code: "signature-unverifiable", problem: `the signature of ${imageRef} could not be checked: ${(error as Error).message}` }] };
   }
   const reasons = verification.verified ? [] : signatureReasons(verification.problems, args.fromStack, args.signing.publicKeyFingerprint);

@@ -99,7 +99,9 @@ async function signatureProblem(image: RegistryImage, publicKey: string): Promis
   if (downloaded.code !== 0 && !foundNothing(downloaded.stderr)) {
     return { code: "signature-unverifiable", problem: `cosign could not check the signature of ${digest}: ${toolError(verified)}` };
   }
-  return classifySignatures(downloaded.stdout, downloaded.code === 0, digest, publicKey);
+  const problem = classifySignatures(downloaded.stdout, downloaded.code === 0, digest, publicKey);
+  // A signature that verifies for this digest is no signature problem: what cosign itself said is.
+  return problem.code === "signature-unverifiable" ? { ...problem, problem: `cosign could not verify ${image.imageRef}: ${toolError(verified)}` } : problem;
 }
 
 /**
