@@ -8,8 +8,9 @@
  * comment compares them. No key or password is ever on a command line. Needs the Docker engine, the
  * local base and registry images, cosign and syft; fails, never skips, without them.
  */
-import { readdirSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { publicKeyFingerprint } from "../components/supplyChain/keys";
 import { imageSignatureProvider, type ImageSignatureInputs, type ImageSignatureOutputs } from "../components/supplyChain/signature";
@@ -29,6 +30,8 @@ let tools: RecordingTools;
 let savedPath: string | undefined;
 const repository = `supply-chain/${uniqueName("backend")}`;
 const built: string[] = [];
+/** A Docker CLI config of the test's own: its login never touches this machine's. */
+let dockerConfig: string;
 
 /** Builds a small image on the local base with Python packages of its own (a dist-info each) and pushes it; returns its pinned reference. */
 async function pushImage(tag: string, packages: Record<string, string>): Promise<string> {
@@ -45,8 +48,6 @@ async function pushImage(tag: string, packages: Record<string, string>): Promise
   if (pinned === undefined) throw new Error(`no repo digest for ${ref}`);
   return pinned;
 }
-
-let dockerConfig: string;
 
 function inputs(imageRef: string, signing: CosignKeys = keys): ImageSignatureInputs {
   return { imageRef, server: registry.server, username: registry.username, password: registry.password, privateKey: signing.privateKey, keyPassword: signing.password };
@@ -74,8 +75,6 @@ beforeAll(async () => {
   process.env.PATH = tools.path;
   [keys, otherKeys] = await Promise.all([makeCosignKeys(), makeCosignKeys()]);
   registry = await startRegistry();
-  const { mkdtempSync } = await import("node:fs");
-  const { join } = await import("node:path");
   dockerConfig = mkdtempSync(join(tmpdir(), "docker-config-"));
   await docker(["login", "--username", registry.username, "--password-stdin", registry.server], { env: { DOCKER_CONFIG: dockerConfig }, input: registry.password });
   signedRef = await pushImage("v1", { "demo-pkg": "1.2.3", "kept-pkg": "2.0.0", "gone-pkg": "0.9" });
@@ -89,7 +88,6 @@ afterAll(async () => {
   await removeImages(...built);
   await registry?.stop();
   tools?.remove();
-  const { rmSync } = await import("node:fs");
   if (dockerConfig !== undefined) rmSync(dockerConfig, { recursive: true, force: true });
 });
 
