@@ -160,7 +160,7 @@ describe("the gate's check of an image in the registry", () => {
     expect(check.problems.map((p) => p.code)).toEqual(["signature-other-digest", "sbom-missing"]);
   });
 
-  it("an SBOM altered after it was signed: the signature still verifies, the attestation does not; a refresh drops the record and signing again repairs it", async () => {
+  it("an SBOM altered after it was signed: the signature still verifies, the attestation does not; a refresh drops the record", async () => {
     const tampered = await pushImage("tampered", { "demo-pkg": "1.2.3" });
     const record = await sign(tampered);
     await tamperAttestation(registry, repository, digestOf(tampered), (statement) => {
@@ -176,12 +176,10 @@ describe("the gate's check of an image in the registry", () => {
         },
       ],
     });
-    // `pulumi up --refresh` on staging: the read finds it no longer verifying, and the update signs again.
+    // `pulumi up --refresh` on staging: the read finds it no longer verifying and drops it, so the update
+    // signs again (which test/supplyChain.e2e.test.ts proves with the real engine).
     expect(await imageSignatureProvider.read!(`${tampered}#x`, record)).toEqual({});
-    await sign(tampered);
-    const repaired = await verifyImage(image(tampered), keys.publicKey);
-    expect(repaired.verified).toBe(true);
-    expect((await imageSignatureProvider.read!(`${tampered}#x`, record)).props).toEqual(record);
+    expect((await imageSignatureProvider.read!(`${signedRef}#x`, signed)).props).toEqual(signed);
   });
 
   it("reads two images' SBOMs, verified, and tells what changed between them", async () => {
