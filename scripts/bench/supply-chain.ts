@@ -57,12 +57,14 @@ async function main(): Promise<void> {
       fs.appendFileSync(path.join(p.dir, "backend", "app", "__init__.py"), `# release ${i}\n`);
       const done = new Map<string, number>();
       let signingStarted = 0;
+      // A replacement is several steps (create-replacement, replace, delete-replaced); the work is the first.
+      const working = new Set(["create", "create-replacement", "update"]);
       const onEvent = (event: EngineEvent) => {
         const now = Date.now();
-        const urn = event.resourcePreEvent?.metadata.urn;
-        if (urn?.endsWith("-signature") === true && event.resourcePreEvent?.metadata.op !== "same") signingStarted = now;
+        const pre = event.resourcePreEvent?.metadata;
+        if (pre?.urn.endsWith("-signature") === true && working.has(pre.op) && signingStarted === 0) signingStarted = now;
         const out = event.resOutputsEvent?.metadata;
-        if (out !== undefined && out.op !== "same") done.set(out.urn, now);
+        if (out !== undefined && working.has(out.op)) done.set(out.urn, now);
       };
       const started = Date.now();
       await staging.up({ onEvent });
