@@ -140,6 +140,31 @@ describe("a signed image with a signed SBOM, verified by prod's gate", () => {
     expect((await release()).image).not.toBe("");
   }, 10 * MINUTE);
 
+  it("a dependency bump in backend/uv.lock: the pull-request comment lists what the new SBOM changes", async () => {
+    const lock = await run("uv", ["lock", "--upgrade-package", "annotated-types==0.7.0"], { cwd: path.join(p.dir, "backend"), env: { ...process.env, UV_PYTHON_DOWNLOADS: "never" } });
+    expect(lock.code, lock.stderr).toBe(0);
+    const before = await outputsOf(prod);
+    const up = await pulumi("up", "staging");
+    expect(up.code, up.text).toBe(0);
+    const candidate = await outputsOf(staging);
+    expect(candidate.imageDigest).not.toBe(before.imageDigest);
+
+    const preview = await p.pulumi(["preview", "--json", "--stack", "prod", "--policy-pack", "policy"]);
+    printed.push(preview.stdout + preview.stderr);
+    expect(preview.code, preview.stderr).toBe(0);
+    const doc = path.join(p.dir, "prod-preview.json");
+    const config = path.join(p.dir, "prod-config.json");
+    fs.writeFileSync(doc, preview.stdout);
+    fs.writeFileSync(config, (await p.pulumi(["config", "--show-secrets", "--json", "--stack", "prod"])).stdout, { mode: 0o600 });
+    const comment = await run("npx", ["tsx", path.join(p.dir, "scripts", "pr-comment.ts"), `--stack=prod=${doc}`, "--secrets-file", config, "--sbom-config", config, "--dry-run"], { cwd: p.dir, env: p.env });
+    expect(comment.code, comment.stderr).toBe(0);
+    printed.push(comment.stdout + comment.stderr);
+    expect(comment.stdout).toContain(`**Promotion: ALLOWED** — digest \`${candidate.imageDigest}\``);
+    expect(comment.stdout).toContain(`**Signature: verified** with key \`${publicKeyFingerprint(keys.publicKey).slice(0, 19)}\``);
+    expect(comment.stdout).toContain(`**Dependency changes** of \`${candidate.imageRef}\` (from the SBOMs, against prod's \`${before.imageRef}\`): 0 added, 0 removed, 1 changed`);
+    expect(comment.stdout).toContain("| `annotated-types` | Python | 0.8.0 | 0.7.0 |");
+  }, 10 * MINUTE);
+
   it("signed by another key: refused, nothing of prod changed", async () => {
     // On stdin, as `npm run signing -- init` stores it: a PEM's first line would read as a flag.
     const setPublicKey = (pem: string) => p.pulumi(["config", "set", "--path", "promotion.signing.publicKey", "--stack", "prod"], { stdin: pem });
@@ -171,31 +196,6 @@ describe("a signed image with a signed SBOM, verified by prod's gate", () => {
     const up = await pulumi("up", "prod");
     expect(up.code, up.text).toBe(0);
     expect((await outputsOf(prod)).supplyChain?.status).toBe("verified");
-  }, 10 * MINUTE);
-
-  it("a dependency bump in backend/uv.lock: the pull-request comment lists what the new SBOM changes", async () => {
-    const lock = await run("uv", ["lock", "--upgrade-package", "annotated-types==0.7.0"], { cwd: path.join(p.dir, "backend"), env: { ...process.env, UV_PYTHON_DOWNLOADS: "never" } });
-    expect(lock.code, lock.stderr).toBe(0);
-    const before = await outputsOf(prod);
-    const up = await pulumi("up", "staging");
-    expect(up.code, up.text).toBe(0);
-    const candidate = await outputsOf(staging);
-    expect(candidate.imageDigest).not.toBe(before.imageDigest);
-
-    const preview = await p.pulumi(["preview", "--json", "--stack", "prod", "--policy-pack", "policy"]);
-    printed.push(preview.stdout + preview.stderr);
-    expect(preview.code, preview.stderr).toBe(0);
-    const doc = path.join(p.dir, "prod-preview.json");
-    const config = path.join(p.dir, "prod-config.json");
-    fs.writeFileSync(doc, preview.stdout);
-    fs.writeFileSync(config, (await p.pulumi(["config", "--show-secrets", "--json", "--stack", "prod"])).stdout, { mode: 0o600 });
-    const comment = await run("npx", ["tsx", path.join(p.dir, "scripts", "pr-comment.ts"), `--stack=prod=${doc}`, "--secrets-file", config, "--sbom-config", config, "--dry-run"], { cwd: p.dir, env: p.env });
-    expect(comment.code, comment.stderr).toBe(0);
-    printed.push(comment.stdout + comment.stderr);
-    expect(comment.stdout).toContain(`**Promotion: ALLOWED** — digest \`${candidate.imageDigest}\``);
-    expect(comment.stdout).toContain(`**Signature: verified** with key \`${publicKeyFingerprint(keys.publicKey).slice(0, 19)}\``);
-    expect(comment.stdout).toContain(`**Dependency changes** of \`${candidate.imageRef}\` (from the SBOMs, against prod's \`${before.imageRef}\`): 0 added, 0 removed, 1 changed`);
-    expect(comment.stdout).toContain("| `annotated-types` | Python | 0.8.0 | 0.7.0 |");
   }, 10 * MINUTE);
 
   it("no key or password in clear text: state, outputs, what pulumi printed, docker inspect, the comment", async () => {
