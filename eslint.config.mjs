@@ -3,7 +3,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["node_modules/**", "bin/**", "backend/**", ".pulumi-state/**", "bench-results/**"] },
+  { ignores: ["node_modules/**", "policy/node_modules/**", "bin/**", "backend/**", ".pulumi-state/**", "bench-results/**"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -17,10 +17,14 @@ import { appEnvFor } from "./components/envMapping";
 import { HostImage, isRepoDigest, type RegistryCredentials } from "./components/hostImage";
 import type { ProdCertificate } from "./components/promotion/decide";
 import { resolvePromotion } from "./components/promotion/gate";
+import { UNSIGNED_WITHOUT_REGISTRY } from "./components/promotion/signature";
 import { observeServedCertificate } from "./components/proxy/observe";
 import { formatTlsStatus, tlsStatusOf } from "./components/proxy/tlsStatus";
 import { keptRollback, nextPreviousImageRef, planRollback, readReleaseHistory, type ReleaseHistory } from "./components/release/history";
 import { logPlannedRemovals, plannedRemovals } from "./components/release/retention";
+import { publicKeyFingerprint } from "./components/supplyChain/keys";
+import { ImageSignature } from "./components/supplyChain/signature";
+import { verifyImage } from "./components/supplyChain/verify";
 
 /** Stack outputs as the program returns them: each value may still be on its way. */
 type Exported<T> = { [K in keyof T]: pulumi.Input<T[K]> };
@@ -128,6 +132,23 @@ async function registryLogin(config: BackendConfig): Promise<RegistryLogin | und
   return registry === undefined ? undefined : { server: registry.server, username: registry.username, password: await plainValue(registry.password) };
 }
 
+/**
+ * Prod's check of staging's image in the registry, with `promotion.signing.publicKey`; undefined
+ * without a registry (nothing to verify) or without the key (config refuses that; the gate fails closed).
+ */
+function gateSigning(config: BackendConfig, login: RegistryLogin | undefined) {
+  const publicKey = config.promotion.signing?.publicKey;
+  if (login === undefined || publicKey === undefined) return undefined;
+  return {
+    publicKeyFingerprint: publicKeyFingerprint(publicKey),
+    verify: async (imageRef: string) => {
+      // The digest must still be in the registry, for prod's credentials, before its signature means anything.
+      await checkRegistryPull(config.docker, imageRef, login, config.stack);
+      return verifyImage({ imageRef, login, docker: config.docker }, publicKey);
+    },
+  };
+}
+
 /** The GitHub side of delivery, when the (prod) stack manages it: on every update, so it is never deleted. */
 function githubDelivery(config: BackendConfig): GitHubDelivery | undefined {
   if (config.delivery === undefined) return undefined;
@@ -205,6 +226,11 @@ async function main(): Promise<Exported<StackOutputs> | Exported<ProdOutputs>> {
     const previous = image.imageRef.apply((ref) => nextPreviousImageRef(history, ref));
     const retained = await retention(config, history, image.imageRef, previous);
     const { url, readiness, tls } = deploy(config, { image: onHost, imageDigest: image.imageDigest }, proxyTls.service, retained);
+    // After the push, beside the deploy (only in `pulumi up`: a dynamic resource does nothing in a preview).
+    const signature =
+      registry === undefined || config.signingKey === undefined
+        ? undefined
+        : new ImageSignature(`${config.project}-${config.stack}`, { imageRef: image.imageRef, registry, key: config.signingKey });
     return {
       environment: config.environment,
       imageRef: image.imageRef,
@@ -212,13 +238,15 @@ async function main(): Promise<Exported<StackOutputs> | Exported<ProdOutputs>> {
       url,
       readiness,
       tls,
+      supplyChain: signature?.record ?? { status: "unsigned", reason: UNSIGNED_WITHOUT_REGISTRY },
       // The new image is known only once built: null, not undefined, where there is no other one yet.
       ...(history.imageRef === undefined ? {} : { previousImageRef: previous.apply((ref) => ref ?? null) }),
       ...(history.rollback === undefined ? {} : { rollback: image.imageRef.apply((ref) => keptRollback(history, ref)) }),
     };
   }
 
-  // Prod: the gate reads staging and throws before anything of prod is constructed.
+  // Prod: the gate reads staging, verifies its image in the registry, and throws before anything of prod is constructed.
+  const signing = gateSigning(config, login);
   const approved = await resolvePromotion(`${config.project}-${config.stack}-promotion`, {
     fromStack: config.promotion.fromStack,
     maxAgeHours: config.promotion.maxAgeHours,
@@ -227,8 +255,10 @@ async function main(): Promise<Exported<StackOutputs> | Exported<ProdOutputs>> {
     ...(config.promotion.override === undefined ? {} : { override: config.promotion.override }),
     ...(proxyTls.certificate === undefined ? {} : { certificate: proxyTls.certificate }),
     minCertificateDays: config.promotion.minCertificateDays,
+    ...(signing === undefined ? {} : { signing }),
   });
-  if (login !== undefined) await checkRegistryPull(config.docker, approved.imageRef, login, config.stack);
+  // With signing, the gate asked the registry already; without a key (refused by config) it is asked here.
+  if (login !== undefined && signing === undefined) await checkRegistryPull(config.docker, approved.imageRef, login, config.stack);
   const retained = await retention(config, history, approved.imageRef, approved.previousImageRef);
   const { url, readiness, tls } = deploy(config, { image: hostImage(config, approved.imageRef).image, imageDigest: approved.imageDigest }, proxyTls.service, retained);
   githubDelivery(config);
@@ -241,6 +271,7 @@ async function main(): Promise<Exported<StackOutputs> | Exported<ProdOutputs>> {
     readiness,
     tls,
     promotedFrom: { stack: approved.stack, imageDigest: approved.imageDigest, checkedAt: approved.checkedAt },
+    supplyChain: approved.supplyChain,
     // Absent, not undefined, on the first deploy: the engine warns about undefined stack outputs.
     ...(approved.previousImageRef === undefined ? {} : { previousImageRef: approved.previousImageRef }),
     ...(rollback === undefined ? {} : { rollback }),

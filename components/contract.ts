@@ -80,6 +80,28 @@ export const TlsRecord = z
   });
 export type TlsRecord = z.infer<typeof TlsRecord>;
 
+/**
+ * What a stack knows of its image's signature and SBOM: staging's signing (`signed`), prod's gate
+ * verifying it against `promotion.signing.publicKey` (`verified`), or, said plainly, none: the
+ * single-host path without a registry has nowhere to keep a signature (`unsigned`), and a recorded
+ * override may let an image through that did not verify (`not-verified`).
+ */
+export const SupplyChainRecord = z.discriminatedUnion("status", [
+  z.object({
+    status: z.enum(["signed", "verified"]),
+    imageDigest: Digest,
+    /** Digest of the signature manifest in the registry (the `.sig` tag). */
+    signatureDigest: Digest,
+    /** Digest of the SBOM attestation's manifest (the `.att` tag). */
+    attestationDigest: Digest,
+    sbom: z.object({ format: z.literal("spdx-json"), packages: z.int().nonnegative() }),
+    /** `sha256:` of the public key's DER encoding: which key, without printing it. */
+    publicKeyFingerprint: Digest,
+  }),
+  z.object({ status: z.enum(["unsigned", "not-verified"]), reason: z.string() }),
+]);
+export type SupplyChainRecord = z.infer<typeof SupplyChainRecord>;
+
 /** The outputs every backend stack exports, staging and prod alike. */
 export const StackOutputs = z.object({
   environment: Environment,
@@ -97,6 +119,8 @@ export const StackOutputs = z.object({
   rollback: RollbackRecord.optional(),
   /** What the stack serves over TLS; absent in outputs of a program from before TLS at the proxy. */
   tls: TlsRecord.optional(),
+  /** The image's signature and SBOM, or why there are none; absent from stacks older than signing. */
+  supplyChain: SupplyChainRecord.optional(),
 });
 export type StackOutputs = z.infer<typeof StackOutputs>;
 
@@ -125,8 +149,4 @@ export type ProdOutputs = z.infer<typeof ProdOutputs>;
 export const REQUIRED_SECRETS = ["DATABASE_URL", "SECRET_KEY"] as const;
 export type RequiredSecret = (typeof REQUIRED_SECRETS)[number];
 
-/** Whether a user string from `docker inspect` names root (or nobody at all). */
-export function isRootUser(user: string): boolean {
-  const name = user.split(":")[0]?.trim() ?? "";
-  return name === "" || name === "root" || name === "0";
-}
+export { isRootUser } from "./names";

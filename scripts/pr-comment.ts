@@ -3,22 +3,37 @@
  *
  *   npx tsx scripts/pr-comment.ts --stack staging=staging.json --stack prod=prod.json \
  *     [--exit-code prod=255] [--log prod=prod.log] [--secrets-file staging-config.json ...] \
- *     [--promotion-stack prod] [--pr 12] [--repo owner/name] [--commit SHA] [--dry-run]
+ *     [--promotion-stack prod] [--sbom-config prod-config.json] [--pr 12] [--repo owner/name] [--commit SHA] [--dry-run]
  *
  * The token comes from GITHUB_TOKEN, never from argv. Secret values to redact come from files
  * written by `pulumi config --show-secrets --json` (current and base-branch stack files); delete
- * them after the run. Exit codes: 0 posted, 1 GitHub refused, 2 bad command line or input.
+ * them after the run. `--sbom-config` is prod's `pulumi config --show-secrets --json`: with its
+ * registry, password and public key the comment reads the verified SBOMs of the image the promotion
+ * would run and of the one prod runs now, and lists what changed (cosign on PATH). Exit codes: 0
+ * posted, 1 GitHub refused, 2 bad command line or input.
  */
 import * as fs from "node:fs";
+import * as path from "node:path";
 import { parseArgs } from "node:util";
+import { parse as parseYaml } from "yaml";
 import { CliError, ExitCode, runMain } from "./lib/cli";
 import { secretsFromConfigJson } from "./lib/configSecrets";
 import { createOctokit, upsertPreviewComments } from "./lib/githubComment";
+import { readSbom } from "../components/supplyChain/verify";
+import { dependencyChanges, sbomSourceFromConfigJson, type SbomSource } from "./lib/preview/dependencies";
 import { renderPreviewComment } from "./lib/preview/render";
-import type { StackPreview } from "./lib/preview/stackSummary";
+import { projectDir } from "./lib/pulumiCli";
+import { summarize, type StackPreview } from "./lib/preview/stackSummary";
 
 /** Every value the run holds that must never reach the comment or stderr; filled as they are read. */
 const secrets: string[] = [];
+
+/** The project's name (its config namespace), from the Pulumi.yaml beside this script. */
+function projectName(): string {
+  const doc = parseYaml(fs.readFileSync(path.join(projectDir(), "Pulumi.yaml"), "utf8")) as { name?: unknown };
+  if (typeof doc.name !== "string") throw usage(`no project name in ${path.join(projectDir(), "Pulumi.yaml")}`);
+  return doc.name;
+}
 
 function usage(message: string): CliError {
   return new CliError(message, ExitCode.usage);
@@ -58,6 +73,7 @@ const OPTIONS = {
   log: { type: "string", multiple: true },
   "secrets-file": { type: "string", multiple: true },
   "promotion-stack": { type: "string", default: "prod" },
+  "sbom-config": { type: "string" },
   pr: { type: "string" },
   repo: { type: "string" },
   commit: { type: "string" },
@@ -112,6 +128,20 @@ async function main(): Promise<number> {
     }
   }
 
+  // The promotion's dependency changes, from the registry, with prod's own credentials and key.
+  let source: SbomSource | undefined;
+  const sbomConfig = values["sbom-config"];
+  if (sbomConfig !== undefined) {
+    try {
+      source = sbomSourceFromConfigJson(read(sbomConfig, "SBOM config"), projectName());
+    } catch (e) {
+      throw usage(`--sbom-config ${sbomConfig}: ${(e as Error).message}`);
+    }
+    if (source !== undefined) secrets.push(source.login.password);
+  }
+  const promoted = previews.find((p) => p.promotion === true);
+  const dependencies = promoted === undefined ? undefined : await dependencyChanges(summarize(promoted).verdict, source, (ref, s) => readSbom({ imageRef: ref, login: s.login }, s.publicKey));
+
   const ev = event();
   const commit = values.commit ?? ev.pull_request?.head?.sha ?? process.env.GITHUB_SHA;
   const { GITHUB_SERVER_URL: server, GITHUB_REPOSITORY: repository, GITHUB_RUN_ID: runId } = process.env;
@@ -119,6 +149,7 @@ async function main(): Promise<number> {
     secrets,
     ...(commit ? { commit: commit.slice(0, 12) } : {}),
     ...(server && repository && runId ? { runUrl: `${server}/${repository}/actions/runs/${runId}` } : {}),
+    ...(dependencies === undefined ? {} : { dependencies }),
   });
 
   if (values["dry-run"]) {

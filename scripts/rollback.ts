@@ -14,6 +14,7 @@ import { ImageRef } from "../components/contract";
 import { ROLLBACK_ENV } from "../components/release/history";
 import { CliError, ExitCode, runMain } from "./lib/cli";
 import { parseUpArgs } from "./lib/cliArgs";
+import { policyPackArgs } from "./lib/policyPack";
 import { projectDir, pulumiFailure, stackExists } from "./lib/pulumiCli";
 import { describeSession, openSession } from "./lib/session";
 
@@ -55,8 +56,9 @@ async function main(): Promise<number> {
   }
 
   say(`Rolling stack ${stack} back from ${current.success ? current.data : "(unknown)"} to ${target.data}.`);
-  say(`Running: pulumi up --stack ${stack}${extra.length > 0 ? ` ${extra.join(" ")}` : ""}`);
-  return cli.withEnv({ [ROLLBACK_ENV]: target.data }).interactive(["up", "--stack", stack, ...extra]);
+  const policy = policyPackArgs(dir, say);
+  say(`Running: pulumi up --stack ${stack} ${policy.join(" ")}${extra.length > 0 ? ` ${extra.join(" ")}` : ""}`);
+  return cli.withEnv({ [ROLLBACK_ENV]: target.data }).interactive(["up", "--stack", stack, ...policy, ...extra]);
 }
 
 runMain(main);

@@ -14,6 +14,7 @@ import { CliError, ExitCode, runMain } from "./lib/cli";
 import { parseRotateArgs } from "./lib/cliArgs";
 import { parsePreviewDocument } from "./lib/preview/document";
 import { type PreviewSummary, formatPreview, summarizePreview } from "./lib/preview/rotationReport";
+import { policyPackArgs } from "./lib/policyPack";
 import { projectDir, setSecret, stackExists } from "./lib/pulumiCli";
 import { describeSession, openSession } from "./lib/session";
 import { generateSecret, normalizeSecretInput, secretPath } from "./lib/stackSecrets";
@@ -99,7 +100,7 @@ async function main(): Promise<number> {
   say(`Stored ${key} for stack ${stack}, encrypted${generate ? " (generated: 32 random bytes)" : ""}. The value is not shown.`);
 
   say(`Previewing stack ${stack} ...`);
-  const res = await cli.capture(["preview", "--stack", stack, "--json", "--non-interactive"]);
+  const res = await cli.capture(["preview", "--stack", stack, "--json", "--non-interactive", ...policyPackArgs(dir, say)]);
   let summary: PreviewSummary | undefined;
   try {
     summary = summarizePreview(parsePreviewDocument(res.stdout));

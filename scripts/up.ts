@@ -4,12 +4,13 @@
  * Uses the project-local file state backend (`.pulumi-state/`) unless you already use a backend of
  * your own, keeps a generated passphrase there, creates the stack when it is missing, gives a
  * non-prod stack the plain settings it lacks (its role, a free host port) and unset secrets local
- * defaults (and says so), then runs `pulumi up`. Secret values travel to `pulumi` on
+ * defaults (and says so), then runs `pulumi up` with the project's policy pack (policy/). Secret values travel to `pulumi` on
  * stdin only and are never printed. A prod stack never gets invented secrets.
  */
 import { CliError, ExitCode, runMain } from "./lib/cli";
 import { parseUpArgs } from "./lib/cliArgs";
 import { HOST_PORT_RANGE, chooseHostPort } from "./lib/hostPort";
+import { policyPackArgs } from "./lib/policyPack";
 import { configState, projectDir, pulumiFailure, setSecret, stackExists } from "./lib/pulumiCli";
 import { describeSession, openSession } from "./lib/session";
 import {
@@ -105,8 +106,9 @@ async function main(): Promise<number> {
     );
   }
 
-  say(`Running: pulumi up --stack ${stack}${extra.length > 0 ? ` ${extra.join(" ")}` : ""}`);
-  return cli.interactive(["up", "--stack", stack, ...extra]);
+  const policy = policyPackArgs(dir, say);
+  say(`Running: pulumi up --stack ${stack} ${policy.join(" ")}${extra.length > 0 ? ` ${extra.join(" ")}` : ""}`);
+  return cli.interactive(["up", "--stack", stack, ...policy, ...extra]);
 }
 
 runMain(main, () => generated);

@@ -155,6 +155,8 @@ export function scratchProject(options: ScratchOptions = {}): ScratchProject {
     fs.copyFileSync(path.join(REPO, file), path.join(dir, file));
   }
   fs.symlinkSync(path.join(REPO, "node_modules"), path.join(dir, "node_modules"));
+  // The policy pack is a package of its own (policy/): its dependencies too, when installed.
+  if (fs.existsSync(path.join(REPO, "policy", "node_modules"))) fs.symlinkSync(path.join(REPO, "policy", "node_modules"), path.join(dir, "policy", "node_modules"));
   const settings = parseYaml(fs.readFileSync(path.join(dir, "Pulumi.yaml"), "utf8")) as Record<string, unknown>;
   fs.writeFileSync(path.join(dir, "Pulumi.yaml"), toYaml({ ...settings, name: project }));
   if (options.withStackFiles === true) {

@@ -238,7 +238,7 @@ export function makeProjectDirWithLocalState(): string {
  * unless `env` adds them. `stdin` is written and closed (empty when omitted).
  */
 export function runScript(
-  name: "up" | "rotate" | "drift" | "status",
+  name: "up" | "rotate" | "drift" | "status" | "signing",
   args: readonly string[],
   opts: { fake?: FakePulumi; projectDir: string; stdin?: string; env?: NodeJS.ProcessEnv; path?: string },
 ): Promise<ScriptResult> {

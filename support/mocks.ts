@@ -31,6 +31,8 @@ export const FAKE_CHECKED_AT = "2030-01-01T00:00:00.000Z";
 export const FAKE_VERSION = "0.1.0";
 /** What the fake route reports as the time of its switch. */
 export const FAKE_SWITCHED_AT = "2030-01-01T00:00:05.000Z";
+/** How many packages the fake signing resource's SBOM holds. */
+export const FAKE_SBOM_PACKAGES = 142;
 /** The random part of the fake release container's name. */
 export const FAKE_RELEASE_SUFFIX = "5eed01";
 
@@ -81,6 +83,11 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
         if ("releaseId" in inputs) {
           const served = inputs.tls !== undefined && this.options.servedCertificate !== undefined ? { servedCertificate: this.options.servedCertificate } : {};
           return { id, state: { ...inputs, switchedAt: this.options.switchedAt ?? FAKE_SWITCHED_AT, ...served } };
+        }
+        if ("privateKey" in inputs) {
+          const ref = String(inputs.imageRef);
+          const signed = { signatureDigest: fakeDigest(`sig-${ref}`), attestationDigest: fakeDigest(`att-${ref}`), sbomPackages: FAKE_SBOM_PACKAGES };
+          return { id, state: { ...inputs, ...signed, publicKey: "-----BEGIN PUBLIC KEY-----\nfake\n-----END PUBLIC KEY-----", publicKeyFingerprint: fakeDigest("public-key") } };
         }
         if ("imageRef" in inputs && "server" in inputs) return { id, state: { ...inputs, imageId: fakeDigest(`pulled-${String(inputs.imageRef)}`) } };
         // Image retention: it removes what the program planned.

@@ -55,5 +55,5 @@ export function defaultEncrypted(config: Config): string[] {
   const secrets = config.secrets;
   const leaves =
     secrets && typeof secrets === "object" ? Object.keys(secrets).map((name) => `secrets.${name}`) : [];
-  return [...leaves, ...["registryPassword", "tlsPrivateKey"].filter((key) => config[key] !== undefined)];
+  return [...leaves, ...["registryPassword", "tlsPrivateKey", "cosignPrivateKey", "cosignPassword"].filter((key) => config[key] !== undefined)];
 }

@@ -10,7 +10,7 @@
  * start on the Docker bridge's address (`address: await dockerHostAddress()`) where the engine must
  * verify the certificate. Node's own requests here always verify it.
  */
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import https from "node:https";
 import { tmpdir } from "node:os";
@@ -63,6 +63,14 @@ export interface Registry {
   manifestDigest(repository: string, reference: string): Promise<string | undefined>;
   /** Deletes a manifest (and the tags pointing at it) so that its digest is gone from the registry. */
   deleteManifest(repository: string, digest: string): Promise<void>;
+  /** A manifest's bytes and media type (`reference` a tag or a digest). */
+  getManifest(repository: string, reference: string): Promise<{ mediaType: string; body: Buffer }>;
+  /** Stores a manifest under a tag, as a client that pushes does. */
+  putManifest(repository: string, tag: string, mediaType: string, body: Buffer): Promise<void>;
+  /** A blob's bytes. */
+  getBlob(repository: string, digest: string): Promise<Buffer>;
+  /** Uploads a blob (one monolithic upload) and returns its digest. */
+  putBlob(repository: string, content: Buffer): Promise<string>;
   /** Removes the container, its storage, the engine's trust of the CA and the files. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -148,8 +156,12 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
     }
 
     const ca = readFileSync(tls.caFile);
-    const request = (method: string, path: string, credentials: boolean): Promise<RegistryAnswer> =>
-      registryRequest(server, ca, method, path, credentials ? { username, password } : undefined);
+    const request = (method: string, path: string, credentials: boolean, body?: { type: string; content: Buffer }): Promise<RegistryAnswer> =>
+      registryRequest(server, ca, method, path, credentials ? { username, password } : undefined, body);
+    const expectStatus = (answer: RegistryAnswer, status: number, what: string): RegistryAnswer => {
+      if (answer.status !== status) throw new Error(`registry ${server} answered ${answer.status} to ${what}: ${answer.body.slice(0, 300)}`);
+      return answer;
+    };
 
     // An unauthenticated /v2/ answers 401 once the registry serves TLS with its certificate.
     await waitFor(
@@ -183,6 +195,29 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
         if (!DIGEST.test(digest)) throw new Error(`not a sha256 digest: ${digest}`);
         const answer = await request("DELETE", manifestPath(repository, digest), true);
         if (answer.status !== 202) throw new Error(`registry ${server} answered ${answer.status} to DELETE of ${repository}@${digest}: ${answer.body}`);
+      },
+      async getManifest(repository, reference) {
+        const answer = expectStatus(await request("GET", manifestPath(repository, reference), true), 200, `GET of ${repository}:${reference}`);
+        return { mediaType: String(answer.headers["content-type"]), body: answer.raw };
+      },
+      async putManifest(repository, tag, mediaType, body) {
+        expectStatus(await request("PUT", manifestPath(repository, tag), true, { type: mediaType, content: body }), 201, `PUT of ${repository}:${tag}`);
+      },
+      async getBlob(repository, digest) {
+        if (!REPOSITORY.test(repository) || !DIGEST.test(digest)) throw new Error(`not a repository and digest: ${repository}@${digest}`);
+        let answer = await request("GET", `/v2/${repository}/blobs/${digest}`, true);
+        // The registry may send a blob from elsewhere; this one serves it itself.
+        if (answer.status === 307 && typeof answer.headers.location === "string") answer = await request("GET", new URL(answer.headers.location, `https://${server}`).pathname, true);
+        return expectStatus(answer, 200, `GET of blob ${digest}`).raw;
+      },
+      async putBlob(repository, content) {
+        if (!REPOSITORY.test(repository)) throw new Error(`not a repository name: ${repository}`);
+        const digest = `sha256:${createHash("sha256").update(content).digest("hex")}`;
+        const started = expectStatus(await request("POST", `/v2/${repository}/blobs/uploads/`, true), 202, "POST of a blob upload");
+        const location = new URL(String(started.headers.location), `https://${server}`);
+        location.searchParams.set("digest", digest);
+        expectStatus(await request("PUT", `${location.pathname}${location.search}`, true, { type: "application/octet-stream", content }), 201, `PUT of blob ${digest}`);
+        return digest;
       },
       stop,
     };
@@ -234,6 +269,7 @@ interface RegistryAnswer {
   status: number;
   headers: Record<string, string | string[] | undefined>;
   body: string;
+  raw: Buffer;
 }
 
 /** One HTTPS request to the registry's API on a fresh connection, trusting only the throwaway CA. */
@@ -243,8 +279,10 @@ function registryRequest(
   method: string,
   path: string,
   credentials: { username: string; password: string } | undefined,
+  body?: { type: string; content: Buffer },
 ): Promise<RegistryAnswer> {
   const headers: Record<string, string> = { accept: MANIFEST_MEDIA_TYPES.join(", "), connection: "close" };
+  if (body !== undefined) Object.assign(headers, { "content-type": body.type, "content-length": String(body.content.length) });
   if (credentials !== undefined) {
     headers.authorization = `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString("base64")}`;
   }
@@ -256,13 +294,14 @@ function registryRequest(
         const chunks: Buffer[] = [];
         response.on("data", (chunk: Buffer) => chunks.push(chunk));
         response.on("error", reject);
-        response.on("end", () =>
-          resolve({ status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks).toString("utf8") }),
-        );
+        response.on("end", () => {
+          const raw = Buffer.concat(chunks);
+          resolve({ status: response.statusCode ?? 0, headers: response.headers, body: raw.toString("utf8"), raw });
+        });
       },
     );
     request.on("timeout", () => request.destroy(new Error(`no answer from https://${server}${path} in time`)));
     request.on("error", reject);
-    request.end();
+    request.end(body?.content);
   });
 }

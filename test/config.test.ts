@@ -6,11 +6,15 @@ import { isStoredEncrypted } from "../components/config/secretStorage";
 import { PROJECT, removeStackFiles, setUpStack, stagingSetup, STAGING_CANARIES, type StackSetup } from "../support/mocks";
 import { defaultEncrypted, raw, SECURE, type Config } from "../support/rawConfig";
 import { canaryDatabaseUrl } from "../support/canary";
+import { testPublicKey } from "../support/signingKeys";
 
 afterAll(removeStackFiles);
 
 const PG_URL = canaryDatabaseUrl("canary-pg-pass-91c2");
 const PROD_KEY = "canary-prod-key-91c2-0123456789abcdef0123";
+const PUBLIC_KEY = testPublicKey();
+const REGISTRY = { server: "registry.example.com", username: "ci" };
+const SIGNING_INIT = "npm run signing -- init   (a key pair: the private key and its password into staging's secrets, the public key into prod's config)";
 
 function stagingConfig(): Config {
   return structuredClone(stagingSetup().config);
@@ -171,6 +175,77 @@ const cases: BadCase[] = [
   { name: "proxy image empty", mutate: (c) => (c.proxy = { image: "" }), at: "proxy.image", fix: `${S} --path 'proxy.image' caddy:2.10` },
   { name: "successThreshold zero", mutate: (c) => (c.readiness = { successThreshold: 0 }), at: "readiness.successThreshold", fix: `${S} --path 'readiness.successThreshold' 2` },
   {
+    name: "staging registry without a signing key",
+    mutate: (c) => {
+      c.image = { registry: REGISTRY };
+      c.registryPassword = "canary-7f3a";
+      c.cosignPassword = "canary-7f3a-cosign";
+    },
+    at: "cosignPrivateKey",
+    fix: SIGNING_INIT,
+  },
+  {
+    name: "staging signing key without a registry",
+    mutate: (c) => {
+      c.cosignPrivateKey = "canary-7f3a-key";
+      c.cosignPassword = "canary-7f3a-cosign";
+    },
+    at: "cosignPrivateKey",
+    fix: "pulumi config rm --stack staging 'cosignPrivateKey'",
+  },
+  {
+    name: "cosign password in plain text",
+    mutate: (c) => {
+      c.image = { registry: REGISTRY };
+      c.registryPassword = "canary-7f3a";
+      c.cosignPrivateKey = "canary-7f3a-key";
+      c.cosignPassword = "canary-7f3a-cosign";
+    },
+    options: { encrypted: ["secrets.DATABASE_URL", "secrets.SECRET_KEY", "registryPassword", "cosignPrivateKey"] },
+    at: "cosignPassword",
+    fix: `${S} --secret 'cosignPassword'${SECRET_HINT}`,
+  },
+  {
+    name: "prod registry without a public key (fail closed)",
+    role: "prod",
+    mutate: (c) => {
+      c.image = { registry: REGISTRY };
+      c.registryPassword = "canary-7f3a";
+    },
+    at: "promotion.signing.publicKey",
+    fix: `${SIGNING_INIT}\n         or, with staging's public key at hand: pulumi config set --stack prod --path promotion.signing.publicKey < cosign.pub`,
+  },
+  {
+    name: "prod public key that is a private key",
+    role: "prod",
+    mutate: (c) => {
+      c.image = { registry: REGISTRY };
+      c.registryPassword = "canary-7f3a";
+      c.promotion = { signing: { publicKey: "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nY2FuYXJ5\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----" } };
+    },
+    at: "promotion.signing.publicKey",
+    fix: "pulumi config set --stack prod --path promotion.signing.publicKey < cosign.pub",
+  },
+  {
+    name: "prod public key without a registry",
+    role: "prod",
+    mutate: (c) => (c.promotion = { signing: { publicKey: PUBLIC_KEY } }),
+    at: "promotion.signing",
+    fix: "pulumi config rm --stack prod --path 'promotion.signing'",
+  },
+  {
+    name: "prod holding staging's private key",
+    role: "prod",
+    mutate: (c) => {
+      c.image = { registry: REGISTRY };
+      c.registryPassword = "canary-7f3a";
+      c.promotion = { signing: { publicKey: PUBLIC_KEY } };
+      c.cosignPrivateKey = "canary-7f3a-key";
+    },
+    at: "cosignPrivateKey",
+    fix: "pulumi config rm --stack prod 'cosignPrivateKey'",
+  },
+  {
     name: "registry without password",
     mutate: (c) => (c.image = { registry: { server: "registry.example.com", username: "ci" } }),
     at: "registryPassword",
@@ -281,7 +356,7 @@ describe("stack config: valid", () => {
     const config = prodConfig();
     config.image = { registry: { server: "registry.example.com", username: "ci" } };
     config.registryPassword = "canary-registry-91c2";
-    config.promotion = { fromStack: "acme/backend-delivery/staging", override: { reason: "incident 42", approvedBy: "ops" } };
+    config.promotion = { fromStack: "acme/backend-delivery/staging", override: { reason: "incident 42", approvedBy: "ops" }, signing: { publicKey: PUBLIC_KEY } };
     const result = parseStackConfig(raw(config, { stack: "prod" }));
     expect(result.ok).toBe(true);
     if (!result.ok) return;
@@ -290,6 +365,7 @@ describe("stack config: valid", () => {
       maxAgeHours: 24,
       minCertificateDays: 7,
       override: { reason: "incident 42", approvedBy: "ops" },
+      signing: { publicKey: PUBLIC_KEY },
     });
     expect(result.config.registryPassword).toBe("canary-registry-91c2");
   });

@@ -9,6 +9,9 @@ import { PROJECT, RecordingMocks, awaitOutput, fakeDigest, removeStackFiles, set
 import { canaryDatabaseUrl } from "../support/canary";
 import { stagingRecord, without } from "../support/stagingRecord";
 import { readVerdict, type PromotionVerdict } from "../components/promotion/reasons";
+import { UNSIGNED_WITHOUT_REGISTRY } from "../components/promotion/signature";
+import { publicKeyFingerprint } from "../components/supplyChain/keys";
+import { testPublicKey } from "../support/signingKeys";
 
 afterAll(removeStackFiles);
 
@@ -19,6 +22,20 @@ vi.mock("../components/docker/preflight", async (importOriginal) =>
   (await import("../support/mocks")).recordingPreflight(importOriginal, registry.calls, registry.refuse),
 );
 
+// The signature check asks cosign and a real registry (test/supplyChain.docker.test.ts and the
+// end-to-end suite do that); here it records what it was asked and answers what a test sets.
+const signature = vi.hoisted(() => ({
+  calls: [] as { imageRef: string; login: unknown; publicKey: string }[],
+  answer: undefined as unknown,
+}));
+vi.mock("../components/supplyChain/verify", async (importOriginal) => ({
+  ...(await importOriginal<object>()),
+  verifyImage: (image: { imageRef: string; login: unknown }, publicKey: string) => {
+    signature.calls.push({ imageRef: image.imageRef, login: image.login, publicKey });
+    return signature.answer instanceof Error ? Promise.reject(signature.answer) : Promise.resolve(signature.answer);
+  },
+}));
+
 const STACK = "prod";
 const STAGING = `organization/${PROJECT}/staging`;
 const SELF = `organization/${PROJECT}/${STACK}`;
@@ -28,7 +45,28 @@ const OTHER_DIGEST = `sha256:${"e".repeat(64)}`;
 // An hour old: well inside the default promotion.maxAgeHours of 24.
 const CHECKED_AT = new Date(Date.now() - 3_600_000).toISOString();
 const REGISTRY_REF = `ghcr.io/example/backend-delivery@${DIGEST}`;
-const REGISTRY_CONFIG = { image: { registry: { server: "ghcr.io", username: "deployer" } }, registryPassword: "registry-password-for-tests-only" };
+const PUBLIC_KEY = testPublicKey();
+const REGISTRY_CONFIG = {
+  image: { registry: { server: "ghcr.io", username: "deployer" } },
+  registryPassword: "registry-password-for-tests-only",
+  promotion: { signing: { publicKey: PUBLIC_KEY } },
+};
+const SIGNATURE_DIGEST = `sha256:${"5".repeat(64)}`;
+const ATTESTATION_DIGEST = `sha256:${"a".repeat(64)}`;
+/** What verifyImage answers for a good image: signed, attested, 3 packages. */
+const VERIFIED = {
+  verified: true,
+  image: {
+    signatureDigest: SIGNATURE_DIGEST,
+    attestationDigest: ATTESTATION_DIGEST,
+    packages: [
+      { ecosystem: "deb", name: "libc6", version: "2.36-9" },
+      { ecosystem: "pypi", name: "fastapi", version: "0.115.0" },
+      { ecosystem: "pypi", name: "uvicorn", version: "0.30.0" },
+    ],
+    publicKeyFingerprint: publicKeyFingerprint(PUBLIC_KEY),
+  },
+};
 const GATE_TYPES = ["backend-delivery:index:PromotionGate"];
 const CONTAINER = "docker:index/container:Container";
 /** What prod deploys once the gate approves: the same service as staging (proxy, release, check, route, image retention), no image build. */
@@ -122,6 +160,8 @@ let warn: ReturnType<typeof vi.spyOn>;
 let info: ReturnType<typeof vi.spyOn>;
 beforeEach(() => {
   registry.calls.length = 0;
+  signature.calls.length = 0;
+  signature.answer = VERIFIED;
   delete registry.refuse.message;
   warn = vi.spyOn(pulumi.log, "warn").mockImplementation(() => Promise.resolve());
   info = vi.spyOn(pulumi.log, "info").mockImplementation(() => Promise.resolve());
@@ -175,7 +215,18 @@ describe("prod: a valid staging record is promoted", () => {
     expect(mocks.byName(`${PROJECT}-${STACK}-readiness`).inputs.imageDigest).toBe(DIGEST);
     expect(mocks.resources.some((r) => r.type.startsWith("docker:index/image") || r.type === "docker-build:index:Image")).toBe(false);
     expect(warn).not.toHaveBeenCalled();
-    expect(loggedVerdict()).toEqual({ allowed: true, fromStack: STAGING, imageRef: DIGEST, imageDigest: DIGEST, checkedAt: CHECKED_AT });
+    expect(loggedVerdict()).toEqual({
+      allowed: true,
+      fromStack: STAGING,
+      imageRef: DIGEST,
+      imageDigest: DIGEST,
+      checkedAt: CHECKED_AT,
+      supplyChain: { status: "unsigned", reason: UNSIGNED_WITHOUT_REGISTRY },
+      currentImageRef: OLD_DIGEST,
+    });
+    // Without a registry there is nothing to verify: said so, not asked of cosign.
+    expect(outputs.supplyChain).toEqual({ status: "unsigned", reason: UNSIGNED_WITHOUT_REGISTRY });
+    expect(signature.calls).toEqual([]);
   });
 
   it("leaves previousImageRef out on the first deploy: no key at all, so the engine has nothing to warn about", async () => {
@@ -216,6 +267,18 @@ describe("prod: a valid staging record is promoted", () => {
       { check: "engine", args: [{}, STACK] },
       { check: "pull", args: [{}, REGISTRY_REF, { server: "ghcr.io", username: "deployer", password: REGISTRY_CONFIG.registryPassword }, STACK] },
     ]);
+    // The gate verified the signature and SBOM with prod's key and credentials, once, and recorded it.
+    expect(signature.calls).toEqual([{ imageRef: REGISTRY_REF, login: { server: "ghcr.io", username: "deployer", password: REGISTRY_CONFIG.registryPassword }, publicKey: PUBLIC_KEY }]);
+    const record = {
+      status: "verified",
+      imageDigest: DIGEST,
+      signatureDigest: SIGNATURE_DIGEST,
+      attestationDigest: ATTESTATION_DIGEST,
+      sbom: { format: "spdx-json", packages: 3 },
+      publicKeyFingerprint: publicKeyFingerprint(PUBLIC_KEY),
+    };
+    expect(outputs.supplyChain).toEqual(record);
+    expect(loggedVerdict()).toMatchObject({ allowed: true, imageRef: REGISTRY_REF, supplyChain: record });
   });
 
   it("a registry that refuses prod's credentials or lost the digest stops prod before any of its resources", async () => {
@@ -414,5 +477,74 @@ describe("prod: break-glass override", () => {
     expect(outputs.promotionOverride).toBeUndefined();
     expect(warn).toHaveBeenCalledTimes(1);
     expect(String(warn.mock.calls[0]?.[0])).toContain("promotion.override is set but not needed");
+  });
+});
+
+describe("prod: the image's signature and SBOM, verified in the registry before any prod resource", () => {
+  const registryStaging = () => ({ [STAGING]: stagingOutputs({ imageRef: REGISTRY_REF }), [SELF]: { imageRef: `ghcr.io/example/backend-delivery@${OLD_DIGEST}` } });
+  const refusal = (code: string, problem: string) => ({ verified: false, problems: [{ code, problem }] });
+
+  it.each([
+    ["unsigned", `the registry holds no signature for ${DIGEST}`, "supplyChain.signature", "npm run signing -- init"],
+    ["signed-by-other-key", `${DIGEST} is signed, but its 1 signature does not verify with promotion.signing.publicKey: signed by another key`, "supplyChain.signature", "npm run signing -- init --force"],
+    ["signature-other-digest", `the signature stored for ${DIGEST} was made with this key for another image (${OTHER_DIGEST})`, "supplyChain.signature", `pulumi up --refresh --stack ${STAGING}`],
+    ["sbom-missing", `the registry holds no SPDX SBOM attestation for ${DIGEST}`, "supplyChain.sbom", `pulumi up --refresh --stack ${STAGING}`],
+    ["sbom-invalid", `the SBOM attestation of ${DIGEST} does not verify with promotion.signing.publicKey: changed after it was signed, or signed by another key`, "supplyChain.sbom", `pulumi up --refresh --stack ${STAGING}`],
+    ["sbom-other-digest", `the SBOM attestation stored for ${DIGEST} is about another image (${OTHER_DIGEST})`, "supplyChain.sbom", `pulumi up --refresh --stack ${STAGING}`],
+  ])("%s: refused with its reason and fix, nothing of prod registered", async (code, problem, output, fix) => {
+    signature.answer = refusal(code, problem);
+    await prodStack(registryStaging(), REGISTRY_CONFIG);
+    const error = await programError();
+    expect(error.message).toMatch(/^prod promotion from .* refused \(1 reason\); no prod resource was touched:/);
+    expectReason(error.message, `- ${output}: ${problem}`);
+    expect(error.message).toContain(fix);
+    expect(types()).toEqual(GATE_TYPES);
+    // The registry was asked for the digest (with prod's credentials) before its signature was checked.
+    expect(registry.calls.map((c) => c.check)).toEqual(["engine", "pull"]);
+    const verdict = loggedVerdict();
+    expect(verdict).toMatchObject({ allowed: false, imageRef: REGISTRY_REF, currentImageRef: `ghcr.io/example/backend-delivery@${OLD_DIGEST}` });
+    expect(verdict?.allowed === false && verdict.reasons.map((r) => [r.code, r.output, r.overridable])).toEqual([[code, output, true]]);
+  });
+
+  it("lists a signature problem with every other reason, in output order", async () => {
+    signature.answer = { verified: false, problems: [{ code: "unsigned", problem: "no signature" }, { code: "sbom-missing", problem: "no SBOM" }] };
+    await prodStack({ [STAGING]: stagingOutputs({ imageRef: REGISTRY_REF, readiness: readiness({ ready: false }) }), [SELF]: {} }, REGISTRY_CONFIG);
+    const error = await programError();
+    expect(error.message).toContain("refused (3 reasons)");
+    const verdict = loggedVerdict();
+    expect(verdict?.allowed === false && verdict.reasons.map((r) => r.output)).toEqual(["readiness.ready", "supplyChain.signature", "supplyChain.sbom"]);
+  });
+
+  it("a check that cannot run at all (cosign missing) refuses: fail closed", async () => {
+    signature.answer = new Error("cosign is not installed: install cosign and put it on PATH");
+    await prodStack(registryStaging(), REGISTRY_CONFIG);
+    const error = await programError();
+    expectReason(error.message, `- supplyChain.signature: the signature of ${REGISTRY_REF} could not be checked: cosign is not installed`);
+    expect(types()).toEqual(GATE_TYPES);
+  });
+
+  it("verifies in a preview too, so the pull request shows the verdict", async () => {
+    signature.answer = refusal("unsigned", "no signature");
+    await prodStack(registryStaging(), REGISTRY_CONFIG, { preview: true });
+    await programError();
+    expect(signature.calls.map((c) => c.imageRef)).toEqual([REGISTRY_REF]);
+  });
+
+  it("does not verify an image reference that is not pinned: that is its own reason", async () => {
+    await prodStack({ [STAGING]: stagingOutputs({ imageRef: "ghcr.io/example/backend-delivery:latest" }), [SELF]: {} }, REGISTRY_CONFIG);
+    await programError();
+    expect(signature.calls).toEqual([]);
+  });
+
+  it("a recorded override lifts a signature reason, loudly, and prod records that it was not verified", async () => {
+    signature.answer = refusal("signed-by-other-key", "signed by another key");
+    const override = { reason: "INC-7: key rotation half done", approvedBy: "alice" };
+    await prodStack(registryStaging(), { ...REGISTRY_CONFIG, promotion: { ...REGISTRY_CONFIG.promotion, override } });
+    const outputs = await runProgram();
+    expect(outputs.imageRef).toBe(REGISTRY_REF);
+    expect(outputs.promotionOverride).toEqual(override);
+    expect(outputs.supplyChain).toEqual({ status: "not-verified", reason: "promotion.override lifted: signed-by-other-key" });
+    expect(String(warn.mock.calls[0]?.[0])).toContain("PROMOTION OVERRIDE");
+    expect(loggedVerdict()).toMatchObject({ allowed: true, override, supplyChain: { status: "not-verified" } });
   });
 });

@@ -1,12 +1,14 @@
 import * as pulumi from "@pulumi/pulumi";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { hardeningProfile, proxyProfile, toHostConfig } from "../components/hardening";
+import { UNSIGNED_WITHOUT_REGISTRY } from "../components/promotion/signature";
 import {
   asSeenByEngine,
   awaitOutput,
   fakeDigest,
   FAKE_CHECKED_AT,
   FAKE_RELEASE_SUFFIX,
+  FAKE_SBOM_PACKAGES,
   FAKE_VERSION,
   parentTypeOf,
   removeStackFiles,
@@ -31,6 +33,9 @@ vi.mock("../components/docker/preflight", async (importOriginal) =>
 );
 
 type Outputs = Record<string, pulumi.Output<unknown>>;
+
+/** Stands in for the cosign private key: the mocks never sign, so any value does; it must reach no output. */
+const CANARY_COSIGN_KEY = "canary-cosign-key-7f3a-encrypted-pem";
 
 const GIT_SHA = "0123456789abcdef0123456789abcdef01234567";
 
@@ -211,7 +216,7 @@ describe("staging program under mocks", () => {
   });
 
   it("exports exactly the staging outputs: no rollback target on the first deploy", async () => {
-    expect(Object.keys(outputs).sort()).toEqual(["environment", "imageDigest", "imageRef", "readiness", "tls", "url"]);
+    expect(Object.keys(outputs).sort()).toEqual(["environment", "imageDigest", "imageRef", "readiness", "supplyChain", "tls", "url"]);
     // Plain HTTP at the proxy (the default for a staging stack): nothing served over TLS to record.
     expect(await awaitOutput(outputs.tls!)).toEqual({ mode: "off" });
     const digest = fakeDigest(`${PREFIX}-image`);
@@ -228,6 +233,9 @@ describe("staging program under mocks", () => {
       hardening: { user: "10001:10001", readOnlyRootFilesystem: true, capabilitiesDropped: ["ALL"], noNewPrivileges: true },
     });
     expect(mocks.reads).toContain(SELF);
+    // Without a registry there is nothing to sign, and the record says so.
+    expect(await awaitOutput(outputs.supplyChain!)).toEqual({ status: "unsigned", reason: UNSIGNED_WITHOUT_REGISTRY });
+    expect(mocks.resources.filter((r) => "privateKey" in r.inputs)).toEqual([]);
   });
 
   it("no stack output holds a secret value or is secret", async () => {
@@ -279,7 +287,9 @@ describe("staging variants", () => {
     const setup = stagingSetup({ otherConfig: { "docker:host": "ssh://deploy@staging.example.com:2222", "docker:sshOpts": '["-i","/keys/deploy"]' } });
     setup.config.image = { name: "team/backend", registry: { server: "registry.example.com", username: "ci" } };
     setup.config.registryPassword = "canary-registry-pass-7f3a";
-    setup.encrypted = [...setup.encrypted!, "registryPassword"];
+    setup.config.cosignPrivateKey = CANARY_COSIGN_KEY;
+    setup.config.cosignPassword = "canary-cosign-pass-7f3a";
+    setup.encrypted = [...setup.encrypted!, "registryPassword", "cosignPrivateKey", "cosignPassword"];
     registryChecks.length = 0;
     const { mocks, outputs } = await runStaging(setup);
     // The login is checked once, before the build, on the engine that builds (the local one).
@@ -317,8 +327,25 @@ describe("staging variants", () => {
     expect(asSeenByEngine(pulled.inputs.password)).toEqual({ secret: true, value: "canary-registry-pass-7f3a" });
     expect(mocks.ofType("pulumi:providers:docker").map((p) => p.name).filter((n) => !n.startsWith("default"))).toEqual([`${PREFIX}-builder`]);
     expect(mocks.byName(`${PREFIX}-release`, DYNAMIC).inputs.image).toBe(fakeDigest(`pulled-${ref}`));
+    // The pushed digest is signed and its SBOM attested, with the key and both passwords as secrets.
+    const signature = mocks.byName(`${PREFIX}-signature`, DYNAMIC);
+    expect(parentTypeOf(`${PREFIX}-signature`)).toBe("backend-delivery:index:ImageSignature");
+    expect(Object.keys(signature.inputs).filter((k) => k !== "__provider").sort()).toEqual(["imageRef", "keyPassword", "password", "privateKey", "server", "username"]);
+    expect(signature.inputs).toMatchObject({ imageRef: ref, server: "registry.example.com", username: "ci" });
+    expect(asSeenByEngine(signature.inputs.privateKey)).toEqual({ secret: true, value: CANARY_COSIGN_KEY });
+    expect(asSeenByEngine(signature.inputs.keyPassword)).toEqual({ secret: true, value: "canary-cosign-pass-7f3a" });
+    expect(asSeenByEngine(signature.inputs.password)).toEqual({ secret: true, value: "canary-registry-pass-7f3a" });
+    expect(await awaitOutput(outputs.supplyChain!)).toEqual({
+      status: "signed",
+      imageDigest: digest,
+      signatureDigest: fakeDigest(`sig-${ref}`),
+      attestationDigest: fakeDigest(`att-${ref}`),
+      sbom: { format: "spdx-json", packages: FAKE_SBOM_PACKAGES },
+      publicKeyFingerprint: fakeDigest("public-key"),
+    });
     const serialized = JSON.stringify(await Promise.all(Object.values(outputs).map((o) => awaitOutput(o))));
     expect(serialized).not.toContain("canary");
+    expect(await pulumi.isSecret(pulumi.output(outputs.supplyChain!))).toBe(false);
   });
 
   it("without a registry the image is built on the stack's own Docker host and run by its id", async () => {

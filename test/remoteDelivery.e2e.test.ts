@@ -4,8 +4,9 @@
  * htpasswd authentication and TLS from a CA the engine trusts. Staging builds where pulumi runs and
  * pushes; the server pulls the digest; prod pulls that same digest with its own credentials. A wrong
  * password, a digest gone from the registry and a server whose host key is not pinned are each
- * refused before anything changes. Needs the Pulumi CLI, the Docker engine, the local base, proxy,
- * sshd and registry images and PostgreSQL's binaries; fails (never skips) without them.
+ * refused before anything changes. Staging signs its image and prod's gate verifies it (cosign and
+ * syft on PATH). Needs the Pulumi CLI, the Docker engine, the local base, proxy, sshd and registry
+ * images and PostgreSQL's binaries; fails (never skips) without them.
  */
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
@@ -17,6 +18,8 @@ import { LOCAL_PROXY_IMAGE, LOCAL_PYTHON_BASE, docker, dockerHostAddress, requir
 import { requirePulumiCli, run, scratchProject, type ScratchProject } from "../support/engine";
 import { startPostgres, type PostgresCluster } from "../support/postgres";
 import { LOCAL_REGISTRY_IMAGE, startRegistry, type Registry } from "../support/registry";
+import { makeCosignKeys, type CosignKeys } from "../support/signingKeys";
+import { initRegistryStacks, registryStackFile } from "../support/stacks";
 import { LOCAL_SSHD_IMAGE, startSshd, type Sshd } from "../support/sshd";
 import { freePort, httpRequest } from "../support/wait";
 
@@ -29,6 +32,8 @@ let pg: PostgresCluster;
 let staging: Stack;
 let prod: Stack;
 let repository: string;
+/** Staging signs with these; prod verifies with the public half. */
+let keys: CosignKeys;
 /** Every secret value the stacks hold; none may show up in clear text anywhere. */
 const secrets: string[] = [];
 
@@ -62,16 +67,8 @@ async function release(stack: string): Promise<{ id: string; image: string }> {
 
 /** The stack's settings for this server and this registry. */
 function stackFile(stack: "staging" | "prod", hostPort: number): Record<string, unknown> {
-  return {
-    environment: stack,
-    service: { hostPort },
-    image: { ...(stack === "staging" ? { baseImage: LOCAL_PYTHON_BASE } : {}), name: repository, registry: { server: registry.server, username: registry.username } },
-    // A prod stack must choose how TLS ends: in front, here, so its proxy serves plain HTTP as before.
-    proxy: { image: LOCAL_PROXY_IMAGE, ...(stack === "prod" ? { tls: { mode: "upstream" } } : {}) },
-    ...(stack === "prod" ? { promotion: { fromStack: `organization/${p.project}/staging` } } : {}),
-    "docker:host": sshd.dockerHost,
-    "docker:sshOpts": sshd.sshOpts,
-  };
+  const extra = { "docker:host": sshd.dockerHost, "docker:sshOpts": sshd.sshOpts };
+  return registryStackFile(stack, { hostPort, project: p.project, repository, registry, publicKey: keys.publicKey, extra });
 }
 
 beforeAll(async () => {
@@ -80,22 +77,13 @@ beforeAll(async () => {
   p = scratchProject();
   repository = `${p.project}/backend`;
   const hostAddress = await dockerHostAddress();
-  [sshd, registry, pg] = await Promise.all([startSshd(), startRegistry({ address: hostAddress }), startPostgres({ alsoListenOn: hostAddress })]);
-  secrets.push(registry.password, pg.password);
+  [sshd, registry, pg, keys] = await Promise.all([startSshd(), startRegistry({ address: hostAddress }), startPostgres({ alsoListenOn: hostAddress }), makeCosignKeys()]);
+  secrets.push(registry.password, pg.password, keys.password, ...keys.privateKey.split("\n").filter((l) => l.length > 20));
   fs.mkdirSync(path.dirname(p.passphraseFile), { recursive: true });
   fs.writeFileSync(p.passphraseFile, randomBytes(24).toString("base64url"), { mode: 0o600 });
   const databaseUrl = `postgresql://${pg.user}:${pg.password}@${hostAddress}:${pg.port}/${pg.database}`;
-  for (const [stack, port] of [["staging", await freePort()], ["prod", await freePort()]] as const) {
-    p.writeStackFile(stack, stackFile(stack, port));
-    const init = await p.pulumi(["stack", "init", stack]);
-    expect(init.code, init.stderr).toBe(0);
-    p.writeStackFile(stack, stackFile(stack, port));
-    const secretKey = randomBytes(32).toString("base64url");
-    secrets.push(secretKey);
-    await p.setSecret(stack, "secrets.DATABASE_URL", databaseUrl);
-    await p.setSecret(stack, "secrets.SECRET_KEY", secretKey);
-    await p.setSecret(stack, "registryPassword", registry.password);
-  }
+  const files = { staging: stackFile("staging", await freePort()), prod: stackFile("prod", await freePort()) };
+  secrets.push(...(await initRegistryStacks(p, files, { databaseUrl: () => databaseUrl, registryPassword: registry.password, keys })));
   staging = await p.stack("staging");
   prod = await p.stack("prod");
 }, 5 * MINUTE);

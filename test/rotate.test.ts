@@ -213,7 +213,7 @@ describe("npm run rotate (subprocess, stand-in pulumi)", () => {
       "whoami --json --non-interactive",
       "stack ls --json --non-interactive",
       "config set --secret --path secrets.SECRET_KEY --stack staging --non-interactive",
-      "preview --stack staging --json --non-interactive",
+      "preview --stack staging --json --non-interactive --policy-pack policy",
     ]);
     const calls = fake.calls();
     expect(calls.map((c) => c.stdin)).toEqual(["", "", CANARY, ""]);

@@ -144,7 +144,7 @@ describe("npm run up (subprocess, stand-in pulumi)", () => {
       "config get --path secrets.SECRET_KEY --stack staging --json --non-interactive",
       "config set --secret --path secrets.DATABASE_URL --stack staging --non-interactive",
       "config set --secret --path secrets.SECRET_KEY --stack staging --non-interactive",
-      "up --stack staging",
+      "up --stack staging --policy-pack policy",
     ]);
 
     const stateDir = path.join(dir, ".pulumi-state");
@@ -213,7 +213,7 @@ describe("npm run up (subprocess, stand-in pulumi)", () => {
       "config get --path secrets.DATABASE_URL --stack staging --json --non-interactive",
       "config get --path secrets.SECRET_KEY --stack staging --json --non-interactive",
       "config set --secret --path secrets.DATABASE_URL --stack staging --non-interactive",
-      "up --stack staging --yes --skip-preview",
+      "up --stack staging --policy-pack policy --yes --skip-preview",
     ]);
     expect(fake.stacks().staging?.["secrets.SECRET_KEY"]).toEqual({ value: CANARY_SECRET_KEY, secret: true });
     expect(fs.readFileSync(path.join(stateDir, "passphrase"), "utf8")).toBe("existing-local-passphrase");
@@ -266,7 +266,7 @@ describe("npm run up (subprocess, stand-in pulumi)", () => {
     });
     const res = await runScript("up", ["prod"], { fake, projectDir: dir });
     expect(res.code).toBe(0);
-    expect(commands(fake.calls()).at(-1)).toBe("up --stack prod");
+    expect(commands(fake.calls()).at(-1)).toBe("up --stack prod --policy-pack policy");
     expect(res.stdout).toContain("Note: prod is a production stack on the project-local state backend.");
     expect(commands(fake.calls()).filter((c) => c.startsWith("config set"))).toEqual([]);
     for (const canary of [CANARY_DATABASE_URL, CANARY_SECRET_KEY]) expect(res.stdout + res.stderr).not.toContain(canary);

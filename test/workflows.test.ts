@@ -170,9 +170,22 @@ describe("pull-request.yml", () => {
     for (const stack of ["staging", "prod"]) {
       const step = job.steps.find((s) => s.id === stack)!;
       expect(step.run).toContain("set +e");
-      expect(step.run).toContain(`pulumi preview --json --stack ${stack} > "$RUNNER_TEMP/${stack}.json"`);
-      expect(step.run).toContain('echo "exit-code=$?" >> "$GITHUB_OUTPUT"');
+      expect(step.run).toContain(`pulumi preview --json --stack ${stack} --policy-pack policy > "$RUNNER_TEMP/${stack}.json"`);
+      expect(step.run).toContain('echo "exit-code=$code" >> "$GITHUB_OUTPUT"');
+      // The policy pack's findings, which --json leaves out, reach the comment's log of a failed preview.
+      expect(step.run).toContain(`if [ "$code" != 0 ]; then pulumi preview --stack ${stack} --policy-pack policy --non-interactive >> "$RUNNER_TEMP/${stack}.log" 2>&1; fi`);
     }
+  });
+
+  it("installs the policy pack, and cosign for the gate's verification and the comment's SBOMs", () => {
+    for (const id of ["test", "preview"]) expect(runs(wf.jobs[id]!)).toContain("npm ci --prefix policy --no-audit --no-fund");
+    expect(runs(wf.jobs.test!)).toContain('bash scripts/install-supply-chain-tools.sh >> "$GITHUB_PATH"');
+    expect(runs(wf.jobs.test!)).toContain("npm audit --audit-level=high --prefix policy");
+    const job = wf.jobs.preview!;
+    const names = job.steps.map((s) => s.name);
+    expect(runs(job)).toContain('bash scripts/install-supply-chain-tools.sh cosign >> "$GITHUB_PATH"');
+    expect(names.indexOf("Install cosign")).toBeLessThan(names.indexOf("Preview prod"));
+    expect(job.steps.find((s) => s.run?.includes("scripts/pr-comment.ts"))!.run).toContain('--sbom-config "$RUNNER_TEMP/redact/prod-head.json"');
   });
 
   it("comments once with both previews, also after a failed preview, redacting current and base-branch secrets", () => {
@@ -214,7 +227,12 @@ describe("deploy.yml", () => {
     expect(job.environment).toBe(environment);
     expect(job.concurrency).toEqual({ group, "cancel-in-progress": false });
     expect(job.needs).toBe(needs);
-    expect(runs(job)).toContain(`pulumi up --yes --stack ${id}`);
+    expect(runs(job)).toContain(`pulumi up --yes --stack ${id} --policy-pack policy`);
+    expect(runs(job)).toContain("npm ci --prefix policy --no-audit --no-fund");
+    // Staging signs (cosign) and makes the SBOM (syft); prod's gate verifies (cosign), before the update.
+    const install = job.steps.find((s) => s.run?.startsWith("bash scripts/install-supply-chain-tools.sh"))!;
+    expect(install.run).toBe(`bash scripts/install-supply-chain-tools.sh${id === "prod" ? " cosign" : ""} >> "$GITHUB_PATH"`);
+    expect(job.steps.indexOf(install)).toBeLessThan(job.steps.findIndex((s) => s.run?.startsWith("pulumi up")));
     expect(job.env).toEqual({
       PULUMI_BACKEND_URL: "${{ secrets.PULUMI_BACKEND_URL }}",
       PULUMI_CONFIG_PASSPHRASE: "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}",

@@ -19,13 +19,16 @@ export interface DeliverySettings {
 }
 
 /** The stack config as the program uses it: secrets only as secret Outputs. */
-export interface BackendConfig extends Omit<ParsedStackConfig, "secrets" | "registryPassword" | "tlsPrivateKey" | "deliverySecrets" | "githubToken" | "delivery"> {
+export interface BackendConfig
+  extends Omit<ParsedStackConfig, "secrets" | "registryPassword" | "tlsPrivateKey" | "cosignPrivateKey" | "cosignPassword" | "deliverySecrets" | "githubToken" | "delivery"> {
   project: string;
   stack: string;
   secrets: Record<string, pulumi.Output<string>>;
   registryPassword?: pulumi.Output<string>;
   /** `certificate` mode's private key. */
   tlsPrivateKey?: pulumi.Output<string>;
+  /** Staging's signing key (`cosignPrivateKey`, `cosignPassword`), as secret Outputs. */
+  signingKey?: { privateKey: pulumi.Output<string>; password: pulumi.Output<string> };
   delivery?: DeliverySettings;
   /** Set by `npm run rollback`: the image to roll back to (the stack's `previousImageRef`). */
   rollbackTo?: string;
@@ -54,7 +57,7 @@ export function loadConfig(): BackendConfig {
   const requested = process.env[ROLLBACK_ENV]?.trim();
   const rollbackTo = requested === undefined || requested === "" ? undefined : requested;
   // Plain values of secrets go no further than here: the program only sees secret Outputs.
-  const { secrets, registryPassword, tlsPrivateKey, deliverySecrets, githubToken, delivery, ...rest } = result.config;
+  const { secrets, registryPassword, tlsPrivateKey, cosignPrivateKey, cosignPassword, deliverySecrets, githubToken, delivery, ...rest } = result.config;
   return {
     ...rest,
     project,
@@ -62,6 +65,9 @@ export function loadConfig(): BackendConfig {
     secrets: Object.fromEntries(Object.entries(secrets).map(([name, value]) => [name, pulumi.secret(value)])),
     ...(registryPassword === undefined ? {} : { registryPassword: pulumi.secret(registryPassword) }),
     ...(tlsPrivateKey === undefined ? {} : { tlsPrivateKey: pulumi.secret(tlsPrivateKey) }),
+    ...(cosignPrivateKey === undefined || cosignPassword === undefined
+      ? {}
+      : { signingKey: { privateKey: pulumi.secret(cosignPrivateKey), password: pulumi.secret(cosignPassword) } }),
     ...(delivery === undefined || githubToken === undefined
       ? {}
       : {

@@ -7,6 +7,7 @@ import { DeliveryConfig } from "../delivery/config";
 import type { DockerEndpoint } from "../docker/client";
 import { fixCommand, issueProblems, type ConfigProblem } from "./fixes";
 import { makeStackConfigSchema, type StackConfig, type StackConfigSchema } from "./schema";
+import { signingChecks } from "./signing";
 import { isStoredEncrypted, type SecretSources } from "./secretStorage";
 import { privilegedPortProblem, tlsProblems } from "./tls";
 
@@ -38,6 +39,12 @@ export type ParseResult = { ok: true; config: ParsedStackConfig } | { ok: false;
 
 const PROMPT = "   (prompts for the value; or pipe it on stdin)";
 
+/** Top-level keys whose value is text even when it starts like JSON (a password may start with `{`). */
+const PLAIN_TEXT_KEYS = new Set(["environment", "registryPassword", "tlsPrivateKey", "cosignPrivateKey", "cosignPassword"]);
+
+/** Top-level keys that hold a secret and must be stored encrypted. */
+const SECRET_KEYS = ["registryPassword", "tlsPrivateKey", "cosignPrivateKey", "cosignPassword"] as const;
+
 /** Validate the raw config; pure, no Pulumi runtime needed. */
 export function parseStackConfig(raw: RawStackConfig): ParseResult {
   const { project, stack, values, secretSources } = raw;
@@ -51,7 +58,7 @@ export function parseStackConfig(raw: RawStackConfig): ParseResult {
     if (!fullKey.startsWith(prefix)) continue;
     const key = fullKey.slice(prefix.length);
     let value: unknown = text;
-    if (key !== "environment" && key !== "registryPassword" && key !== "tlsPrivateKey" && /^\s*[[{]/.test(text)) {
+    if (!PLAIN_TEXT_KEYS.has(key) && /^\s*[[{]/.test(text)) {
       try {
         value = JSON.parse(text);
       } catch {
@@ -98,7 +105,7 @@ export function parseStackConfig(raw: RawStackConfig): ParseResult {
       }
     }
   }
-  for (const key of ["registryPassword", "tlsPrivateKey"]) {
+  for (const key of SECRET_KEYS) {
     if (input[key] !== undefined && !encrypted([key])) {
       problems.push({ path: [key], message: "is stored in plain text; set it with --secret", fix: fix([key]) });
     }
@@ -202,6 +209,7 @@ function crossChecks(schema: StackConfigSchema, config: z.output<StackConfigSche
   if (!config.image.registry && config.registryPassword !== undefined) {
     problem(["registryPassword"], "is set but image.registry is not; set image.registry or remove the password", fix(["registryPassword"], "rm"));
   }
+  problems.push(...signingChecks(config, stack, fix));
   for (const name of Object.keys(config.service.env)) {
     if (name in config.secrets) problem(["service", "env", name], "is also set in secrets; keep it in one place", fix(["service", "env", name], "rm"));
   }

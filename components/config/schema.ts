@@ -8,6 +8,7 @@ import { z } from "zod";
 import { TlsMode } from "../contract";
 import { DeliveryConfig } from "../delivery/config";
 import { hardeningProfile } from "../hardening";
+import { looksSecret } from "../names";
 
 /** What a leaf of the schema tells the fix renderer. */
 export interface KeyMeta {
@@ -28,10 +29,8 @@ export const PROGRAM_MANAGED_ENV = ["APP_ENV", "PORT"] as const;
 /** What a container environment variable name must look like. */
 export const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
-/** A variable name that looks like it holds a credential and so belongs in `secrets`. */
-export function looksSecret(name: string): boolean {
-  return /PASSWORD|SECRET|TOKEN|KEY/i.test(name) || name.toUpperCase() === "DATABASE_URL";
-}
+/** Whether a variable name looks like it holds a credential (components/names.ts, shared with the policy pack). */
+export { looksSecret };
 
 /** Why `name` cannot be a container environment variable set from config, or undefined when it can. */
 export function envNameProblem(name: string): string | undefined {
@@ -132,6 +131,10 @@ export function makeStackConfigSchema(project: string) {
       .prefault({}),
     /** Registry password; only with image.registry. */
     registryPassword: SecretValue.optional(),
+    /** Staging's cosign private key (PEM, encrypted with cosignPassword); with image.registry. */
+    cosignPrivateKey: SecretValue.optional(),
+    /** The password of cosignPrivateKey. */
+    cosignPassword: SecretValue.optional(),
     service: z
       .strictObject({
       // Below 1024 only with TLS at the proxy (parse.ts): it is then the HTTP port that redirects and answers ACME.
@@ -202,6 +205,10 @@ export function makeStackConfigSchema(project: string) {
         maxAgeHours: example(num(0.01, 24 * 90), "24").default(24),
         /** Refuse to go on while the certificate prod serves (or is given) expires within this many days. */
         minCertificateDays: example(num(0, 365), "7").default(7),
+        /** The public key staging's images must be signed with (cosign.pub, PEM); required with image.registry. */
+        signing: z
+          .strictObject({ publicKey: example(z.string().min(1, "must not be empty"), '"$(cat cosign.pub)"') })
+          .optional(),
         override: z
           .strictObject({
             reason: example(z.string().trim().min(1, "must not be empty"), "'<why>'"),

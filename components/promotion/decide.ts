@@ -129,10 +129,14 @@ export function decidePromotion(staging: StagingOutputs, policy: PromotionPolicy
 
   if (policy.certificate !== undefined) checkCertificate(policy.certificate, policy.minCertificateDays ?? DEFAULT_MIN_CERTIFICATE_DAYS, now, reason);
 
-  // In output order, so one bad output never hides or reorders another's problem.
-  const rank = (r: PromotionReason) => (OUTPUT_ORDER as readonly string[]).indexOf(r.output);
-  const ordered = reasons.map((r, i) => ({ r, i })).sort((a, b) => rank(a.r) - rank(b.r) || a.i - b.i).map(({ r }) => r);
+  const ordered = orderReasons(reasons);
   return { allowed: ordered.length === 0, reasons: ordered };
+}
+
+/** Reasons in output order (stable within one output), so one bad output never hides or reorders another's problem. */
+export function orderReasons(reasons: readonly PromotionReason[]): PromotionReason[] {
+  const rank = (r: PromotionReason) => (OUTPUT_ORDER as readonly string[]).indexOf(r.output);
+  return reasons.map((r, i) => ({ r, i })).sort((a, b) => rank(a.r) - rank(b.r) || a.i - b.i).map(({ r }) => r);
 }
 
 function checkPolicy(policy: PromotionPolicy, now: Date): void {

@@ -5,12 +5,22 @@
  * because a check inside an `apply` would run only after resources had been registered.
  */
 import * as pulumi from "@pulumi/pulumi";
-import type { PromotionOverride } from "../contract";
+import type { PromotionOverride, SupplyChainRecord } from "../contract";
 import { nextPreviousImageRef, type ReleaseHistory } from "../release/history";
 import { StackReadError, readStackOutputs } from "../stackOutputs";
-import { decidePromotion, type ProdCertificate, type PromotionDecision } from "./decide";
+import type { ImageVerification } from "../supplyChain/verify";
+import { decidePromotion, orderReasons, type ProdCertificate, type PromotionDecision } from "./decide";
 import { REQUIRED_OUTPUTS, type StagingOutputs } from "./readStaging";
 import { formatReasons, formatVerdict, refusalMessage, type PromotionReason, type PromotionVerdict } from "./reasons";
+import { signatureReasons, verificationRecord } from "./signature";
+
+/** How the gate verifies the image in the registry: prod's public key, and the check itself. */
+export interface GateSigning {
+  /** Fingerprint of `promotion.signing.publicKey`, for the fixes. */
+  publicKeyFingerprint: string;
+  /** Verifies the pinned `imageRef` in the registry (components/supplyChain/verify.ts). */
+  verify: (imageRef: string) => Promise<ImageVerification>;
+}
 
 /** What the gate is held to; normally the prod stack's `promotion` config. */
 export interface PromotionGateArgs {
@@ -28,6 +38,8 @@ export interface PromotionGateArgs {
   certificate?: ProdCertificate;
   /** Refuse while it expires within this many days. */
   minCertificateDays?: number;
+  /** With a registry: the signature and SBOM check; fail closed when it is missing. Unused without one. */
+  signing?: GateSigning;
 }
 
 /** The image the gate approved for prod, and the record of where it came from. */
@@ -44,6 +56,8 @@ export interface ApprovedPromotion {
   override?: PromotionOverride;
   /** The last different image prod ran before this one: the rollback target; absent until there is one. */
   previousImageRef?: string;
+  /** The image's signature and SBOM as verified, or why there are none. */
+  supplyChain: SupplyChainRecord;
 }
 
 /**
@@ -78,10 +92,16 @@ export async function resolvePromotion(
     ...(args.certificate === undefined ? {} : { certificate: args.certificate }),
     ...(args.minCertificateDays === undefined ? {} : { minCertificateDays: args.minCertificateDays }),
   };
-  const decision: PromotionDecision =
+  const base: PromotionDecision =
     "notFound" in staging
       ? { allowed: false, reasons: [staging.notFound] }
       : decidePromotion(staging.outputs, policy, new Date());
+  const offered = "outputs" in staging ? staging.outputs.imageRef?.value : undefined;
+  const candidate = typeof offered === "string" && /^[^\s@]+@sha256:[0-9a-f]{64}$/.test(offered) ? offered : undefined;
+  const signature = args.registry ? await verifySignature(args, candidate) : { reasons: [] };
+  const all = orderReasons([...base.reasons, ...signature.reasons]);
+  const decision: PromotionDecision = { allowed: all.length === 0, reasons: all };
+  const current = previous.imageRef === undefined ? {} : { currentImageRef: previous.imageRef };
 
   const approved = (override?: PromotionOverride): ApprovedPromotion => {
     const outputs = "outputs" in staging ? staging.outputs : {};
@@ -95,6 +115,7 @@ export async function resolvePromotion(
       stack: args.fromStack,
       ...(override === undefined ? {} : { override: { reason: override.reason, approvedBy: override.approvedBy } }),
       ...(previousImageRef === undefined ? {} : { previousImageRef }),
+      supplyChain: verificationRecord(outputs.imageDigest?.value as string, signature.verification, override !== undefined),
     };
   };
   const allow = (override?: PromotionOverride): ApprovedPromotion => {
@@ -106,6 +127,8 @@ export async function resolvePromotion(
       imageDigest: image.imageDigest,
       checkedAt: image.checkedAt,
       ...(image.override === undefined ? {} : { override: image.override, overridden: [...decision.reasons] }),
+      supplyChain: image.supplyChain,
+      ...current,
     };
     pulumi.log.info(formatVerdict(verdict), gate);
     return image;
@@ -133,11 +156,39 @@ export async function resolvePromotion(
     );
     return allow(args.override);
   }
-  const verdict: PromotionVerdict = { allowed: false, fromStack: args.fromStack, reasons: [...decision.reasons] };
+  const verdict: PromotionVerdict = {
+    allowed: false,
+    fromStack: args.fromStack,
+    reasons: [...decision.reasons],
+    ...(typeof offered === "string" && offered.trim() !== "" ? { imageRef: offered } : {}),
+    ...current,
+  };
   pulumi.log.info(formatVerdict(verdict), gate);
   throw new pulumi.RunError(refusalMessage(verdict, args.override !== undefined));
 }
 
+/**
+ * The signature and SBOM check of the image staging offers, with a registry. Fail closed: no key to
+ * verify with, or a check that cannot run, is a reason too. Skipped when `imageRef` is not pinned
+ * (that is a reason of its own already).
+ */
+async function verifySignature(args: PromotionGateArgs, imageRef: string | undefined): Promise<{ reasons: PromotionReason[]; verification?: ImageVerification }> {
+  if (imageRef === undefined) return { reasons: [] };
+  if (args.signing === undefined) {
+    const problem = { code: "signature-unverifiable" as const, problem: "prod has no promotion.signing.publicKey to verify staging's image with" };
+    return { reasons: signatureReasons([problem], args.fromStack, "sha256:none") };
+  }
+  let verification: ImageVerification;
+  try {
+    verification = await args.signing.verify(imageRef);
+  } catch (error) {
+    // A refusal of its own (the registry refused prod's credentials, the digest is gone) says what to do already.
+    if (error instanceof pulumi.RunError) throw error;
+    verification = { verified: false, problems: [{ code: "signature-unverifiable", problem: `the signature of ${imageRef} could not be checked: ${(error as Error).message}` }] };
+  }
+  const reasons = verification.verified ? [] : signatureReasons(verification.problems, args.fromStack, args.signing.publicKeyFingerprint);
+  return { reasons, verification };
+}
 
 type StagingRead = { outputs: StagingOutputs } | { notFound: PromotionReason };
 

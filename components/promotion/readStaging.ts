@@ -45,6 +45,9 @@ export const OUTPUT_ORDER = [
   // Prod's own certificate: the chain it is given, or the one it serves.
   "proxy.tls.certificate",
   "tls.notAfter",
+  // Not outputs of staging but what the registry holds for its image (staging's `supplyChain` records it).
+  "supplyChain.signature",
+  "supplyChain.sbom",
 ] as const;
 export type OutputPath = (typeof OUTPUT_ORDER)[number];
 

@@ -5,7 +5,7 @@
  * readers use {@link readVerdict}; nobody parses the gate's prose. Pure module: no resources.
  */
 import { z } from "zod";
-import { Digest, PromotionOverride } from "../contract";
+import { Digest, ImageRef, PromotionOverride, SupplyChainRecord } from "../contract";
 import { formatLogLine, readLogLine } from "../logLine";
 import { formatProblemList, formatRefusal, type Problem } from "../problems";
 
@@ -31,6 +31,14 @@ export const ReasonCode = z.enum([
   "capabilities-kept",
   "new-privileges-allowed",
   "certificate-expiring",
+  // The image in the registry, verified against promotion.signing.publicKey (supplyChain/classify.ts).
+  "unsigned",
+  "signed-by-other-key",
+  "signature-other-digest",
+  "sbom-missing",
+  "sbom-other-digest",
+  "sbom-invalid",
+  "signature-unverifiable",
 ]);
 export type ReasonCode = z.infer<typeof ReasonCode>;
 
@@ -67,11 +75,18 @@ export const PromotionVerdict = z.discriminatedUnion("allowed", [
     override: PromotionOverride.optional(),
     /** What the override lifted. */
     overridden: z.array(PromotionReason).optional(),
+    /** The image's signature and SBOM as the gate verified them, or why it is unsigned. */
+    supplyChain: SupplyChainRecord.optional(),
+    /** What prod runs before this update (absent on its first deploy): the comment compares SBOMs against it. */
+    currentImageRef: ImageRef.optional(),
   }),
   z.object({
     allowed: z.literal(false),
     fromStack: z.string(),
     reasons: z.array(PromotionReason).min(1),
+    /** Staging's `imageRef`, when it is a valid one: what the promotion would have run. */
+    imageRef: ImageRef.optional(),
+    currentImageRef: ImageRef.optional(),
   }),
 ]);
 export type PromotionVerdict = z.infer<typeof PromotionVerdict>;

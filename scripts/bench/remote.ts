@@ -13,6 +13,7 @@ import { LOCAL_PROXY_IMAGE, LOCAL_PYTHON_BASE, buildImage, dockerHostAddress, re
 import { REPO, requirePulumiCli, scratchProject } from "../../support/engine";
 import { startPostgres, type PostgresCluster } from "../../support/postgres";
 import { LOCAL_REGISTRY_IMAGE, startRegistry, type Registry } from "../../support/registry";
+import { makeCosignKeys } from "../../support/signingKeys";
 import { LOCAL_SSHD_IMAGE, startSshd, type Sshd } from "../../support/sshd";
 import { freePort } from "../../support/wait";
 import { seconds, writeResults } from "./results";
@@ -38,6 +39,7 @@ async function round(registry: Registry, pg: PostgresCluster, server: Sshd | und
     fs.mkdirSync(path.dirname(p.passphraseFile), { recursive: true });
     fs.writeFileSync(p.passphraseFile, randomBytes(24).toString("hex"), { mode: 0o600 });
     const registrySettings = { name: repository, registry: { server: registry.server, username: registry.username } };
+    const keys = await makeCosignKeys();
     p.writeStackFile("staging", {
       environment: "staging",
       service: { hostPort: await freePort() },
@@ -51,7 +53,7 @@ async function round(registry: Registry, pg: PostgresCluster, server: Sshd | und
       image: registrySettings,
       // TLS ends in front (a prod stack must choose): the proxy serves plain HTTP, as before.
       proxy: { image: LOCAL_PROXY_IMAGE, tls: { mode: "upstream" } },
-      promotion: { fromStack: `organization/${p.project}/staging` },
+      promotion: { fromStack: `organization/${p.project}/staging`, signing: { publicKey: keys.publicKey } },
       ...host,
     });
     const staging = await p.stack("staging");
@@ -61,6 +63,9 @@ async function round(registry: Registry, pg: PostgresCluster, server: Sshd | und
       await p.setSecret(stack, "secrets.SECRET_KEY", randomBytes(32).toString("base64url"));
       await p.setSecret(stack, "registryPassword", registry.password);
     }
+    // Signed since images are: staging signs what it pushes, prod's gate verifies it.
+    await p.setSecret("staging", "cosignPrivateKey", keys.privateKey);
+    await p.setSecret("staging", "cosignPassword", keys.password);
     const timed = async (what: () => Promise<unknown>): Promise<number> => {
       const started = Date.now();
       await what();

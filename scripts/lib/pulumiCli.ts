@@ -146,6 +146,12 @@ export async function setSecret(cli: PulumiCli, stack: string, pathKey: string, 
   if (res.code !== 0) throw pulumiFailure(`pulumi config set --secret --path ${pathKey}`, res, [value]);
 }
 
+/** Stores `value` as a plain config leaf, on pulumi's stdin (a multi-line PEM travels whole). */
+export async function setPlain(cli: PulumiCli, stack: string, pathKey: string, value: string): Promise<void> {
+  const res = await cli.capture(["config", "set", "--path", pathKey, "--stack", stack, "--non-interactive"], value);
+  if (res.code !== 0) throw pulumiFailure(`pulumi config set --path ${pathKey}`, res);
+}
+
 /** An error carrying pulumi's own message, redacted: the listed values and anything shaped like a credential. */
 export function pulumiFailure(what: string, res: PulumiResult, hide: readonly string[] = []): CliError {
   const detail = redact(res.stderr.trim() || res.stdout.trim(), hide);

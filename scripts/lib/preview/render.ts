@@ -6,6 +6,9 @@
 import { refusalMessage, type PromotionReason } from "../../../components/promotion/reasons";
 import type { TlsStatus } from "../../../components/proxy/tlsStatus";
 import { redact } from "../../../components/redact";
+import type { SupplyChainRecord } from "../../../components/contract";
+import { shortFingerprint } from "../../../components/supplyChain/keys";
+import { type DependencyChanges, renderDependencyChanges } from "./sbomDiff";
 import { GITHUB_COMMENT_LIMIT, partHeader, splitMarkdown } from "./split";
 import { type Change, type StackPreview, type StackSummary, type Verdict, summarize } from "./stackSummary";
 
@@ -19,6 +22,8 @@ export interface RenderOptions {
   commit?: string;
   /** Link to the workflow run. */
   runUrl?: string;
+  /** What the promotion changes in the image's dependencies (scripts/lib/preview/dependencies.ts). */
+  dependencies?: DependencyChanges;
 }
 
 /** Inline code that survives any backticks inside. */
@@ -44,6 +49,15 @@ function reasonLine(r: PromotionReason): string {
   return `- ${code(r.output)}: ${r.problem}. — fix: ${r.fix}`;
 }
 
+/** The image's signature and SBOM, as the gate verified them. */
+function supplyChainLine(record: SupplyChainRecord): string {
+  if ("reason" in record) return `**Signature: ${record.status === "unsigned" ? "UNSIGNED" : "NOT VERIFIED"}** — ${record.reason}`;
+  return (
+    `**Signature: ${record.status}** with key ${code(shortFingerprint(record.publicKeyFingerprint))} — signature ${code(record.signatureDigest)}, ` +
+    `SBOM attestation ${code(record.attestationDigest)} (${record.sbom.packages} packages)`
+  );
+}
+
 function renderVerdict(v: Verdict): string[] {
   if ("undecided" in v) return [`**Promotion: NOT DECIDED** — ${v.undecided}`];
   if (!v.allowed) {
@@ -52,6 +66,7 @@ function renderVerdict(v: Verdict): string[] {
   const lines = [
     `**Promotion: ALLOWED** — digest ${code(v.imageDigest)}, staging checked at ${code(v.checkedAt)}, from ${code(v.fromStack)}`,
   ];
+  if (v.supplyChain !== undefined) lines.push("", supplyChainLine(v.supplyChain));
   if (v.override !== undefined) {
     lines.push(
       "",
@@ -85,10 +100,11 @@ function tlsLine(t: TlsStatus): string {
   return `${head} — ${served}${given}`;
 }
 
-function renderStack(s: StackSummary): string[] {
+function renderStack(s: StackSummary, dependencies?: DependencyChanges): string[] {
   const lines = [`### ${code(s.stack)}: ${s.succeeded ? "preview succeeded" : "preview FAILED"}`, ""];
   if (s.tls) lines.push(tlsLine(s.tls), "");
   if (s.verdict) lines.push(...renderVerdict(s.verdict), "");
+  if (s.verdict && dependencies !== undefined) lines.push(...renderDependencyChanges(dependencies, code));
   // The gate's refusal is already listed as the verdict's reasons.
   const refusal = s.verdict && !s.verdict.allowed && "reasons" in s.verdict ? refusalMessage(s.verdict, false) : undefined;
   const errors = refusal === undefined ? s.errors : s.errors.filter((e) => !e.startsWith(refusal));
@@ -123,7 +139,7 @@ export function renderBody(summaries: readonly StackSummary[], previews: readonl
   }
   lines.push("");
   summaries.forEach((s, i) => {
-    lines.push(...renderStack(s));
+    lines.push(...renderStack(s, previews[i]?.promotion === true ? opts.dependencies : undefined));
     const log = previews[i]?.log?.trim();
     if (!s.succeeded && log) {
       lines.push("<details>", "<summary>Preview log (stderr)</summary>", "", ...block(log), "", "</details>", "");
