@@ -1,7 +1,7 @@
 /**
- * A bounded, steady load on one URL while something else happens (an update, a rollback): a GET
- * every 1/rps seconds, each on its own, over keep-alive connections as browsers and clients use
- * them; every answer recorded. Loopback only, and it stops by itself after `maxSeconds`.
+ * A bounded, steady load on one URL while something else happens (an update, a rollback): a GET (or
+ * a POST) every 1/rps seconds, each on its own, over keep-alive connections as browsers and clients
+ * use them; every answer recorded. Loopback only, and it stops by itself after `maxSeconds`.
  */
 import { fork } from "node:child_process";
 import http from "node:http";
@@ -36,6 +36,8 @@ export interface LoadOptions {
   maxSeconds?: number;
   /** Budget of one request. */
   timeoutMs?: number;
+  /** POST this JSON body instead of a GET; then 201 is the answer that counts as served. */
+  postJson?: string;
 }
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
@@ -51,7 +53,9 @@ export function startLoad(url: string, options: LoadOptions): { stop(): Promise<
     new Promise((resolve) => {
       const at = Date.now();
       const sample: LoadSample = { at, latencyMs: 0 };
-      const request = http.get(url, { agent, timeout: options.timeoutMs ?? 5000 }, (response) => {
+      const post = options.postJson;
+      const headers = post === undefined ? {} : { "content-type": "application/json", "content-length": Buffer.byteLength(post) };
+      const request = http.request(url, { method: post === undefined ? "GET" : "POST", headers, agent, timeout: options.timeoutMs ?? 5000 }, (response) => {
         const chunks: Buffer[] = [];
         response.on("data", (chunk: Buffer) => chunks.push(chunk));
         response.on("end", () => {
@@ -69,6 +73,7 @@ export function startLoad(url: string, options: LoadOptions): { stop(): Promise<
           finish();
         });
       });
+      request.end(post);
       request.on("timeout", () => request.destroy(new Error("timeout")));
       request.on("error", (error) => {
         sample.error = (error as NodeJS.ErrnoException).code ?? error.message;
@@ -97,7 +102,8 @@ export function startLoad(url: string, options: LoadOptions): { stop(): Promise<
       agent.destroy();
       samples.sort((a, b) => a.at - b.at);
       const latencies = samples.map((s) => s.latencyMs).sort((a, b) => a - b);
-      const failed = samples.filter((s) => s.status !== 200);
+      const served = options.postJson === undefined ? 200 : 201;
+      const failed = samples.filter((s) => s.status !== served);
       return { samples, sent: samples.length, ok: samples.length - failed.length, failed, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99) };
     },
   };

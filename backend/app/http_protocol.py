@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 from functools import cache
+from pathlib import Path
 from typing import NoReturn, cast
 
 import httptools
@@ -37,12 +38,15 @@ from app.core.config import get_settings
 from app.core.logging import log_access
 from app.core.middleware import HEADER_BLOCK, Header, request_id_for, security_headers
 
+# The values live in http_deadlines.json beside this module, which the front proxy reads too: its
+# own timeouts are set around them (components/proxy/caddyConfig.ts).
+_DEADLINES = json.loads(Path(__file__).with_name("http_deadlines.json").read_text(encoding="utf-8"))
 #: How long a connection may stay open without a request under way (uvicorn's ``timeout_keep_alive``).
-KEEP_ALIVE_SECONDS = 5
+KEEP_ALIVE_SECONDS: int = _DEADLINES["keepAliveSeconds"]
 #: How long a request's head (request line and headers) may take from its first byte.
-HEAD_TIMEOUT_SECONDS = 10.0
+HEAD_TIMEOUT_SECONDS: float = _DEADLINES["headSeconds"]
 #: How long a request's body may take from the end of its head.
-BODY_TIMEOUT_SECONDS = 10.0
+BODY_TIMEOUT_SECONDS: float = _DEADLINES["bodySeconds"]
 
 
 @cache
