@@ -31,7 +31,7 @@ from typing import NoReturn, cast
 
 import httptools
 from starlette.exceptions import HTTPException
-from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
+from uvicorn._types import ASGI3Application, ASGIReceiveEvent, ASGISendEvent
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 
 from app.core.config import get_settings
@@ -129,6 +129,7 @@ class SecureHttpToolsProtocol(HttpToolsProtocol):
     # reason it is refused, and the timers, armed only when a piece of data leaves a part unfinished.
     _head_began: float | None = None
     _body_began: float | None = None
+    _body_pending = False
     _refusal: tuple[int, str] | None = None
     _head_timer: asyncio.TimerHandle | None = None
     _body_timer: asyncio.TimerHandle | None = None
@@ -168,10 +169,20 @@ class SecureHttpToolsProtocol(HttpToolsProtocol):
         # The cycle uvicorn just made for this request; its task has not run yet.
         if type(self.cycle) is RequestResponseCycle:
             self.cycle.__class__ = SecureCycle
-        if has_body:
+        self._body_pending = has_body
+        # A pipelined request waits, with reading paused, until the one before it is answered: its
+        # body's time starts with its turn (_start_asgi_task).
+        if has_body and not self.pipeline:
             self._body_began = self.loop.time()
 
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        super()._start_asgi_task(cycle, app)
+        if cycle is self.cycle and self._body_pending and self._body_began is None:
+            self._body_began = self.loop.time()
+            self._body_timer = self.loop.call_at(self._body_began + BODY_TIMEOUT_SECONDS, self._body_late)
+
     def on_message_complete(self) -> None:
+        self._body_pending = False
         self._body_began = None
         self._cancel_timers()
         super().on_message_complete()

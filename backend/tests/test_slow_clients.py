@@ -35,30 +35,25 @@ class Slow:
     received: bytes = b""
 
     def run(self, port: int) -> None:
+        """Send the head, then a byte of the trickle every 0.5 s, reading all the while, until closed."""
         with socket.create_connection(("127.0.0.1", port), timeout=BYTE_EVERY_SECONDS) as sock:
             self.started = time.monotonic()
-            if self.head:
-                sock.sendall(self.head)
-            for byte in self.trickle:
-                if time.monotonic() - self.started > TRICKLE_SECONDS:
-                    return
+            sock.sendall(self.head)
+            sent = 0
+            while time.monotonic() - self.started < TRICKLE_SECONDS:
                 try:
-                    sock.sendall(bytes([byte]))
+                    if sent < len(self.trickle):
+                        sock.sendall(self.trickle[sent : sent + 1])
+                        sent += 1
                     chunk = sock.recv(65536)
                 except TimeoutError:
                     continue
-                except OSError:  # closed by the server while sending
+                except OSError:  # reset by the server after its answer
                     chunk = b""
-                self._read_to_end(sock, chunk)
-                return
-
-    def _read_to_end(self, sock: socket.socket, chunk: bytes) -> None:
-        self.received = chunk
-        sock.settimeout(5)
-        while chunk:
-            chunk = sock.recv(65536)
-            self.received += chunk
-        self.ended = time.monotonic()
+                if not chunk:
+                    self.ended = time.monotonic()
+                    return
+                self.received += chunk
 
     @property
     def after(self) -> float:
@@ -95,8 +90,12 @@ def test_slow_heads_and_bodies_are_cut_off_within_their_bounds_while_others_are_
         f"Content-Length: {len(body)}\r\n\r\n"
     )
     slow_bodies = [Slow(head.encode(), body) for _ in range(10)]
+    # The body's time starts with its request's turn: behind an answered GET on the same connection.
+    pipelined = Slow(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n" + head.encode(), body)
     idle_after: list[float] = []
-    threads = [threading.Thread(target=slow.run, args=(server.port,)) for slow in slow_heads + slow_bodies]
+    threads = [
+        threading.Thread(target=slow.run, args=(server.port,)) for slow in [*slow_heads, *slow_bodies, pipelined]
+    ]
     threads.append(threading.Thread(target=idle, args=(server.port, idle_after)))
     for thread in threads:
         thread.start()
@@ -121,6 +120,9 @@ def test_slow_heads_and_bodies_are_cut_off_within_their_bounds_while_others_are_
     assert max(latencies) < 1.0, "a slow client held up the others"
     assert_cut_off(slow_heads, HEAD_TIMEOUT_SECONDS, f"Request head not received within {HEAD_TIMEOUT_SECONDS:g} s")
     assert_cut_off(slow_bodies, BODY_TIMEOUT_SECONDS, f"Request body not received within {BODY_TIMEOUT_SECONDS:g} s")
+    assert pipelined.received.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert pipelined.received.count(b"HTTP/1.1 408 Request Timeout\r\n") == 1
+    assert BODY_TIMEOUT_SECONDS - 0.1 < pipelined.after < BODY_TIMEOUT_SECONDS + SLACK_SECONDS
     assert len(idle_after) == 1
     assert KEEP_ALIVE_SECONDS - 0.1 < idle_after[0] < KEEP_ALIVE_SECONDS + SLACK_SECONDS
 
@@ -128,5 +130,5 @@ def test_slow_heads_and_bodies_are_cut_off_within_their_bounds_while_others_are_
     assert "Traceback" not in out + err
     records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     statuses = [r["status"] for r in records if r["logger"] == "app.access" and r["method"] == "POST"]
-    assert statuses.count(408) == 10
+    assert statuses.count(408) == 11
     assert {r["status"] for r in records if r["logger"] == "app.access" and r["path"] == "-"} == {408}
