@@ -23,6 +23,8 @@ export const PROXY_CONFIG_DIR = "/config";
  */
 export const PROXY_RESUME_FILE = "caddy/autosave.json";
 
+const READ_HEADER_SECONDS = 5;
+
 /**
  * How long the proxy waits on a client, and keeps an idle connection to the release, in seconds; set
  * around the backend's own deadlines (backend/app/http_deadlines.json):
@@ -37,8 +39,8 @@ export const PROXY_RESUME_FILE = "caddy/autosave.json";
  *   timeout, so the proxy never sends a request on a connection the release is closing at that moment.
  */
 export const PROXY_TIMEOUTS = {
-  readHeader: 5,
-  readBody: 5 + deadlines.bodySeconds + 1,
+  readHeader: READ_HEADER_SECONDS,
+  readBody: READ_HEADER_SECONDS + deadlines.bodySeconds + 1,
   idle: 30,
   upstreamIdle: deadlines.keepAliveSeconds - 3,
 } as const;
