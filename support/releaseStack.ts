@@ -19,8 +19,9 @@ export interface StackRelease extends ReleaseOutputs {
 
 /** What {@link startReleaseStack} made. */
 export interface ReleaseStack {
-  /** The proxy's published port on 127.0.0.1. */
+  /** The proxy's published port on 127.0.0.1, and its container's name. */
   proxyPort: number;
+  proxyName: string;
   /** Starts a release and waits until it answers `/readyz` directly. */
   startRelease(): Promise<StackRelease>;
   /** Switches the proxy to `release` (verified through the proxy, as in `pulumi up`). */
@@ -48,11 +49,14 @@ export async function startReleaseStack(prefix: string): Promise<ReleaseStack> {
     LOCAL_PROXY_IMAGE, "caddy", "run", "--resume",
   ]);
   const proxyId = run.stdout.trim();
+  // FrontProxy's Container has no pids limit (the Docker provider cannot set one): the route sets it.
+  await docker(["update", "--pids-limit", "-1", proxy]);
   const releases: StackRelease[] = [];
   let route: { id: string; outs: ProxyRouteOutputs } | undefined;
 
   return {
     proxyPort,
+    proxyName: proxy,
     async startRelease() {
       const { outs } = await releaseProvider.create!({
         namePrefix: `${prefix}-app`,

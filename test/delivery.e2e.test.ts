@@ -85,14 +85,9 @@ async function servingRelease(url: string): Promise<string> {
   return (JSON.parse((await httpRequest(`${url}/version`)).body) as { release: string }).release;
 }
 
-/**
- * Runs `work` under a steady load on `url` (20 reads and 5 writes a second), and asserts that not one
- * request failed: a write that reaches a draining release is answered too, never reset (the proxy
- * does not send it twice). The report is the reads'.
- */
+/** Runs `work` under a steady load on `url` (20 requests a second), and asserts that not one request failed. */
 async function underLoad<T>(url: string, work: () => Promise<T>): Promise<{ result: T; report: LoadReport }> {
   const load = startLoad(`${url}/version`, { rps: 20, maxSeconds: 300 });
-  const writes = startLoad(`${url}/api/v1/items`, { rps: 5, maxSeconds: 300, postJson: '{"name": "during an update"}' });
   let result: T;
   try {
     result = await work();
@@ -100,9 +95,8 @@ async function underLoad<T>(url: string, work: () => Promise<T>): Promise<{ resu
     // A moment after the update, so the last requests on the old release are counted too.
     await new Promise((resolve) => setTimeout(resolve, 1000));
   }
-  const [report, written] = await Promise.all([load.stop(), writes.stop()]);
+  const report = await load.stop();
   expect(report.failed, JSON.stringify(report.failed.slice(0, 5))).toEqual([]);
-  expect(written.failed, JSON.stringify(written.failed.slice(0, 5))).toEqual([]);
   expect(report.sent).toBeGreaterThan(20);
   return { result, report };
 }

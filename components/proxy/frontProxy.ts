@@ -60,8 +60,8 @@ export class FrontProxy extends pulumi.ComponentResource {
         memory: profile.resources.memoryMb,
         memorySwap: profile.resources.memoryMb,
         cpus: dockerCpus(profile.resources.cpus),
-        // The Docker provider has no pids-limit field; RLIMIT_NPROC on the non-root user is the closest it has.
-        ulimits: [{ name: "nproc", soft: profile.resources.pids, hard: profile.resources.pids }],
+        // The Docker provider has no pids-limit field: the route sets the engine's (route.ts). Not
+        // RLIMIT_NPROC: it counts the user's processes across the host, the releases' included.
         restart: profile.restart,
         logDriver: profile.logDriver,
         logOpts: { ...profile.logOpts },

@@ -10,6 +10,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { dockerClient, execIn, putFile } from "../docker/client";
+import { proxyProfile } from "../hardening";
 import { execProber } from "../readiness/dockerView";
 import { PROXY_ADMIN, PROXY_CONFIG_DIR, PROXY_LISTEN_PORT, PROXY_RESUME_FILE, caddyConfig } from "./caddyConfig";
 
@@ -61,6 +62,10 @@ const VERIFY_SECONDS = 20;
 /** Loads the configuration for `release` into the proxy and proves that traffic reaches it. */
 async function switchTo(inputs: ProxyRouteInputs): Promise<ProxyRouteOutputs> {
   const docker = dockerClient(inputs.dockerHost, inputs.dockerSshOpts);
+  // The proxy's pids limit, its cgroup's, which the Docker provider's Container cannot set. Its nearest,
+  // RLIMIT_NPROC, counts every process of the user on the whole host, the releases' too (the same uid):
+  // under writes they used it up, and Caddy and `caddy reload` crashed for want of a thread.
+  await docker.getContainer(inputs.proxyContainerId).update({ PidsLimit: proxyProfile.resources.pids });
   const config = `${JSON.stringify(caddyConfig({ upstream: `${inputs.releaseName}:${inputs.releasePort}`, hsts: inputs.hsts }), null, 2)}\n`;
   await putFile(docker, inputs.proxyContainerId, PROXY_CONFIG_DIR, "next.json", config);
   const loaded = await execIn(docker, inputs.proxyContainerId, ["caddy", "reload", "--config", `${PROXY_CONFIG_DIR}/next.json`, "--address", PROXY_ADMIN, "--force"], 30_000);
