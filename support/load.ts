@@ -1,7 +1,7 @@
 /**
- * A bounded, steady load on one URL while something else happens (an update, a rollback): a GET
- * every 1/rps seconds, each on its own, over keep-alive connections as browsers and clients use
- * them; every answer recorded. HTTP or HTTPS (trusting only the CA it is given, the URL's host name
+ * A bounded, steady load on one URL while something else happens (an update, a rollback): a GET (or
+ * a POST) every 1/rps seconds, each on its own, over keep-alive connections as browsers and clients
+ * use them; every answer recorded. HTTP or HTTPS (trusting only the CA it is given, the URL's host name
  * in SNI and `Host`, the connection to loopback). Loopback only, and it stops by itself after `maxSeconds`.
  */
 import { fork } from "node:child_process";
@@ -43,6 +43,8 @@ export interface LoadOptions {
   ca?: string | string[];
   /** Connect here instead of resolving the URL's host (a public name served on this machine's loopback). */
   connectTo?: string;
+  /** POST this JSON body instead of a GET; then 201 is the answer that counts as served. */
+  postJson?: string;
 }
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
@@ -56,14 +58,15 @@ export function startLoad(url: string, options: LoadOptions): { stop(): Promise<
   const secure = target.protocol === "https:";
   const agent = secure ? new https.Agent({ keepAlive: true, maxSockets: 8, ...(options.ca === undefined ? {} : { ca: options.ca }) }) : new http.Agent({ keepAlive: true, maxSockets: 8 });
   const lookup = options.connectTo === undefined ? {} : { lookup: lookupAs(options.connectTo) };
-  const get = secure ? https.get : http.get;
   const samples: LoadSample[] = [];
   const pending = new Set<Promise<void>>();
   const one = (): Promise<void> =>
     new Promise((resolve) => {
       const at = Date.now();
       const sample: LoadSample = { at, latencyMs: 0 };
-      const request = get(url, { agent, timeout: options.timeoutMs ?? 5000, ...lookup }, (response) => {
+      const post = options.postJson;
+      const headers = post === undefined ? {} : { "content-type": "application/json", "content-length": Buffer.byteLength(post) };
+      const request = (secure ? https : http).request(url, { method: post === undefined ? "GET" : "POST", headers, agent, timeout: options.timeoutMs ?? 5000, ...lookup }, (response) => {
         const chunks: Buffer[] = [];
         response.on("data", (chunk: Buffer) => chunks.push(chunk));
         response.on("end", () => {
@@ -81,6 +84,7 @@ export function startLoad(url: string, options: LoadOptions): { stop(): Promise<
           finish();
         });
       });
+      request.end(post);
       request.on("timeout", () => request.destroy(new Error("timeout")));
       request.on("error", (error) => {
         sample.error = (error as NodeJS.ErrnoException).code ?? error.message;
@@ -109,7 +113,8 @@ export function startLoad(url: string, options: LoadOptions): { stop(): Promise<
       agent.destroy();
       samples.sort((a, b) => a.at - b.at);
       const latencies = samples.map((s) => s.latencyMs).sort((a, b) => a - b);
-      const failed = samples.filter((s) => s.status !== 200);
+      const served = options.postJson === undefined ? 200 : 201;
+      const failed = samples.filter((s) => s.status !== served);
       return { samples, sent: samples.length, ok: samples.length - failed.length, failed, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99) };
     },
   };

@@ -170,13 +170,16 @@ describe("staging program under mocks", () => {
       memory: 128,
       memorySwap: 128,
       cpus: "0.5",
-      ulimits: [{ name: "nproc", soft: 128, hard: 128 }],
       restart: "unless-stopped",
       ports: [{ internal: 8080, external: 8080, ip: "127.0.0.1", protocol: "tcp" }],
       networksAdvanced: [{ name: `${PREFIX}-network` }],
       mustRun: true,
     });
-    // No engine-side wait, no uploads: the route loads its configuration through the engine.
+    // No engine-side wait, no uploads: the route loads its configuration through the engine and sets
+    // the engine's pids limit (test/proxyEdges.docker.test.ts). RLIMIT_NPROC counts the proxy's own
+    // uid across the host: every proxy there together.
+    expect(c.user).toBe("10002:10002");
+    expect(c.ulimits).toEqual([{ name: "nproc", soft: 8 * 128, hard: 8 * 128 }]);
     expect(c.wait).toBeUndefined();
     expect(c.uploads).toBeUndefined();
     expect(mocks.byName(`${PREFIX}-proxy-image`).inputs).toEqual({ name: "caddy:2.10", keepLocally: true });

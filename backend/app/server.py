@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
+import errno
+import logging
 import signal
+import socket
+import sys
 import threading
 from collections.abc import Iterator
-from functools import cache
-from typing import Any, cast
+from typing import Any
 
 import uvicorn
-from uvicorn._types import ASGISendEvent
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
+from uvicorn.supervisors import Multiprocess
 
-from app.core.config import Settings, get_settings
-from app.core.logging import configure_logging, log_access
-from app.core.middleware import HEADER_BLOCK, Header, request_id_for, security_headers
+from app.core.config import EX_CONFIG, Settings, misspelled_settings
+from app.core.logging import configure_logging
+from app.http_protocol import KEEP_ALIVE_SECONDS
 
-#: uvicorn's exit status when the server could not start (e.g. the port is taken).
+#: uvicorn's exit status when the server could not start for another reason than its port.
 STARTUP_FAILURE = 3
+#: Where the server listens: inside a container, the published port decides exposure.
+LISTEN_HOST = "0.0.0.0"  # noqa: S104
+
+log = logging.getLogger("app.config")
 
 
 class GracefulServer(uvicorn.Server):
@@ -45,111 +49,11 @@ class GracefulServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-@cache
-def _protocol_headers() -> bytes:
-    # Read once per process: a worker process builds its settings from the same environment.
-    headers: list[Header] = security_headers(hsts=get_settings().hsts)
-    return b"".join(name + b": " + value + b"\r\n" for name, value in headers)
-
-
-class _HeadWithBlock:
-    """A transport whose next write, the response head, gets ``block`` before the head's end."""
-
-    def __init__(self, transport: asyncio.Transport, block: bytes) -> None:
-        self._transport = transport
-        self._block = block
-
-    def write(self, data: bytes) -> None:
-        # uvicorn writes the status line and every header in one piece that ends with the empty line.
-        if not data.endswith(b"\r\n\r\n"):
-            msg = "the response head does not end with its empty line: uvicorn's response cycle changed"
-            raise RuntimeError(msg)
-        self._transport.write(data[:-2] + self._block + b"\r\n")
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._transport, name)
-
-
-class BlockHeadersCycle(RequestResponseCycle):
-    """uvicorn's response cycle, which writes the security layer's fixed headers as one block.
-
-    uvicorn checks every header of every response against two regular expressions; for the fixed
-    security headers that is most of what they cost (about 1.5 µs each, 4.5 µs for
-    Permissions-Policy). The layer checked them once, at start (``encode_block``), and hands them
-    over under :data:`HEADER_BLOCK`; everything else about the response is uvicorn's own.
-    """
-
-    async def send(self, message: ASGISendEvent) -> None:
-        # The key is this app's, not ASGI's: the message's type does not list it.
-        raw = cast("dict[str, object]", message)
-        block = raw.pop(HEADER_BLOCK, None) if message["type"] == "http.response.start" else None
-        if not isinstance(block, bytes) or self.response_started:
-            await super().send(message)
-            return
-        transport = self.transport
-        self.transport = _HeadWithBlock(transport, block)  # type: ignore[assignment]
-        try:
-            await super().send(message)
-        finally:
-            self.transport = transport
-
-
-class SecureHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's HTTP/1.1 protocol (httptools), whose own 400 answers carry the app's headers.
-
-    uvicorn answers a request it cannot parse (bad request line, bad or conflicting
-    Content-Length/Transfer-Encoding, an over-long URL, bytes that are not HTTP) itself, before
-    any ASGI app runs, so the security middleware never sees it. This answer gets the same
-    security headers, an X-Request-ID (the client's, when it got that far and is valid, as the
-    middleware does), ``Cache-Control: no-store`` and a JSON body, and one access line with that
-    request id. A front proxy cannot be relied on for it: the backend is also
-    reached directly (the readiness probe), and a proxy answers malformed requests itself.
-    """
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        # Tells the security layer that this server takes its headers as one block (BlockHeadersCycle).
-        self.scope["extensions"] = {HEADER_BLOCK: {}}
-
-    def on_headers_complete(self) -> None:
-        super().on_headers_complete()
-        # The cycle uvicorn just made for this request; its task has not run yet.
-        if type(self.cycle) is RequestResponseCycle:
-            self.cycle.__class__ = BlockHeadersCycle
-
-    def send_400_response(self, msg: str) -> None:
-        # The headers parsed so far (all of them when the body was the bad part), last one wins.
-        sent_id = next((value for name, value in reversed(self.headers or ()) if name == b"x-request-id"), None)
-        request_id = request_id_for(sent_id)
-        body = json.dumps({"detail": msg}).encode()
-        content = [STATUS_LINE[400]]
-        content.extend(name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers)
-        content += [
-            _protocol_headers(),
-            b"x-request-id: " + request_id.encode() + b"\r\n",
-            b"content-type: application/json\r\n",
-            b"content-length: " + str(len(body)).encode() + b"\r\n",
-            b"connection: close\r\n\r\n",
-            body,
-        ]
-        self.transport.write(b"".join(content))
-        self.transport.close()
-        scope = self.scope  # None until the parser has seen a request start, then filled as it goes
-        log_access(
-            request_id=request_id,
-            method=scope.get("method", "-") if scope else "-",
-            path=scope.get("path", "-") if scope else "-",
-            status=400,
-            duration=0.0,
-            client=self.client[0] if self.client else None,
-        )
-
-
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     return {
         "factory": True,
-        "http": "app.server:SecureHttpToolsProtocol",
-        "host": "0.0.0.0",  # noqa: S104  # inside a container: the published port decides exposure
+        "http": "app.http_protocol:SecureHttpToolsProtocol",
+        "host": LISTEN_HOST,
         "port": settings.PORT,
         "workers": settings.WEB_CONCURRENCY,
         "proxy_headers": True,
@@ -158,18 +62,60 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "date_header": True,
         "log_config": None,
         "log_level": settings.LOG_LEVEL.lower(),
+        "timeout_keep_alive": KEEP_ALIVE_SECONDS,
         "timeout_graceful_shutdown": settings.SHUTDOWN_TIMEOUT_SECONDS,
     }
+
+
+class PortUnavailableError(Exception):
+    """The listening socket cannot be had; ``str()`` names PORT and what to do."""
+
+
+def bind_listener(port: int) -> socket.socket:
+    """The listening socket on ``port``, bound as uvicorn binds it, before anything else starts.
+
+    Bound here rather than by uvicorn so that a port in use is a configuration error that names
+    PORT (uvicorn logs the OS error and exits 3), and before the app's start-up runs.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((LISTEN_HOST, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            reason = f"PORT={port} is already in use; stop what listens there or set PORT to a free port"
+        elif exc.errno == errno.EACCES:
+            reason = f"PORT={port} may not be bound by this user (ports below 1024 need privileges); use 1024 or above"
+        else:
+            reason = f"PORT={port} cannot be bound ({errno.errorcode.get(exc.errno or 0, 'error')})"
+        raise PortUnavailableError(f"Configuration error: the backend cannot start: {reason}.") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def serve(settings: Settings, factory: str) -> int:
     """Serve the app built by ``factory`` (an import string); returns the process exit status."""
     configure_logging(settings)
-    options = uvicorn_options(settings)
+    for name, meant in misspelled_settings():
+        log.warning(
+            "%s is not a setting the backend reads and is ignored: did you mean %s? (production refuses to start)",
+            name,
+            meant,
+            extra={"event": {"variable": name, "meant": meant}},
+        )
+    try:
+        sock = bind_listener(settings.PORT)
+    except PortUnavailableError as exc:
+        print(exc, file=sys.stderr, flush=True)
+        return EX_CONFIG
+    config = uvicorn.Config(factory, **uvicorn_options(settings))
     if settings.WEB_CONCURRENCY > 1:
-        # The supervisor forwards SIGTERM to its workers, waits for them and returns normally.
-        uvicorn.run(factory, **options)
+        # What uvicorn.run does for workers, with the socket bound above. The supervisor forwards
+        # SIGTERM to its workers, waits for them and returns normally.
+        log.info("listening on %s:%d with %d workers", LISTEN_HOST, settings.PORT, settings.WEB_CONCURRENCY)
+        Multiprocess(config, sockets=[sock]).run()
         return 0
-    server = GracefulServer(uvicorn.Config(factory, **options))
-    server.run()
+    server = GracefulServer(config)
+    server.run(sockets=[sock])
     return 0 if server.started else STARTUP_FAILURE

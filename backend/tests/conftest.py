@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
-from app.core.config import EXPECTATIONS, Settings, get_settings, load_settings
+from app.core.config import EXPECTATIONS, Settings, get_settings, load_settings, misspelled_settings
 from app.core.db import Backoff
 from app.main import create_app
 from tests.support.postgres import PostgresCluster
@@ -35,6 +35,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # The test client's own request log would print test URLs (query canaries included); it is not the app's.
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     for name in EXPECTATIONS:
+        monkeypatch.delenv(name, raising=False)
+    # Nor a name the backend would take for a misspelled setting (refused in production).
+    for name, _ in misspelled_settings():
         monkeypatch.delenv(name, raising=False)
     get_settings.cache_clear()
 

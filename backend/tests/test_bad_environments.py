@@ -8,17 +8,21 @@ secret value may appear in the output. (The URL scheme is exempt: the help text 
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 import pytest
 
-from tests.support.postgres import free_port
-from tests.support.server import EX_CONFIG, run_entry
+from app.core.database_url import ENCODE_COMMAND
+from tests.support.postgres import PG_DB, PG_USER, PostgresCluster, free_port
+from tests.support.server import EX_CONFIG, Server, run_entry
 
 SECRET_VARIABLES = ("DATABASE_URL", "SECRET_KEY")
 LEAK_WINDOW = 4
@@ -39,6 +43,39 @@ def url(scheme: str, userinfo: str, rest: str) -> str:
 KEY = canary(40)  # a valid SECRET_KEY for environments whose problem lies elsewhere
 USER, PASSWORD, HOST, DB = canary(8), canary(14), canary(9), canary(7)
 GOOD_URL = url("postgresql", f"{USER}:{PASSWORD}", f"{HOST}:6432/{DB}")
+#: Each part of a PostgreSQL URL, as a valid one holds it.
+URL_PARTS = {
+    "scheme": "postgresql",
+    "user": canary(8),
+    "password": canary(14),
+    "host": canary(9),
+    "port": "6432",
+    "database": canary(7),
+    "query": f"{canary(4)}={canary(6)}",
+}
+
+
+def url_with(part: str, text: str) -> str:
+    """A PostgreSQL URL with ``text`` spliced into the middle of one of its parts."""
+    parts = dict(URL_PARTS)
+    value = parts[part]
+    parts[part] = value[: len(value) // 2] + text + value[len(value) // 2 :]
+    userinfo = f"{parts['user']}:{parts['password']}"
+    return url(parts["scheme"], userinfo, f"{parts['host']}:{parts['port']}/{parts['database']}?{parts['query']}")
+
+
+#: What a character may not be, unencoded, in each part: RFC 3986's delimiters, "%" not starting an
+#: escape (no canary character follows: "%B2" would be one), a space.
+RESERVED_IN = {
+    "user": ["@", ":@", "/", "#", "%z"],
+    "password": ["@", "#", "/", "?", ":", "%z", " "],
+    "host": ["@", "#", "%z", "["],
+    "port": ["@", "#", "x"],
+    "database": ["#", "/", "%z"],
+    "query": ["#", "%z"],
+}
+# Control characters (an environment cannot hold NUL), DEL, and a character outside ASCII.
+CONTROL_CHARACTERS = {"soh": "\x01", "tab": "\t", "newline": "\n", "escape": "\x1b", "del": "\x7f", "e-acute": "\u00e9"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +94,8 @@ def bad(id_: str, bad_vars: set[str], *says: str, **env: str) -> BadEnv:
 
 P1, P2, P3 = canary(10), canary(10), canary(10)
 NOT_A_URL = "not a valid URL"
+PERCENT_ENCODE_SAYS = ("must be percent-encoded", "@ as %40", f"`{ENCODE_COMMAND}`")
+NOT_PRINTABLE_SAYS = ("holds a control character, a space or a character outside ASCII", "@ as %40", ENCODE_COMMAND)
 MATRIX = [
     # DATABASE_URL whose password spills into the parts a parser reports on.
     bad(
@@ -182,6 +221,21 @@ MATRIX = [
         GIT_SHA="",
         SECRET_KEY="dummy" * 8,
     ),
+    # A reserved character left unencoded in each part, and control characters in every part: the
+    # password (or anything else) must never end up as the host, so no database warning can quote it.
+    *(
+        bad(f"reserved-{char.strip() or 'space'}-in-{part}", {"DATABASE_URL"}, DATABASE_URL=url_with(part, char))
+        for part, chars in RESERVED_IN.items()
+        for char in chars
+    ),
+    # Two characters a part, in turn, so that each part and each character is covered.
+    *(
+        bad(f"{name}-in-{part}", {"DATABASE_URL"}, *NOT_PRINTABLE_SAYS, DATABASE_URL=url_with(part, char))
+        for i, part in enumerate(URL_PARTS)
+        for name, char in [list(CONTROL_CHARACTERS.items())[(2 * i + k) % len(CONTROL_CHARACTERS)] for k in (0, 1)]
+    ),
+    # The one refusal of a password that must be percent-encoded says how, with the command.
+    bad("password-says-how-to-encode", {"DATABASE_URL"}, *PERCENT_ENCODE_SAYS, DATABASE_URL=url_with("password", "@")),
 ]
 
 
@@ -192,9 +246,66 @@ class Outcome:
     stderr: str
 
 
+# Valid URLs of apps that start and cannot reach their database: a user and a password holding
+# every character that must be percent-encoded (encoded, as they must be), at every log level.
+RUN_USER = f"{canary(4)}@{canary(4)}"
+RUN_PASSWORD = f"{canary(4)}@{canary(3)}#/{canary(3)}?:%{canary(3)} {canary(3)}"
+RUN_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Running:
+    id: str
+    url: str
+    #: The values none of whose four-character windows may appear: as written and as decoded.
+    secrets: tuple[str, ...]
+    #: What the logs must show, so that the database errors were there to be checked at all.
+    logged: tuple[str, ...]
+
+
+def running_cases(cluster: PostgresCluster) -> list[Running]:
+    user, password = quote(RUN_USER, safe=""), quote(RUN_PASSWORD, safe="")
+    everything = (f"{user}:{password}", RUN_USER, RUN_PASSWORD)
+    return [
+        # Nothing listens: every attempt is refused ("connection to server at ... failed").
+        Running("refused", url("postgresql", f"{user}:{password}", f"127.0.0.1:{free_port()}/{DB}"), everything, ()),
+        # A real server that refuses the user: its error quotes the user name.
+        Running(
+            "unknown-user",
+            url("postgresql", f"{user}:{password}", f"127.0.0.1:{cluster.port}/{PG_DB}"),
+            everything,
+            ("password authentication failed", "for user ***"),
+        ),
+        # The real user with a wrong password.
+        Running(
+            "wrong-password",
+            url("postgresql", f"{PG_USER}:{password}", f"127.0.0.1:{cluster.port}/{PG_DB}"),
+            (password, RUN_PASSWORD),
+            ("password authentication failed",),
+        ),
+    ]
+
+
+def run_for_a_while(case: Running) -> Outcome:
+    """The app's first seconds, with /readyz asked twice a second; its output once SIGTERM stopped it."""
+    server = Server({"APP_ENV": "staging", "LOG_LEVEL": "DEBUG", "DATABASE_URL": case.url, "SECRET_KEY": KEY})
+    try:
+        deadline = time.monotonic() + RUN_SECONDS
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                assert server.get("/readyz").status == 503
+            time.sleep(0.5)
+        assert server.get("/healthz").status == 200
+        out, err = server.terminate()
+        return Outcome(server.proc.returncode, out, err)
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="module")
-def outcomes() -> Iterator[dict[str, Outcome]]:
-    """Every environment's run, two at a time (each process spends most of its time importing)."""
+def outcomes(postgres: PostgresCluster) -> Iterator[tuple[dict[str, Outcome], dict[str, Outcome]]]:
+    """Every bad environment's run, two at a time (each process spends most of its time importing),
+    while the running apps run beside them (they mostly wait)."""
 
     def run(case: BadEnv) -> Outcome:
         # A port of its own: an environment that is wrongly accepted starts a server, and times out.
@@ -205,16 +316,28 @@ def outcomes() -> Iterator[dict[str, Outcome]]:
             return Outcome(None, str(exc.stdout), str(exc.stderr))
         return Outcome(result.returncode, result.stdout, result.stderr)
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        yield dict(zip((c.id for c in MATRIX), pool.map(run, MATRIX), strict=True))
+    running = running_cases(postgres)
+    with ThreadPoolExecutor(max_workers=len(running)) as apps, ThreadPoolExecutor(max_workers=2) as pool:
+        started = apps.map(run_for_a_while, running)
+        refused = dict(zip((c.id for c in MATRIX), pool.map(run, MATRIX), strict=True))
+        yield refused, dict(zip((c.id for c in running), started, strict=True))
 
 
 # A scheme the help text names (it is printed whatever the value); everything after it counts.
 _PRINTED_SCHEME = re.compile(r"^(postgresql\+psycopg|postgresql|postgres|sqlite)(://+|(?=\+))")
+_PRINTED_SCHEMES = {"postgresql+psycopg", "postgresql", "postgres", "sqlite"}
+
+
+def without_printed_scheme(value: str) -> str:
+    scheme, sep, rest = value.partition("://")
+    # A printed scheme with a character spliced into it ("postgre\x01sql") is still that word.
+    if sep and re.sub(r"[^a-z+]", "", scheme) in _PRINTED_SCHEMES:
+        return rest
+    return _PRINTED_SCHEME.sub("", value)
 
 
 def secret_parts(env: dict[str, str]) -> list[str]:
-    return [_PRINTED_SCHEME.sub("", env[name]) for name in SECRET_VARIABLES if name in env]
+    return [without_printed_scheme(env[name]) for name in SECRET_VARIABLES if name in env]
 
 
 def leaked_windows(secret: str, output: str) -> list[str]:
@@ -226,7 +349,7 @@ def leaked_windows(secret: str, output: str) -> list[str]:
 
 
 def test_the_matrix_is_large_and_its_canaries_distinct() -> None:
-    assert len(MATRIX) >= 30
+    assert len(MATRIX) >= 70
     assert len({case.id for case in MATRIX}) == len(MATRIX)
     # Secrets of every environment, so that a collision of two canaries cannot hide a leak.
     for case in MATRIX:
@@ -236,8 +359,8 @@ def test_the_matrix_is_large_and_its_canaries_distinct() -> None:
 
 
 @pytest.mark.parametrize("case", MATRIX, ids=[case.id for case in MATRIX])
-def test_bad_environment(case: BadEnv, outcomes: dict[str, Outcome]) -> None:
-    outcome = outcomes[case.id]
+def test_bad_environment(case: BadEnv, outcomes: tuple[dict[str, Outcome], dict[str, Outcome]]) -> None:
+    outcome = outcomes[0][case.id]
     assert outcome.returncode == EX_CONFIG, outcome.stderr
     assert outcome.stdout == ""
     assert "Traceback" not in outcome.stderr
@@ -247,3 +370,19 @@ def test_bad_environment(case: BadEnv, outcomes: dict[str, Outcome]) -> None:
         assert phrase in outcome.stderr
     for secret in secret_parts(case.env):
         assert leaked_windows(secret, outcome.stdout + outcome.stderr) == []
+
+
+@pytest.mark.parametrize("case_id", ["refused", "unknown-user", "wrong-password"])
+def test_a_running_app_never_logs_its_database_user_or_password(
+    case_id: str, postgres: PostgresCluster, outcomes: tuple[dict[str, Outcome], dict[str, Outcome]]
+) -> None:
+    case = next(c for c in running_cases(postgres) if c.id == case_id)
+    outcome = outcomes[1][case_id]
+    assert outcome.returncode == 0, outcome.stderr
+    output = outcome.stdout + outcome.stderr
+    assert "database not reachable (attempt 2," in output
+    assert "readiness check failed" in output
+    for phrase in case.logged:
+        assert phrase in output
+    for secret in case.secrets:
+        assert leaked_windows(secret, output) == []

@@ -148,3 +148,63 @@ def test_bench_entry_serves_without_middleware(make_server: type[Server], server
         "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     )
     assert full_response.getheader("x-request-id") is not None
+
+
+def test_a_misspelled_setting_is_warned_about_by_name_and_the_app_serves(
+    make_server: type[Server], server_env: dict[str, str]
+) -> None:
+    unrelated = dict.fromkeys(("HOSTNAME", "HOME", "LANG", "PGPORT", "PYTHONPATH", "VIRTUAL_ENV", "GIT_SSH"), "x")
+    server = make_server({**server_env, **unrelated, "LOGLEVEL": "DEBUG", "database_url": "sqlite:///x.db"})
+    server.wait_healthy()
+    out, err = server.terminate()
+    warnings = [
+        r
+        for r in (json.loads(line) for line in out.splitlines() if line.startswith("{"))
+        if r["logger"] == "app.config"
+    ]
+    assert [(r["level"], r["event"]) for r in warnings] == [
+        ("WARNING", {"variable": "LOGLEVEL", "meant": "LOG_LEVEL"}),
+        ("WARNING", {"variable": "database_url", "meant": "DATABASE_URL"}),
+    ]
+    assert warnings[0]["msg"] == (
+        "LOGLEVEL is not a setting the backend reads and is ignored: did you mean LOG_LEVEL? "
+        "(production refuses to start)"
+    )
+    # The unrelated variables (and PATH) are named nowhere.
+    assert not any(name in out + err for name in ("GIT_SSH", "PGPORT", "VIRTUAL_ENV", "PYTHONPATH"))
+    assert "sqlite:///x.db" not in out + err  # names only, never a value
+
+
+def test_a_misspelled_setting_is_refused_in_production() -> None:
+    env = {
+        "APP_ENV": "production",
+        "DATABASE_URL": "postgresql://app:pw@db/app",
+        "SECRET_KEY": TEST_SECRET_KEY,
+        "ALLOWED_HOSTS": "api.example.com",
+        "SECRETKEY": TEST_SECRET_KEY,
+        "HOSTNAME": "api-1",
+    }
+    result = run_entry(env)
+    assert result.returncode == EX_CONFIG
+    assert result.stdout == ""
+    assert result.stderr.startswith("Configuration error: the backend cannot start (1 problem):\n")
+    assert "  - SECRETKEY: not a setting the backend reads: did you mean SECRET_KEY?" in result.stderr
+    assert "HOSTNAME" not in result.stderr
+    assert TEST_SECRET_KEY not in result.stderr
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_in_use_exits_78_naming_port(server_env: dict[str, str], workers: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))  # noqa: S104  # where the backend listens
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_entry({**server_env, "PORT": str(port), "WEB_CONCURRENCY": workers})
+    assert result.returncode == EX_CONFIG
+    assert result.stderr == (
+        f"Configuration error: the backend cannot start: PORT={port} is already in use; "
+        "stop what listens there or set PORT to a free port.\n"
+    )
+    assert "Traceback" not in result.stdout + result.stderr
+    # Refused before the app started: no database was opened, no start-up logged.
+    assert '"msg": "starting"' not in result.stdout

@@ -10,13 +10,13 @@ import http.client
 import json
 import re
 import socket
-from dataclasses import dataclass
 
 import httpx2 as httpx
 import pytest
 
 from tests.conftest import TEST_SECRET_KEY
 from tests.support.headers import assert_security_headers
+from tests.support.raw_http import RawResponse, exchange
 from tests.support.server import Server
 
 HOST_LINE = b"Host: localhost\r\n"
@@ -51,27 +51,6 @@ MALFORMED: dict[str, bytes] = {
         b"X-Request-ID: raw-chunk-1\r\n\r\nzz\r\n"
     ),
 }
-
-
-@dataclass(frozen=True)
-class RawResponse:
-    status_line: bytes
-    headers: httpx.Headers
-    body: bytes
-    responses: int  # how many status lines came back on the connection
-
-
-def exchange(port: int, request: bytes) -> RawResponse:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(request)
-        received = b""
-        while chunk := sock.recv(65536):  # the server closes the connection after its 400
-            received += chunk
-    head, _, body = received.partition(b"\r\n\r\n")
-    status_line, *lines = head.split(b"\r\n")
-    fields = [line.decode("latin-1").partition(": ") for line in lines]
-    headers = httpx.Headers([(name, value) for name, _, value in fields])
-    return RawResponse(status_line, headers, body, received.count(b"HTTP/1.1 "))
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +130,7 @@ def test_version_on_the_real_server_names_this_host(make_server: type[Server], s
 def test_every_answer_of_the_real_server_carries_each_security_header_once(
     make_server: type[Server], server_env: dict[str, str]
 ) -> None:
-    """Through uvicorn itself, where the fixed headers go out as one block (app.server.BlockHeadersCycle).
+    """Through uvicorn itself, where the fixed headers go out as one block (app.http_protocol.SecureCycle).
 
     Several answers on one kept-alive connection, so that every request's response cycle is covered,
     not just the first: 200s, a HEAD (no body follows its head), a 201, a 404, a 422, a 405, and the docs page.
@@ -162,7 +141,7 @@ def test_every_answer_of_the_real_server_carries_each_security_header_once(
     json_body = {"content-type": "application/json"}
     cases: list[tuple[str, str, bytes | None, dict[str, str], int]] = [
         ("GET", "/healthz", None, {}, 200),
-        ("HEAD", "/healthz", None, {}, 405),
+        ("HEAD", "/healthz", None, {}, 200),
         ("POST", "/api/v1/items", b'{"name": "block"}', json_body, 201),
         ("GET", "/api/v1/items/999999", None, {}, 404),
         ("POST", "/api/v1/items", b'{"name": ""}', json_body, 422),

@@ -13,6 +13,7 @@
  * security headers as the backend's, from the one list both read.
  */
 import spec from "../../backend/app/core/security_headers.json";
+import deadlines from "../../backend/app/http_deadlines.json";
 
 /** The port the proxy listens on inside its container: unprivileged, as the proxy runs without capabilities. */
 export const PROXY_LISTEN_PORT = 8080;
@@ -68,6 +69,28 @@ export interface FrontSettings {
   tls?: ProxyTls;
 }
 
+const READ_HEADER_SECONDS = 5;
+
+/**
+ * How long the proxy waits on a client, and keeps an idle connection to the release, in seconds; set
+ * around the backend's own deadlines (backend/app/http_deadlines.json):
+ * - `readHeader` (Caddy's `read_header_timeout`): a request head, and a new connection's first request;
+ *   Go's HTTP server then answers `400 Bad Request` itself and closes the connection.
+ * - `readBody` (`read_timeout`: the whole request) outlasts a slow head plus the backend's body deadline,
+ *   so the backend's 408 always comes first: Caddy 2.6 answers a body it times out itself mid-proxy with
+ *   an empty 200 and a reset. Go reads what is left of a body before writing an answer to it, so a slow
+ *   body gets the backend's 408 at `readBody`.
+ * - `idle` (`idle_timeout`): a kept-alive client connection between requests.
+ * - `upstreamIdle` (the transport's `keep_alive.idle_timeout`) stays under the backend's keep-alive
+ *   timeout, so the proxy never sends a request on a connection the release is closing at that moment.
+ */
+export const PROXY_TIMEOUTS = {
+  readHeader: READ_HEADER_SECONDS,
+  readBody: READ_HEADER_SECONDS + deadlines.bodySeconds + 1,
+  idle: 30,
+  upstreamIdle: deadlines.keepAliveSeconds - 3,
+} as const;
+
 /** What the proxy forwards to, and how it behaves. */
 export interface ProxySettings {
   /** `<container name>:<port>` of the release that serves, on the stack's network. */
@@ -116,6 +139,7 @@ export function caddyConfig(settings: ProxySettings): Record<string, unknown> {
       handler: "reverse_proxy",
       upstreams: [{ dial: settings.upstream }],
       load_balancing: { try_duration: `${settings.tryDurationSeconds ?? 5}s`, try_interval: "250ms" },
+      transport: { protocol: "http", keep_alive: { idle_timeout: `${PROXY_TIMEOUTS.upstreamIdle}s` } },
     },
   ];
   return frontConfig(forward, settings);
@@ -151,6 +175,9 @@ export function frontConfig(forward: readonly Handler[], settings: FrontSettings
             listen: [`:${tls === undefined ? PROXY_LISTEN_PORT : PROXY_HTTPS_PORT}`],
             protocols: ["h1", "h2"],
             automatic_https: { disable: true },
+            read_header_timeout: `${PROXY_TIMEOUTS.readHeader}s`,
+            read_timeout: `${PROXY_TIMEOUTS.readBody}s`,
+            idle_timeout: `${PROXY_TIMEOUTS.idle}s`,
             ...(tls === undefined ? {} : { tls_connection_policies: [{}] }),
             routes: [{ handle: tls === undefined ? [...forward] : [hsts, ...forward] }],
             errors: { routes: [{ handle: [DROP_SERVER, answer("{http.error.status_code}", "the release did not answer")] }] },

@@ -4,6 +4,9 @@ import { dockerCpus } from "../docker/provider";
 import { proxyProfile, type HardeningProfile } from "../hardening";
 import { PROXY_CONFIG_DIR, PROXY_DATA_DIR, PROXY_HTTPS_PORT, PROXY_LISTEN_PORT } from "./caddyConfig";
 
+/** RLIMIT_NPROC of the proxy's user, counted over every proxy on the host (eight of the cgroup limit each). */
+export const PROXY_USER_NPROC = 8 * proxyProfile.resources.pids;
+
 /** Arguments of {@link FrontProxy}. */
 export interface FrontProxyArgs {
   /** The Caddy 2 image (the official `caddy`, or a local one built from Debian's package). */
@@ -77,8 +80,10 @@ export class FrontProxy extends pulumi.ComponentResource {
         memory: profile.resources.memoryMb,
         memorySwap: profile.resources.memoryMb,
         cpus: dockerCpus(profile.resources.cpus),
-        // The Docker provider has no pids-limit field; RLIMIT_NPROC on the non-root user is the closest it has.
-        ulimits: [{ name: "nproc", soft: profile.resources.pids, hard: profile.resources.pids }],
+        // The Docker provider has no pids-limit field: the route sets the engine's, the cgroup's own
+        // (route.ts). RLIMIT_NPROC counts the user's processes across the whole host: the proxy's uid is
+        // its own (not the releases'), so this one caps the host's proxies together, eight stacks' worth.
+        ulimits: [{ name: "nproc", soft: PROXY_USER_NPROC, hard: PROXY_USER_NPROC }],
         restart: profile.restart,
         logDriver: profile.logDriver,
         logOpts: { ...profile.logOpts },

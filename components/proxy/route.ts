@@ -16,6 +16,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { dockerClient, execIn, logsSince, putEntries, putFile } from "../docker/client";
+import { proxyProfile } from "../hardening";
 import { execProber } from "../readiness/dockerView";
 import { PROXY_ADMIN, PROXY_CONFIG_DIR, PROXY_DATA_DIR, PROXY_HTTPS_PORT, PROXY_LISTEN_PORT, PROXY_RESUME_FILE, PROXY_TLS_FILES, caddyConfig } from "./caddyConfig";
 import { leafDer, obtainFailure, ownerOf, tlsFiles, tlsProber, type RouteTls } from "./tlsProbe";
@@ -117,6 +118,10 @@ async function verify(inputs: ProxyRouteInputs, loadedAt: number): Promise<strin
 /** Loads the configuration for `release` into the proxy and proves that traffic reaches it. */
 async function switchTo(inputs: ProxyRouteInputs, olds?: ProxyRouteOutputs): Promise<ProxyRouteOutputs> {
   const docker = dockerClient(inputs.dockerHost, inputs.dockerSshOpts);
+  // The proxy's pids limit, its cgroup's, which the Docker provider's Container cannot set. Its nearest,
+  // RLIMIT_NPROC, counts every process of the user on the whole host, the releases' too (the same uid):
+  // under writes they used it up, and Caddy and `caddy reload` crashed for want of a thread.
+  await docker.getContainer(inputs.proxyContainerId).update({ PidsLimit: proxyProfile.resources.pids });
   if (inputs.tls !== undefined && inputs.proxyUser === undefined) throw new Error("the route needs the proxy's user (proxyUser) to write its TLS files");
   const files = inputs.tls === undefined ? undefined : await tlsFiles(inputs.tls, ownerOf(inputs.proxyUser ?? ""));
   if (files !== undefined) await putEntries(docker, inputs.proxyContainerId, PROXY_DATA_DIR, files.entries);

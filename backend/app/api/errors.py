@@ -82,6 +82,8 @@ def allowed_methods(request: Request) -> list[str]:
     for route in iter_route_contexts(request.app.routes):
         if route.methods and route.matches(request.scope)[0] is not Match.NONE:
             methods |= route.methods
+    if "GET" in methods:
+        methods.add("HEAD")  # answered for every GET route (see SecurityMiddleware)
     return sorted(methods)
 
 

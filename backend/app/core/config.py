@@ -7,14 +7,20 @@ contains a secret value.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
+
+from app.core.database_url import normalise_database_url
+from app.core.near_miss import near_misses
 
 AppEnv = Literal["development", "staging", "production"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -75,7 +81,6 @@ _PLACEHOLDER_WORDS = (
 _MIN_DISTINCT_KEY_CHARS = 10
 _HOST_RE = re.compile(r"^(\*|(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*)$")
 _ORIGIN_RE = re.compile(r"^https?://[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$")
-_POSTGRES_DRIVERS = {"postgresql", "postgres", "postgresql+psycopg"}
 
 
 def _split_csv(value: object) -> object:
@@ -88,38 +93,6 @@ def _is_periodic(value: str) -> bool:
     """True when the value is a shorter chunk repeated, e.g. 'abcabcabc...'."""
     n = len(value)
     return any(n % p == 0 and value[:p] * (n // p) == value for p in range(1, n // 2 + 1))
-
-
-def normalise_database_url(raw: str) -> URL:
-    """Parse a DATABASE_URL and pin PostgreSQL URLs to the psycopg 3 driver.
-
-    Raises ValueError with a fixed message that holds no part of the URL: every character of it
-    may be secret (a password with an unescaped ``@`` or ``:`` spills into the host or port, and
-    the parser's own errors quote what they could not read).
-    """
-    try:
-        url = make_url(raw)
-        port = url.port
-        driver = url.drivername
-    except Exception:  # any parser error: its message would quote the URL
-        raise ValueError(
-            "not a valid URL; a user name or password holding @ : / ? # or % must be percent-encoded"
-        ) from None
-    if port is not None and not 1 <= port <= 65535:
-        raise ValueError("the port must be a number from 1 to 65535")
-    if driver in _POSTGRES_DRIVERS:
-        if not url.host and "host" not in url.query:
-            raise ValueError("PostgreSQL URL has no host")
-        if not url.database:
-            raise ValueError("PostgreSQL URL has no database name")
-        return url.set(drivername="postgresql+psycopg")
-    if driver == "sqlite":
-        if not url.database or url.database == ":memory:":
-            raise ValueError("SQLite URL needs a file path, e.g. sqlite:////data/app.db")
-        return url
-    if driver.startswith(("postgresql+", "sqlite+")):
-        raise ValueError("this driver is not installed; use postgresql:// (psycopg 3)")
-    raise ValueError("unsupported database scheme; use postgresql:// or sqlite:///")
 
 
 class Settings(BaseSettings):
@@ -248,17 +221,51 @@ def _describe(error: dict[str, Any]) -> tuple[str, str]:
     return name, problem
 
 
+def _secrets_dirs() -> list[Path]:
+    # Where pydantic-settings reads settings from files, if the model names a place (``secrets_dir``).
+    configured = Settings.model_config.get("secrets_dir")
+    if configured is None:
+        return []
+    dirs = [configured] if isinstance(configured, str | os.PathLike) else list(configured)
+    return [Path(d) for d in dirs if Path(d).is_dir()]
+
+
+def misspelled_settings(environ: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+    """``(name, setting it probably means)`` for each variable, or secrets file, named like a misspelled setting.
+
+    The names to compare with are the model's own fields: a setting added there is covered here.
+    """
+    names: list[str] = list(os.environ if environ is None else environ)
+    names += [entry.name for directory in _secrets_dirs() for entry in directory.iterdir()]
+    return near_misses(names, Settings.model_fields)
+
+
+def _misspelling_problems(misspelled: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [
+        (name, f"not a setting the backend reads: did you mean {meant}? Rename or remove it (refused in production)")
+        for name, meant in misspelled
+    ]
+
+
 def load_settings() -> Settings:
-    """Read and validate the environment; raise :class:`ConfigError` listing every problem."""
+    """Read and validate the environment; raise :class:`ConfigError` listing every problem.
+
+    A variable named like a misspelled setting is one of them in production (elsewhere it is only
+    warned about, see :func:`misspelled_settings`), and is listed whenever another problem is.
+    """
+    misspelled = _misspelling_problems(misspelled_settings())
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         problems: list[tuple[str, str]] = []
         for error in exc.errors():
             described = _describe(dict(error))
             if described not in problems:
                 problems.append(described)
-        raise ConfigError(problems) from None
+        raise ConfigError(problems + misspelled) from None
+    if misspelled and settings.is_production:
+        raise ConfigError(misspelled)
+    return settings
 
 
 #: Exit status of an entry point that cannot start for its configuration (EX_CONFIG, sysexits.h).

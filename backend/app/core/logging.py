@@ -1,8 +1,9 @@
 """JSON-lines logging on stdout with redaction of secret values.
 
-Each record becomes one JSON object per line. A :class:`RedactingFilter` masks the SECRET_KEY and
-the database password (and the whole DATABASE_URL) wherever they might end up in a message or a
-traceback, so an accidental ``log.info(settings.DATABASE_URL...)`` cannot leak them.
+Each record becomes one JSON object per line. A :class:`RedactingFilter` masks the SECRET_KEY, the
+database password and user name (and the whole DATABASE_URL) wherever they might end up in a
+message or a traceback, so neither an accidental ``log.info(settings.DATABASE_URL...)`` nor a
+connection error that quotes the user can leak them.
 """
 
 from __future__ import annotations
@@ -38,12 +39,19 @@ class Redactor:
         self._secrets = sorted(unique, key=len, reverse=True)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Redactor:
+    def from_settings(cls, settings: Settings, *, user: bool = False) -> Redactor:
+        """Masks SECRET_KEY, DATABASE_URL and its password; with ``user``, the database user name too.
+
+        Access lines are masked without the user name: they hold only what the client sent (a
+        method, a path), and a short user name such as ``items`` would mask paths. Every other
+        record is masked with it, as a database's connection errors quote it (``for user "app"``).
+        """
+        url = settings.database_url
         values = [settings.SECRET_KEY.get_secret_value(), settings.DATABASE_URL.get_secret_value()]
-        password = settings.database_url.password
-        if password:
-            # The same password can appear raw, URL-encoded or decoded depending on who prints it.
-            values += [password, quote(password, safe=""), unquote(password)]
+        for part in (url.password, url.username if user else None):
+            if part:
+                # The same value can appear raw, URL-encoded, decoded or quoted depending on who prints it.
+                values += [part, quote(part, safe=""), unquote(part), f'"{part}"']
         return cls(values)
 
     def __call__(self, text: str) -> str:
@@ -275,11 +283,10 @@ def configure_logging(settings: Settings) -> None:
 
     Idempotent: calling it again (another app instance, a worker process) replaces the handler.
     """
-    redactor = Redactor.from_settings(settings)
-    handler = StdoutHandler(redactor)
+    handler = StdoutHandler(Redactor.from_settings(settings))
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(JsonFormatter())
-    handler.addFilter(RedactingFilter(redactor))
+    handler.addFilter(RedactingFilter(Redactor.from_settings(settings, user=True)))
     _AccessWriter.handler = handler
 
     root = logging.getLogger()
@@ -289,6 +296,8 @@ def configure_logging(settings: Settings) -> None:
     # (log shippers, test capture) only ever see the redacted text.
     root.handlers.insert(0, handler)
     root.setLevel(settings.LOG_LEVEL)
+    # Python's warnings go to stderr past every filter unless they are records too.
+    logging.captureWarnings(True)
 
     for name in ("uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)

@@ -62,11 +62,13 @@ _MANAGED = frozenset(
     }
 )
 INVALID_HOST_BODY = b'{"detail": "Invalid host header"}'
-#: An ASGI extension of this app's own server (app/server.py): where a request's scope lists it, the
+#: An ASGI extension of this app's own server (app/http_protocol.py): where a request's scope lists it, the
 #: response start may carry the fixed security headers under this key as one encoded block, which
 #: the server writes as is instead of checking each header again (about 1.5 µs per header a response).
 HEADER_BLOCK = "app.header_block"
 _REQUEST_ID_RE = re.compile(rb"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+# RFC 9110 section 7.2: uri-host [ ":" port ], the host a name, an IPv4 address or an IP literal.
+_HOST_VALUE_RE = re.compile(rb"^(?:[A-Za-z0-9\-._~!$&'()*+,;=%]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]*)?\Z")
 # RFC 9110 field names (tokens) and field values: no control characters but tab.
 _TOKEN_RE = re.compile(rb"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _BAD_VALUE_RE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
@@ -132,7 +134,8 @@ class HostMatcher:
     def __call__(self, host_header: bytes | None) -> bool:
         if host_header in self.known:
             return True
-        allowed = self._matches(host_header)
+        # RFC 9112 section 3.2: a Host value that is not a host (and port) is refused even under '*'.
+        allowed = (host_header is None or bool(_HOST_VALUE_RE.match(host_header))) and self._matches(host_header)
         if allowed and len(self.known) < self.MAX_KNOWN:
             self.known.add(host_header)
         return allowed
@@ -153,12 +156,14 @@ class SecurityMiddleware:
 
     - ``X-Request-ID``: taken from the request when it is 1-128 safe characters, else generated;
       stored in ``scope["state"]["request_id"]`` and echoed on the response.
-    - A ``Host`` outside the allowed patterns gets 400 ``Invalid host header``.
+    - A ``Host`` outside the allowed patterns, not a host and port, or sent twice gets 400
+      ``Invalid host header``.
     - A body over ``max_body_bytes`` gets 413: at once when Content-Length says so, or as soon as
       a streamed body grows past it (raised from ``receive``; FastAPI re-raises HTTP exceptions
       from body parsing, so the route answers 413 itself).
     - Every response, error or not, carries :func:`security_headers`; any ``Server`` header is
       removed.
+    - ``HEAD`` reaches the app as ``GET``: every GET route answers it (the server sends no body).
     - An unhandled exception is logged with its traceback and answered with
       ``{"detail": "Internal Server Error", "requestId": ...}``, never the traceback.
     - One JSON access line per request: request id, method, path (never the query string),
@@ -194,8 +199,9 @@ class SecurityMiddleware:
         chunked = False
         for name, value in scope["headers"]:
             if name == b"host":
-                if host is None:  # the first one, as Starlette's Request reads it
-                    host = value
+                # One Host only (RFC 9112 section 3.2; this app's own server refuses a second one
+                # first): a second one leaves an empty value, which the allow-list refuses.
+                host = value if host is None else b""
             elif name == b"x-request-id":
                 request_id = value
             elif name == b"content-length":
@@ -213,6 +219,10 @@ class SecurityMiddleware:
             extra = [*(self.docs_headers if docs else self.headers), (b"x-request-id", rid.encode())]
         status = 500
         started = False
+        method = scope["method"]
+        # HEAD is a GET without the body (RFC 9110 section 9.3.2), so every GET route answers it:
+        # routed as a GET, while the server, which still sees HEAD, sends the head alone.
+        app_scope = {**scope, "method": "GET"} if method == "HEAD" else scope
 
         async def send_secured(message: Message) -> None:
             nonlocal status, started
@@ -231,15 +241,15 @@ class SecurityMiddleware:
                 await _respond(send_secured, 413, self.too_large_body, b"application/json", (b"connection", b"close"))
             elif content_length is None and not chunked:
                 # No body can follow (RFC 9112 section 6.3): nothing to count, so no wrapper to pay for.
-                await self.app(scope, receive, send_secured)
+                await self.app(app_scope, receive, send_secured)
             else:
-                await self.app(scope, _limited(receive, self.max_body_bytes), send_secured)
+                await self.app(app_scope, _limited(receive, self.max_body_bytes), send_secured)
         except BodyTooLargeError:
             # Reached only when the body was read outside a FastAPI route (which answers itself).
             if not started:
                 await _respond(send_secured, 413, self.too_large_body, b"application/json", (b"connection", b"close"))
         except Exception:
-            context = {"request_id": rid, "method": scope["method"], "path": scope["path"]}
+            context = {"request_id": rid, "method": method, "path": scope["path"]}
             if started:
                 # The client already has its status line: the access line keeps the status it got.
                 error_log.exception("error after the response started (status %d)", status, extra=context)
@@ -251,7 +261,7 @@ class SecurityMiddleware:
             client = scope.get("client")
             log_access(
                 request_id=rid,
-                method=scope["method"],
+                method=method,
                 path=scope["path"],
                 status=status,
                 duration=time.perf_counter() - start,

@@ -56,7 +56,9 @@ def test_a_body_on_any_route_is_limited(make_client: ClientFactory) -> None:
     assert response.json() == {"detail": "Request body too large (limit 10 bytes)"}
 
 
-@pytest.mark.parametrize(("path", "allow"), [("/healthz", "GET"), ("/version", "GET"), ("/readyz", "GET")])
+@pytest.mark.parametrize(
+    ("path", "allow"), [("/healthz", "GET, HEAD"), ("/version", "GET, HEAD"), ("/readyz", "GET, HEAD")]
+)
 def test_405_on_single_method_paths(client: TestClient, path: str, allow: str) -> None:
     response = client.post(path)
     assert response.status_code == 405

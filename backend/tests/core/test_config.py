@@ -97,7 +97,7 @@ def test_each_required_variable_missing(
         ("postgresql://app:pw@/app", "PostgreSQL URL has no host"),
         ("postgresql://app:pw@db:5432", "PostgreSQL URL has no database name"),
         ("postgresql+psycopg2://app:pw@db/app", "this driver is not installed; use postgresql:// (psycopg 3)"),
-        ("postgresql://app:pw@db:5432x/app", "not a valid URL; a user name or password holding @ : / ? # or %"),
+        ("postgresql://app:pw@db:5432x/app", "not a valid URL; a user name or password holding @ : / ? # % or a space"),
         ("postgresql://app:pw@db:65536/app", "the port must be a number from 1 to 65535"),
         ("sqlite://", "SQLite URL needs a file path"),
         ("sqlite:///:memory:", "SQLite URL needs a file path"),

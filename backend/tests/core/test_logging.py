@@ -102,6 +102,30 @@ def test_request_log_fields_and_no_secrets(
     assert line["level"] == "INFO"
 
 
+def test_the_database_user_is_masked_in_every_record_but_not_in_access_lines(
+    make_settings: SettingsFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    user = "items"  # a word a path may hold as well
+    settings = make_settings(DATABASE_URL=f"postgresql://{user}:pw-{secrets.token_hex(6)}@127.0.0.1:1/app")
+    app = create_app(settings, backoff=FAST_BACKOFF)
+    with TestClient(app, base_url="http://localhost") as client:
+        flush_logs()
+        capsys.readouterr()
+        # What a connection error says, in a message and in a traceback.
+        logging.getLogger("app.db").warning('connection failed: authentication failed for user "%s"', user)
+        try:
+            raise RuntimeError(f"FATAL: role {user} does not exist")
+        except RuntimeError:
+            logging.getLogger("app.db").exception("not reachable")
+        client.get("/api/v1/items/0")
+        out = read_stdout(capsys)
+    records = json_lines(out)
+    db = [r for r in records if r["logger"] == "app.db"]
+    assert db[0]["msg"] == f"connection failed: authentication failed for user {REDACTED}"
+    assert f"RuntimeError: FATAL: role {REDACTED} does not exist" in str(db[1]["exc"])
+    assert [r["path"] for r in records if r["logger"] == "app.access"] == ["/api/v1/items/0"]
+
+
 def test_unhandled_error_logged_with_request_id_and_redacted(
     make_settings: SettingsFactory, capsys: pytest.CaptureFixture[str], canaries: dict[str, str]
 ) -> None:

@@ -251,15 +251,31 @@ def test_host_matcher_remembers_allowed_values_only_and_boundedly() -> None:
     assert matcher(b"evil.example.net") is False
 
 
-def test_a_second_host_header_does_not_override_the_first(make_client: ClientFactory) -> None:
-    client = make_client(APP_ENV="staging", ALLOWED_HOSTS="api.example.com")
-    # The app builds URLs from the first Host header, so the first one is the one checked.
-    response = client.get("/healthz", headers=[("Host", "evil.example.net"), ("Host", "api.example.com")])
+@pytest.mark.parametrize("allowed", ["api.example.com", "*"])
+@pytest.mark.parametrize(
+    "hosts", [["evil.example.net", "api.example.com"], ["api.example.com", "evil.example.net"], ["api.example.com"] * 2]
+)
+def test_a_second_host_header_is_refused_under_any_server(
+    make_client: ClientFactory, allowed: str, hosts: list[str]
+) -> None:
+    # RFC 9112 section 3.2; this app's own server refuses it before the app runs (tests/test_framing.py).
+    client = make_client(APP_ENV="staging", ALLOWED_HOSTS=allowed)
+    response = client.get("/healthz", headers=[("Host", host) for host in hosts])
     assert response.status_code == 400
+    assert response.json() == {"detail": "Invalid host header"}
+
+
+@pytest.mark.parametrize("value", ["a b", "api.example.com/x", "api.example.com:80x", "[::1", "api@example.com"])
+def test_a_host_value_that_is_not_a_host_is_refused_even_under_a_wildcard(
+    make_client: ClientFactory, value: str
+) -> None:
+    client = make_client(ALLOWED_HOSTS="*")
+    assert client.get("/healthz", headers={"Host": value}).status_code == 400
+    assert client.get("/healthz", headers={"Host": "api.example.com:8443"}).status_code == 200
 
 
 def test_the_header_block_is_checked_once_as_uvicorn_would_check_each_header() -> None:
-    """The fixed headers skip uvicorn's per-response check (app.server.BlockHeadersCycle): each
+    """The fixed headers skip uvicorn's per-response check (app.http_protocol.SecureCycle): each
     passes that check here, and a line that would fail it is refused when the block is made."""
     for hsts in (False, True):
         for docs in (False, True):

@@ -62,7 +62,7 @@ class Server:
     def wait_healthy(self, within: float = 20) -> None:
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self._output()
+            assert self.proc.poll() is None, self.output()
             try:
                 if self.get("/readyz").status == 200:
                     return
@@ -76,16 +76,17 @@ class Server:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(timeout=timeout)
-        return self._output()
+        return self.output()
 
     def stop(self) -> tuple[str, str]:
         """Kill it if it still runs; its output so far."""
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(timeout=10)
-        return self._output()
+        return self.output()
 
-    def _output(self) -> tuple[str, str]:
+    def output(self) -> tuple[str, str]:
+        """Everything it wrote so far: (stdout, stderr)."""
         texts = []
         for stream in (self._out, self._err):
             stream.seek(0)

@@ -100,13 +100,30 @@ MAX_ID = 2**31 - 1
         (str(2**63), "less_than_equal"),
         ("9" * 40, "less_than_equal"),
         ("0", "greater_than_equal"),
-        ("-1", "greater_than_equal"),
     ],
 )
 def test_ids_out_of_range_are_422(items_client: TestClient, method: str, item_id: str, problem: str) -> None:
     response = items_client.request(method, f"/api/v1/items/{item_id}")
     assert response.status_code == 422
     assert [(e["type"], e["loc"]) for e in response.json()["detail"]] == [(problem, ["path", "item_id"])]
+
+
+# One item has one URL: every other spelling of its id (or of a page's numbers) is refused like 1e2.
+NOT_PLAIN_DECIMAL = ["01", "+1", "-1", "%201", "1%20", "%091", "1.0", "1e0", "1_0", "0x1", "\u0661"]
+
+
+def test_a_number_in_the_url_in_any_other_spelling_than_plain_digits_is_422(items_client: TestClient) -> None:
+    assert items_client.post("/api/v1/items", json={"name": "one"}).json()["id"] == 1
+    for value in NOT_PLAIN_DECIMAL:
+        for method in ("GET", "DELETE"):
+            response = items_client.request(method, f"/api/v1/items/{value}")
+            assert response.status_code == 422, (method, value)
+            assert [(e["type"], e["loc"]) for e in response.json()["detail"]] == [("int_parsing", ["path", "item_id"])]
+        for name in ("limit", "offset"):
+            response = items_client.get(f"/api/v1/items?{name}={value}")
+            assert response.status_code == 422, (name, value)
+            assert [(e["type"], e["loc"]) for e in response.json()["detail"]] == [("int_parsing", ["query", name])]
+    assert items_client.get("/api/v1/items/1").status_code == 200
 
 
 @pytest.mark.parametrize("method", ["GET", "DELETE"])
@@ -216,7 +233,7 @@ def test_non_json_body_is_422_without_echo(items_client: TestClient) -> None:
 
 @pytest.mark.parametrize(
     ("path", "methods"),
-    [("/api/v1/items", "GET, POST"), ("/api/v1/items/1", "DELETE, GET")],
+    [("/api/v1/items", "GET, HEAD, POST"), ("/api/v1/items/1", "DELETE, GET, HEAD")],
 )
 @pytest.mark.parametrize("method", ["PUT", "PATCH", "OPTIONS"])
 def test_405_allow_lists_every_method_of_the_path(
