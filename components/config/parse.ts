@@ -6,7 +6,7 @@ import type { z } from "zod";
 import { DeliveryConfig } from "../delivery/config";
 import type { DockerEndpoint } from "../docker/client";
 import { fixCommand, issueProblems, type ConfigProblem } from "./fixes";
-import { makeStackConfigSchema, type StackConfig, type StackConfigSchema } from "./schema";
+import { SWARM_ONLY_KEYS, makeStackConfigSchema, type StackConfig, type StackConfigSchema } from "./schema";
 import { isStoredEncrypted, type SecretSources } from "./secretStorage";
 
 /** The GitHub provider's token, which `delivery` needs; the provider's own namespace. */
@@ -196,6 +196,19 @@ function crossChecks(schema: StackConfigSchema, config: z.output<StackConfigSche
   }
   for (const name of Object.keys(config.service.env)) {
     if (name in config.secrets) problem(["service", "env", name], "is also set in secrets; keep it in one place", fix(["service", "env", name], "rm"));
+  }
+  // The Swarm target's keys mean nothing to release containers: refused by name rather than ignored.
+  const rawService = (input.service ?? {}) as Record<string, unknown>;
+  if (config.service.orchestrator !== "swarm") {
+    for (const key of SWARM_ONLY_KEYS) {
+      if (rawService[key] !== undefined) {
+        problem(
+          ["service", key],
+          "only applies to service.orchestrator swarm (this stack runs release containers)",
+          `${fix(["service", key], "rm")}\n         or ${fix(["service", "orchestrator"])}`,
+        );
+      }
+    }
   }
   if (config.environment === "prod") {
     if (/^sqlite/.test(config.secrets.DATABASE_URL)) {
