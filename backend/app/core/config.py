@@ -1,4 +1,4 @@
-"""Settings from environment variables, validated all at once.
+"""Settings from environment variables (and secret files, see SECRETS_DIR), validated all at once.
 
 Every field is named exactly like the environment variable that sets it. Problems are collected
 into one :class:`ConfigError` whose text lists each bad variable with what it expects and never
@@ -7,6 +7,7 @@ contains a secret value.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from functools import lru_cache
@@ -248,10 +249,21 @@ def _describe(error: dict[str, Any]) -> tuple[str, str]:
     return name, problem
 
 
+#: Where an orchestrator mounts secrets as files named after the setting (Docker Swarm:
+#: ``/run/secrets/<NAME>``). A variable of the same name in the environment wins over the file
+#: (pydantic-settings' order), so a target that mounts secrets sets none of their names in the env.
+SECRETS_DIR = "/run/secrets"
+
+
+def _secrets_dir() -> str | None:
+    """:data:`SECRETS_DIR` when it exists; pydantic-settings warns about a missing one."""
+    return SECRETS_DIR if os.path.isdir(SECRETS_DIR) else None
+
+
 def load_settings() -> Settings:
-    """Read and validate the environment; raise :class:`ConfigError` listing every problem."""
+    """Read and validate the environment (and :data:`SECRETS_DIR`); raise :class:`ConfigError` listing every problem."""
     try:
-        return Settings()
+        return Settings(_secrets_dir=_secrets_dir())
     except ValidationError as exc:
         problems: list[tuple[str, str]] = []
         for error in exc.errors():
