@@ -7,23 +7,45 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import { BackendImage, digestOf } from "./components/backendImage";
-import { BackendService } from "./components/backendService";
+import { BackendService, type BackendServiceArgs } from "./components/backendService";
 import { resolveBuildInfo } from "./components/buildInfo";
 import { loadConfig, type BackendConfig } from "./components/config/load";
-import type { ProdOutputs, StackOutputs } from "./components/contract";
+import type { ProdOutputs, Readiness, StackOutputs } from "./components/contract";
 import { GitHubDelivery } from "./components/delivery/github";
 import { checkEngine, checkRegistryLogin, checkRegistryPull, plainValue, type RegistryLogin } from "./components/docker/preflight";
 import { appEnvFor } from "./components/envMapping";
 import { HostImage, isRepoDigest, type RegistryCredentials } from "./components/hostImage";
 import { resolvePromotion } from "./components/promotion/gate";
 import { keptRollback, nextPreviousImageRef, planRollback, readReleaseHistory } from "./components/release/history";
+import { checkSwarmManager } from "./components/swarm/preflight";
+import { SwarmService } from "./components/swarm/swarmService";
 
 /** Stack outputs as the program returns them: each value may still be on its way. */
 type Exported<T> = { [K in keyof T]: pulumi.Input<T[K]> };
 
-/** The stack's service (front proxy and release) for an already pinned image. */
-function deploy(config: BackendConfig, image: { image: pulumi.Input<string>; imageDigest: pulumi.Input<string> }): BackendService {
-  return new BackendService(`${config.project}-${config.stack}`, {
+/** A pinned image: on the stack's Docker host (`image`), as referenced (`imageRef`), and its digest. */
+interface PinnedImage {
+  image: pulumi.Input<string>;
+  imageRef: pulumi.Input<string>;
+  imageDigest: pulumi.Input<string>;
+}
+
+/**
+ * The stack's service for an already pinned image, on the target `service.orchestrator` picks: the
+ * one place that chooses. Both targets take the same resolved inputs and report the same outputs.
+ */
+function deploy(config: BackendConfig, image: PinnedImage): { url: pulumi.Output<string>; readiness: pulumi.Output<Readiness> } {
+  const args = serviceArgs(config, image);
+  const name = `${config.project}-${config.stack}`;
+  if (config.service.swarm === undefined) return new BackendService(name, args);
+  const registry = registryOf(config);
+  // Every node pulls the image by its reference; the manager's copy (`image`) serves the probe.
+  return new SwarmService(name, { ...args, serviceImage: image.imageRef, swarm: config.service.swarm, ...(registry === undefined ? {} : { registryAuth: registry }) });
+}
+
+/** What every target is given: the stack's resolved settings for this image. */
+function serviceArgs(config: BackendConfig, image: PinnedImage): BackendServiceArgs {
+  return {
     image: image.image,
     imageDigest: image.imageDigest,
     appEnv: appEnvFor(config.environment),
@@ -39,7 +61,7 @@ function deploy(config: BackendConfig, image: { image: pulumi.Input<string>; ima
     },
     labels: { "backend-delivery.stack": config.stack, "backend-delivery.environment": config.environment },
     docker: config.docker,
-  });
+  };
 }
 
 /** This stack's registry and its credentials (`image.registry`, `registryPassword`), when it uses one. */
@@ -80,6 +102,7 @@ async function main(): Promise<Exported<StackOutputs> | Exported<ProdOutputs>> {
   // Before anything is registered: a server that cannot be reached, or a registry that refuses, is
   // reported with its fix while nothing has changed.
   await checkEngine(config.docker, config.stack);
+  if (config.service.orchestrator === "swarm") await checkSwarmManager(config.docker, config.stack, config.image.registry !== undefined);
   const login = await registryLogin(config);
   const history = await readReleaseHistory((message) => void pulumi.log.warn(message));
 
@@ -89,7 +112,7 @@ async function main(): Promise<Exported<StackOutputs> | Exported<ProdOutputs>> {
     if (!plan.ok) throw new pulumi.RunError(`rollback of stack ${config.stack} refused: ${plan.problem}`);
     if (login !== undefined && isRepoDigest(plan.target)) await checkRegistryPull(config.docker, plan.target, login, config.stack);
     const imageDigest = digestOf(plan.target);
-    const { url, readiness } = deploy(config, { image: hostImage(config, plan.target).image, imageDigest });
+    const { url, readiness } = deploy(config, { image: hostImage(config, plan.target).image, imageRef: plan.target, imageDigest });
     githubDelivery(config);
     return {
       environment: config.environment,
@@ -119,7 +142,7 @@ async function main(): Promise<Exported<StackOutputs> | Exported<ProdOutputs>> {
       registry,
     }, builder === undefined ? {} : { providers: { docker: builder } });
     const onHost = registry === undefined ? image.imageRef : hostImage(config, image.imageRef).image;
-    const { url, readiness } = deploy(config, { image: onHost, imageDigest: image.imageDigest });
+    const { url, readiness } = deploy(config, { image: onHost, imageRef: image.imageRef, imageDigest: image.imageDigest });
     return {
       environment: config.environment,
       imageRef: image.imageRef,
@@ -141,7 +164,7 @@ async function main(): Promise<Exported<StackOutputs> | Exported<ProdOutputs>> {
     ...(config.promotion.override === undefined ? {} : { override: config.promotion.override }),
   });
   if (login !== undefined) await checkRegistryPull(config.docker, approved.imageRef, login, config.stack);
-  const { url, readiness } = deploy(config, { image: hostImage(config, approved.imageRef).image, imageDigest: approved.imageDigest });
+  const { url, readiness } = deploy(config, { image: hostImage(config, approved.imageRef).image, imageRef: approved.imageRef, imageDigest: approved.imageDigest });
   githubDelivery(config);
   const rollback = keptRollback(history, approved.imageRef);
   return {

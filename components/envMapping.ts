@@ -26,14 +26,24 @@ export interface ContainerEnvArgs {
  * a diff. Secret entries are built with `pulumi.interpolate`, so the whole list is secret in state.
  */
 export function containerEnv(args: ContainerEnvArgs): pulumi.Output<string[]> {
-  const plain: Record<string, string> = { ...args.env, APP_ENV: args.appEnv, PORT: String(args.port) };
-  if (plain.ALLOWED_HOSTS !== undefined) plain.ALLOWED_HOSTS = withLoopbackHost(plain.ALLOWED_HOSTS);
+  const plain = plainSettings(args);
   const names = [...new Set([...Object.keys(plain), ...Object.keys(args.secrets)])].sort();
   const entries = names.map((name) => {
     const secret = args.secrets[name];
     return secret === undefined ? pulumi.output(`${name}=${plain[name]}`) : pulumi.interpolate`${name}=${secret}`;
   });
   return pulumi.all(entries);
+}
+
+/**
+ * The plain settings as the backend reads them: config's own, `APP_ENV` and `PORT` set by the
+ * program, `ALLOWED_HOSTS` with the loopback host the probes name. A target that mounts the secrets
+ * as files (Swarm) puts only these in the environment.
+ */
+export function plainSettings(args: Omit<ContainerEnvArgs, "secrets">): Record<string, string> {
+  const plain: Record<string, string> = { ...args.env, APP_ENV: args.appEnv, PORT: String(args.port) };
+  if (plain.ALLOWED_HOSTS !== undefined) plain.ALLOWED_HOSTS = withLoopbackHost(plain.ALLOWED_HOSTS);
+  return plain;
 }
 
 /**

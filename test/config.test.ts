@@ -245,6 +245,12 @@ const cases: BadCase[] = [
     at: "service.update",
     fix: `pulumi config rm --stack staging --path 'service.update'\n         or ${S} --path 'service.orchestrator' swarm`,
   },
+  {
+    name: "SQLite under swarm, which replicas cannot share",
+    mutate: (c) => (svc(c).orchestrator = "swarm"),
+    at: "secrets.DATABASE_URL",
+    fix: `${S} --secret --path 'secrets.DATABASE_URL'${SECRET_HINT}`,
+  },
   { name: "replicas zero", mutate: (c) => Object.assign(svc(c), { orchestrator: "swarm", replicas: 0 }), at: "service.replicas", fix: `${S} --path 'service.replicas' 3` },
   { name: "replicas above 100", mutate: (c) => Object.assign(svc(c), { orchestrator: "swarm", replicas: 101 }), at: "service.replicas", fix: `${S} --path 'service.replicas' 3` },
   {
@@ -313,6 +319,7 @@ describe("stack config: valid", () => {
   it("resolves the Swarm keys under orchestrator swarm: 2 replicas, no constraints, one task at a time watched 10 s", () => {
     const config = stagingConfig();
     svc(config).orchestrator = "swarm";
+    secrets(config).DATABASE_URL = PG_URL;
     const result = parseStackConfig(raw(config));
     expect(result.ok && result.config.service.orchestrator).toBe("swarm");
     expect(result.ok && result.config.service.swarm).toEqual({
@@ -324,6 +331,7 @@ describe("stack config: valid", () => {
 
   it("takes every Swarm key as set, numbers stored as strings included", () => {
     const config = stagingConfig();
+    secrets(config).DATABASE_URL = PG_URL;
     Object.assign(svc(config), {
       orchestrator: "swarm",
       replicas: "5",

@@ -210,8 +210,13 @@ function crossChecks(schema: StackConfigSchema, config: z.output<StackConfigSche
       }
     }
   }
+  const sqlite = /^sqlite/.test(config.secrets.DATABASE_URL);
+  if (config.service.orchestrator === "swarm" && sqlite) {
+    // Each replica would have a database of its own, gone with the task: Swarm replicas share PostgreSQL.
+    problem(["secrets", "DATABASE_URL"], "is SQLite, which replicas of a Swarm service cannot share; use a PostgreSQL URL", fix(["secrets", "DATABASE_URL"]));
+  }
   if (config.environment === "prod") {
-    if (/^sqlite/.test(config.secrets.DATABASE_URL)) {
+    if (sqlite && config.service.orchestrator !== "swarm") {
       problem(["secrets", "DATABASE_URL"], "is the local SQLite default, which prod refuses; use a PostgreSQL URL", fix(["secrets", "DATABASE_URL"]));
     }
     for (const key of ["context", "dockerfile", "baseImage", "platform"]) {

@@ -9,6 +9,7 @@
  * `/version` asked through the proxy, from inside the new release, must name that release.
  */
 import * as pulumi from "@pulumi/pulumi";
+import type Docker from "dockerode";
 import { dockerClient, execIn, putFile } from "../docker/client";
 import { execProber } from "../readiness/dockerView";
 import { PROXY_ADMIN, PROXY_CONFIG_DIR, PROXY_LISTEN_PORT, PROXY_RESUME_FILE, caddyConfig } from "./caddyConfig";
@@ -58,20 +59,29 @@ export interface ProxyRouteOutputs extends ProxyRouteInputs {
 /** How long the verification may take before the switch counts as failed. */
 const VERIFY_SECONDS = 20;
 
-/** Loads the configuration for `release` into the proxy and proves that traffic reaches it. */
-async function switchTo(inputs: ProxyRouteInputs): Promise<ProxyRouteOutputs> {
-  const docker = dockerClient(inputs.dockerHost, inputs.dockerSshOpts);
-  const config = `${JSON.stringify(caddyConfig({ upstream: `${inputs.releaseName}:${inputs.releasePort}`, hsts: inputs.hsts }), null, 2)}\n`;
-  await putFile(docker, inputs.proxyContainerId, PROXY_CONFIG_DIR, "next.json", config);
-  const loaded = await execIn(docker, inputs.proxyContainerId, ["caddy", "reload", "--config", `${PROXY_CONFIG_DIR}/next.json`, "--address", PROXY_ADMIN, "--force"], 30_000);
+/**
+ * Loads `config` (Caddy's JSON) into the running proxy `proxyContainerId` and keeps it as the one a
+ * restarted proxy resumes; `what` names it in the error of a configuration the proxy refused.
+ */
+export async function loadProxyConfig(docker: Docker, proxyContainerId: string, config: Record<string, unknown>, what: string): Promise<void> {
+  const text = `${JSON.stringify(config, null, 2)}\n`;
+  await putFile(docker, proxyContainerId, PROXY_CONFIG_DIR, "next.json", text);
+  const loaded = await execIn(docker, proxyContainerId, ["caddy", "reload", "--config", `${PROXY_CONFIG_DIR}/next.json`, "--address", PROXY_ADMIN, "--force"], 30_000);
   if (loaded.exitCode !== 0) {
     throw new Error(
-      `the front proxy refused the configuration for release ${inputs.releaseName} (caddy reload exited ${loaded.exitCode}); ` +
+      `the front proxy refused the configuration for ${what} (caddy reload exited ${loaded.exitCode}); ` +
         `the previous release keeps serving:\n${(loaded.stderr || loaded.stdout).trim().split("\n").slice(-5).join("\n")}`,
     );
   }
   // Only a configuration the proxy took becomes the one it restarts with.
-  await putFile(docker, inputs.proxyContainerId, PROXY_CONFIG_DIR, PROXY_RESUME_FILE, config);
+  await putFile(docker, proxyContainerId, PROXY_CONFIG_DIR, PROXY_RESUME_FILE, text);
+}
+
+/** Loads the configuration for `release` into the proxy and proves that traffic reaches it. */
+async function switchTo(inputs: ProxyRouteInputs): Promise<ProxyRouteOutputs> {
+  const docker = dockerClient(inputs.dockerHost, inputs.dockerSshOpts);
+  const config = caddyConfig({ upstream: `${inputs.releaseName}:${inputs.releasePort}`, hsts: inputs.hsts });
+  await loadProxyConfig(docker, inputs.proxyContainerId, config, `release ${inputs.releaseName}`);
 
   const expected = inputs.releaseId.slice(0, 12);
   const prober = execProber(inputs.releaseId, { host: inputs.dockerHost, sshOpts: inputs.dockerSshOpts }, inputs.hostHeader);

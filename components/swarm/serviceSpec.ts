@@ -1,0 +1,170 @@
+/**
+ * The Swarm service of the backend, as `docker.Service` arguments: the hardening profile, the image
+ * by digest, the plain settings in the environment and the secrets as files, endpoint mode `dnsrr`
+ * (no VIP: it needs the kernel's IPVS), and Swarm's own rollout made explicit (its defaults are
+ * stop-first, pause on failure and a 5 s monitor). Pure: no resources, tested without mocks.
+ */
+import { createHash, createHmac } from "node:crypto";
+import type * as docker from "@pulumi/docker";
+import type * as pulumi from "@pulumi/pulumi";
+import type { SwarmSettings } from "../config/schema";
+import type { HardeningProfile } from "../hardening";
+import { RELEASE_LABEL } from "./tasks";
+
+/** Where Swarm mounts a service's secrets; the backend reads its settings there too (`secrets_dir`). */
+export const SECRETS_DIR = "/run/secrets";
+
+/** A Swarm secret mounted into the tasks as `/run/secrets/<fileName>`. */
+export interface SecretMount {
+  secretId: pulumi.Input<string>;
+  secretName: pulumi.Input<string>;
+  /** The setting's name: the file the backend reads. Stable across rotations. */
+  fileName: string;
+}
+
+/** Everything the service is made of, resolved by the component. */
+export interface ServiceSpecInputs {
+  /** The service's name: stable, since a new name replaces the service delete-first. */
+  name: string;
+  /** `<repo>@sha256:...` (a tag would be pinned by the manager and differ forever), or a local image id on a one-node swarm. */
+  image: pulumi.Input<string>;
+  /** Plain settings, `NAME -> value`; never a secret's name. */
+  env: Readonly<Record<string, string>>;
+  secrets: readonly SecretMount[];
+  /** Fingerprint of the task template ({@link releaseFingerprint}), carried as a container label. */
+  release: pulumi.Input<string>;
+  profile: HardeningProfile;
+  swarm: SwarmSettings;
+  /** The stack's overlay network, by name (stable: a change replaces the service). */
+  network: pulumi.Input<string>;
+  labels: Readonly<Record<string, string>>;
+  /** Registry credentials the workers pull the image with (`--with-registry-auth`). */
+  registryAuth?: { server: string; username: string; password: pulumi.Input<string> };
+}
+
+/** Bytes in a `size=64m` (k, m, g) tmpfs option; undefined without one. */
+export function tmpfsBytes(options: string): number | undefined {
+  const match = /(?:^|,)size=(\d+)([kmg]?)(?:,|$)/i.exec(options);
+  if (match === null) return undefined;
+  const unit = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[(match[2] ?? "").toLowerCase() as "" | "k" | "m" | "g"];
+  return Number(match[1]) * unit;
+}
+
+/**
+ * The profile's tmpfs mounts, and one on the data path: replicas on several nodes share no local
+ * volume, so the data path is scratch space (the database is PostgreSQL). A service's tmpfs takes
+ * only a size and a mode; world-writable with the sticky bit, like /tmp, for the non-root user.
+ */
+export function tmpfsMounts(profile: HardeningProfile): docker.types.input.ServiceTaskSpecContainerSpecMount[] {
+  const paths = { ...profile.tmpfs, [profile.dataPath]: profile.tmpfs["/tmp"] ?? "size=64m" };
+  return Object.entries(paths)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([target, options]) => {
+      const sizeBytes = tmpfsBytes(options);
+      return { type: "tmpfs", target, tmpfsOptions: { mode: 0o1777, ...(sizeBytes === undefined ? {} : { sizeBytes }) } };
+    });
+}
+
+/** A Go duration for Swarm: whole seconds. */
+const seconds = (value: number): string => `${value}s`;
+
+/**
+ * Swarm's rollout, spelled out: a new task starts first, takes traffic once its health check passes,
+ * and only then does an old one stop; a task that fails within the monitor window rolls the service
+ * back, start-first as well. `maxFailureRatio` 0: one failed task is enough.
+ */
+export function rolloutConfigs(swarm: SwarmSettings): Pick<docker.ServiceArgs, "updateConfig" | "rollbackConfig"> {
+  const common = { parallelism: swarm.update.parallelism, delay: "0s", monitor: seconds(swarm.update.monitorSeconds), maxFailureRatio: "0", order: "start-first" };
+  return {
+    updateConfig: { ...common, failureAction: "rollback" },
+    // A rollback that fails too has nowhere to go: Swarm pauses, and the rollout check says so.
+    rollbackConfig: { ...common, failureAction: "pause" },
+  };
+}
+
+/** The `docker.Service` arguments for `inputs`. */
+export function serviceArgs(inputs: ServiceSpecInputs): docker.ServiceArgs {
+  const { profile, swarm } = inputs;
+  const clash = inputs.secrets.find((s) => s.fileName in inputs.env);
+  // A leftover variable would shadow the secret file (pydantic-settings reads the environment first).
+  if (clash !== undefined) throw new Error(`service ${inputs.name}: ${clash.fileName} is both a plain setting and a secret; keep it in secrets`);
+  const [uid = "10001", gid = uid] = profile.user.split(":");
+  const labelList = (labels: Readonly<Record<string, pulumi.Input<string>>>) =>
+    Object.entries(labels)
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([label, value]) => ({ label, value }));
+  return {
+    name: inputs.name,
+    labels: labelList(inputs.labels),
+    mode: { replicated: { replicas: swarm.replicas } },
+    // Tasks answer at tasks.<name> by DNS round robin; a VIP would need IPVS, which not every kernel has.
+    endpointSpec: { mode: "dnsrr" },
+    ...rolloutConfigs(swarm),
+    ...(inputs.registryAuth === undefined
+      ? {}
+      : { auth: { serverAddress: inputs.registryAuth.server, username: inputs.registryAuth.username, password: inputs.registryAuth.password } }),
+    taskSpec: {
+      containerSpec: {
+        image: inputs.image,
+        env: { ...inputs.env },
+        user: profile.user,
+        readOnly: profile.readOnlyRootFilesystem,
+        mounts: tmpfsMounts(profile),
+        capDrops: [...profile.capDrop],
+        ...(profile.capAdd.length > 0 ? { capAdds: [...profile.capAdd] } : {}),
+        secrets: [...inputs.secrets]
+          .sort((a, b) => a.fileName.localeCompare(b.fileName))
+          .map((s) => ({ secretId: s.secretId, secretName: s.secretName, fileName: s.fileName, fileUid: uid, fileGid: gid, fileMode: 0o400 })),
+        stopSignal: profile.stopSignal,
+        stopGracePeriod: seconds(profile.stopTimeoutSeconds),
+        labels: labelList({ ...inputs.labels, [RELEASE_LABEL]: inputs.release }),
+        // No healthcheck here: the image's own HEALTHCHECK is the task's health, as on a single host.
+      },
+      resources: {
+        limits: { memoryBytes: profile.resources.memoryMb * 1024 * 1024, nanoCpus: Math.round(profile.resources.cpus * 1e9) },
+      },
+      restartPolicy: { condition: "any", delay: "1s", maxAttempts: 0 },
+      placement: {
+        constraints: [...swarm.placement.constraints],
+        ...(swarm.placement.maxReplicasPerNode === undefined ? {} : { maxReplicas: swarm.placement.maxReplicasPerNode }),
+      },
+      networksAdvanceds: [{ name: inputs.network }],
+      logDriver: { name: profile.logDriver, options: { ...profile.logOpts } },
+    },
+  };
+}
+
+/**
+ * The release a task template stands for: a short hash of everything that makes it (image, settings,
+ * secret names, profile). Equal inputs, equal release; it is what the rollout check waits for.
+ */
+export function releaseFingerprint(parts: Readonly<Record<string, unknown>>): string {
+  const canonical = (value: unknown): string =>
+    Array.isArray(value)
+      ? `[${value.map(canonical).join(",")}]`
+      : value !== null && typeof value === "object"
+        ? `{${Object.keys(value)
+            .sort()
+            .map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`)
+            .join(",")}}`
+        : JSON.stringify(value);
+  return createHash("sha256").update(canonical(parts)).digest("hex").slice(0, 16);
+}
+
+/**
+ * The Swarm secret's name for one stack secret: `<prefix>-<NAME>-<12 hex>`, the hex an HMAC of the
+ * value keyed with the stack's `SECRET_KEY`, so a new value is a new secret (a Swarm secret is
+ * immutable) and the name tells nothing of a weak value to whoever can list secrets. At most 64
+ * characters, as Swarm requires.
+ */
+export function swarmSecretName(prefix: string, name: string, value: string, key: string): string {
+  const tag = createHmac("sha256", key).update(`${name}\0${value}`).digest("hex").slice(0, 12);
+  const room = 64 - name.length - tag.length - 2;
+  return `${prefix.slice(0, Math.max(1, room)).replace(/-+$/, "")}-${name}-${tag}`;
+}
+
+/** Our deadline for one rollout: the readiness budget for each batch of tasks Swarm replaces, plus its monitor window. */
+export function rolloutTimeoutSeconds(swarm: SwarmSettings, readinessTimeoutSeconds: number): number {
+  const batches = Math.ceil(swarm.replicas / swarm.update.parallelism);
+  return batches * (readinessTimeoutSeconds + swarm.update.monitorSeconds);
+}

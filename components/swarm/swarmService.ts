@@ -1,0 +1,143 @@
+import * as docker from "@pulumi/docker";
+import * as pulumi from "@pulumi/pulumi";
+import type { BackendServiceArgs } from "../backendService";
+import type { SwarmSettings } from "../config/schema";
+import type { Readiness } from "../contract";
+import { endpointInputs } from "../docker/client";
+import { plainSettings } from "../envMapping";
+import { hardeningProfile, toHostConfig, withResources } from "../hardening";
+import { FrontProxy } from "../proxy/frontProxy";
+import { SwarmProxyConfig } from "./proxyConfig";
+import { SwarmRollout } from "./rollout";
+import { releaseFingerprint, rolloutTimeoutSeconds, serviceArgs, swarmSecretName, type SecretMount } from "./serviceSpec";
+
+/** Arguments of {@link SwarmService}: the single-host target's, plus what only a Swarm service needs. */
+export interface SwarmServiceArgs extends BackendServiceArgs {
+  /**
+   * What the tasks run: `<repo>@sha256:...`, which every node pulls from the registry, or the local
+   * image id on a one-node swarm. (`image` is the same image on the manager, for the probe.)
+   */
+  serviceImage: pulumi.Input<string>;
+  /** Replicas, placement and how updates roll (`service.replicas`, `.placement`, `.update`). */
+  swarm: SwarmSettings;
+  /** Registry credentials the nodes pull `serviceImage` with. */
+  registryAuth?: { server: string; username: string; password: pulumi.Input<string> };
+}
+
+/** The `Host` the probes name: the backend always accepts the loopback address (envMapping.ts). */
+const PROBE_HOST = "127.0.0.1";
+
+/**
+ * The backend as a replicated Docker Swarm service behind the stack's front proxy, with Swarm doing
+ * the rollout: an overlay network, the stack's secrets as Swarm secrets (one per value: a new value
+ * is a new secret, mounted under /run/secrets at the same file name), the service (endpoint mode
+ * `dnsrr`, start-first updates gated by the image's health check and rolled back on failure), the
+ * front proxy on the manager that `docker:host` names, forwarding to `tasks.<service>`, and the
+ * rollout check that waits for Swarm and proves every task ready.
+ *
+ * The Docker provider's `convergeConfig` is left unset on purpose: a create that does not converge
+ * would delete the service, and its tasks' logs with it, and the provider's own wait reports a
+ * rollback without its cause. The rollout check waits instead, with a deadline, and names the
+ * failed task's error line.
+ */
+export class SwarmService extends pulumi.ComponentResource {
+  /** Base URL on the manager, e.g. `http://127.0.0.1:8080`. */
+  public readonly url: pulumi.Output<string>;
+  /** What the rollout check observed of every task of the release that serves. */
+  public readonly readiness: pulumi.Output<Readiness>;
+  /** The Swarm service's name; its tasks answer at `tasks.<name>` on the stack's network. */
+  public readonly serviceName: pulumi.Output<string>;
+
+  constructor(name: string, args: SwarmServiceArgs, opts: pulumi.ComponentResourceOptions = {}) {
+    super("backend-delivery:index:SwarmService", name, {}, opts);
+    const profile = withResources(hardeningProfile, args.resources);
+    const labels = { ...args.labels, "backend-delivery.component": name };
+    const host = endpointInputs(args.docker);
+    const signingKey = args.secrets.SECRET_KEY;
+    if (signingKey === undefined) throw new Error(`SwarmService ${name}: secrets.SECRET_KEY is required (it keys the secrets' names)`);
+
+    // Attachable: the front proxy and the probe are plain containers on the manager.
+    const network = new docker.Network(`${name}-network`, { name: `${name}-network`, driver: "overlay", attachable: true }, { parent: this });
+    const mounts: SecretMount[] = Object.entries(args.secrets)
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([setting, value]) => {
+        // The name is a keyed hash, not the value: it is no secret, and a preview may show it.
+        const secretName = pulumi.unsecret(pulumi.all([value, signingKey]).apply(([v, k]) => swarmSecretName(name, setting, v, k)));
+        const secret = new docker.Secret(
+          `${name}-secret-${setting}`,
+          {
+            name: secretName,
+            data: pulumi.secret(pulumi.output(value).apply((v) => Buffer.from(v, "utf8").toString("base64"))),
+            labels: [{ label: "backend-delivery.component", value: name }],
+          },
+          { parent: this, additionalSecretOutputs: ["data"] },
+        );
+        return { secretId: secret.id, secretName: secret.name, fileName: setting };
+      });
+    const env = plainSettings({ appEnv: args.appEnv, port: args.containerPort, env: args.env ?? {} });
+    const release = pulumi
+      .all([args.serviceImage, ...mounts.map((m) => m.secretName)])
+      .apply(([image, ...secrets]) =>
+        releaseFingerprint({ image, env, secrets, user: profile.user, resources: profile.resources, placement: args.swarm.placement }),
+      );
+    const service = new docker.Service(
+      `${name}-service`,
+      serviceArgs({
+        name: `${name}-app`,
+        image: args.serviceImage,
+        env,
+        secrets: mounts,
+        release,
+        profile,
+        swarm: args.swarm,
+        network: network.name,
+        labels,
+        ...(args.registryAuth === undefined ? {} : { registryAuth: args.registryAuth }),
+      }),
+      { parent: this },
+    );
+
+    const proxy = new FrontProxy(
+      `${name}-proxy`,
+      { image: args.proxyImage, hostPort: args.hostPort, network: network.name, labels: { ...args.labels, "backend-delivery.role": "proxy" } },
+      { parent: this },
+    );
+    const proxyConfig = new SwarmProxyConfig(
+      `${name}-proxy-config`,
+      { proxyContainerId: proxy.containerId, service: service.name, port: args.containerPort, hsts: args.appEnv !== "development", ...host },
+      { parent: this },
+    );
+    const rollout = new SwarmRollout(
+      `${name}-rollout`,
+      {
+        service: service.name,
+        serviceId: service.id,
+        release,
+        replicas: args.swarm.replicas,
+        network: network.name,
+        timeoutSeconds: rolloutTimeoutSeconds(args.swarm, args.readiness.timeoutSeconds),
+        ...(args.readiness.timeoutHint === undefined ? {} : { timeoutHint: args.readiness.timeoutHint }),
+        probeImage: args.image,
+        user: profile.user,
+        hostConfig: toHostConfig({ ...profile, resources: { memoryMb: 64, cpus: 0.25, pids: 64 } }, ""),
+        labels: { ...args.labels, "backend-delivery.role": "probe" },
+        port: args.containerPort,
+        path: args.readiness.path,
+        imageDigest: args.imageDigest,
+        readinessTimeoutSeconds: args.readiness.timeoutSeconds,
+        intervalMs: args.readiness.intervalMs,
+        successThreshold: args.readiness.successThreshold,
+        hostHeader: PROBE_HOST,
+        proxyContainer: proxy.containerName,
+        proxyConfiguredAt: proxyConfig.configuredAt,
+        ...host,
+      },
+      { parent: this },
+    );
+
+    this.url = proxy.url;
+    this.readiness = rollout.readiness;
+    this.serviceName = service.name;
+    this.registerOutputs({ url: this.url, readiness: this.readiness, serviceName: this.serviceName });
+  }
+}
