@@ -33,6 +33,14 @@ export const FAKE_SWITCHED_AT = "2030-01-01T00:00:05.000Z";
 /** The random part of the fake release container's name. */
 export const FAKE_RELEASE_SUFFIX = "5eed01";
 
+/** What the fake readiness checks report besides the digest and URL: ready, on time, hardened. */
+const FAKE_HARDENED_RECORD = {
+  ready: true,
+  checkedAt: FAKE_CHECKED_AT,
+  version: FAKE_VERSION,
+  hardening: { user: "10001:10001", readOnlyRootFilesystem: true, capabilitiesDropped: ["ALL"], noNewPrivileges: true },
+};
+
 export interface MockOptions {
   /** Outputs of stacks the program may read (`readStackOutputs`), by fully qualified stack name. */
   stacks?: Record<string, Record<string, unknown>>;
@@ -74,18 +82,21 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
         }
         if ("releaseId" in inputs) return { id, state: { ...inputs, switchedAt: FAKE_SWITCHED_AT } };
         if ("imageRef" in inputs && "server" in inputs) return { id, state: { ...inputs, imageId: fakeDigest(`pulled-${String(inputs.imageRef)}`) } };
+        // The Swarm target's proxy configuration and rollout check.
+        if ("proxyContainerId" in inputs && "service" in inputs) return { id, state: { ...inputs, configuredAt: FAKE_SWITCHED_AT } };
+        if ("release" in inputs && "replicas" in inputs) {
+          const readiness = this.options.readiness?.(inputs) ?? {
+            ...FAKE_HARDENED_RECORD,
+            imageDigest: inputs.imageDigest,
+            url: `http://tasks.${String(inputs.service)}:${String(inputs.port)}${String(inputs.path)}`,
+            replicas: { desired: inputs.replicas, ready: inputs.replicas },
+          };
+          return { id, state: { ...inputs, readiness, tasks: [] } };
+        }
         const readiness = this.options.readiness?.(inputs) ?? {
-          ready: true,
+          ...FAKE_HARDENED_RECORD,
           imageDigest: inputs.imageDigest,
-          checkedAt: FAKE_CHECKED_AT,
           url: `http://${String(inputs.containerName)}:${String(inputs.port)}${String(inputs.path)}`,
-          version: FAKE_VERSION,
-          hardening: {
-            user: "10001:10001",
-            readOnlyRootFilesystem: true,
-            capabilitiesDropped: ["ALL"],
-            noNewPrivileges: true,
-          },
         };
         return { id, state: { ...inputs, readiness } };
       }
