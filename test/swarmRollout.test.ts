@@ -17,6 +17,7 @@ const OPTIONS: ConvergeOptions = { service: "s-app", release: "new", replicas: 2
 function task(slot: number, release: string, state: string, more: Partial<TaskView> = {}): TaskView {
   return { id: `t${slot}-${release}-${state}`, slot, nodeId: `node${slot}aaaaaaaaaaaa`, state, desiredState: ["running", "starting", "pending"].includes(state) ? "running" : "shutdown", release, since: "2030-01-01T00:00:30Z", ...more };
 }
+const whyOf = (assessment: ReturnType<typeof assess>): string => ("why" in assessment ? assessment.why : "");
 const updated = (updateState?: string, release = "new"): ServiceView => ({ id: "svc", release, ...(updateState === undefined ? {} : { updateState }) });
 
 describe("assess: where a rollout stands", () => {
@@ -51,11 +52,11 @@ describe("assess: where a rollout stands", () => {
       kind: "failed",
       why: "Swarm paused the update of s-app: update paused due to failure",
     });
-    expect(assess(updated("completed", "someone-else"), [], OPTIONS, NOW).why).toContain("changed outside Pulumi");
+    expect(whyOf(assess(updated("completed", "someone-else"), [], OPTIONS, NOW))).toContain("changed outside Pulumi");
     const exited = task(1, "new", "shutdown", { exitCode: 78 });
     expect(assess(updated(), [exited], OPTIONS, NOW)).toEqual({ kind: "failed", why: "a task of the new service s-app failed", failed: exited });
     const unplaced = task(2, "new", "pending", { error: "no suitable node (max replicas per node limit exceed)", since: "2030-01-01T00:00:30Z" });
-    expect(assess(updated("updating"), [unplaced], OPTIONS, NOW).why).toContain("found no node to run on for 20 s (no suitable node");
+    expect(whyOf(assess(updated("updating"), [unplaced], OPTIONS, NOW))).toContain("found no node to run on for 20 s (no suitable node");
     // Not yet 20 s: still waiting for a node.
     expect(assess(updated("updating"), [{ ...unplaced, since: "2030-01-01T00:00:50Z" }], OPTIONS, NOW).kind).toBe("waiting");
   });
@@ -106,7 +107,7 @@ describe("awaitConvergence", () => {
 
   it("gives up at its own deadline with every task's state, where Swarm would wait forever", async () => {
     const view = scripted([{ service: updated("updating"), tasks: [task(1, "new", "pending", { error: "no suitable node (1 node not available)", since: new Date().toISOString() }), task(2, "old", "running")] }]);
-    const message = (await awaitConvergence(view, { ...OPTIONS, timeoutSeconds: 0.2, timeoutHint: "raise readiness.timeoutSeconds" }).catch((e: unknown) => e as Error)).message;
+    const message = ((await awaitConvergence(view, { ...OPTIONS, timeoutSeconds: 0.2, timeoutHint: "raise readiness.timeoutSeconds" }).catch((e: unknown) => e)) as Error).message;
     expect(message).toContain("Rollout of s-app did not converge within 0.2 s");
     expect(message).toContain("  new task .1 on node node1aaaaaaa: pending (no suitable node (1 node not available))");
     expect(message).toContain("  old task .2 on node node2aaaaaaa: running");

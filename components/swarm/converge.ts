@@ -42,14 +42,14 @@ export type Assessment =
   | { kind: "rolling-back"; failed?: TaskView }
   | { kind: "failed"; why: string; failed?: TaskView };
 
-/** Swarm's task states after which a task never runs again. */
-const ENDED = new Set(["complete", "shutdown", "failed", "rejected", "orphaned", "remove"]);
+/** Swarm's task states after which a task never runs again. (An array: the closure serializer cannot carry a Set.) */
+const ENDED: readonly string[] = ["complete", "shutdown", "failed", "rejected", "orphaned", "remove"];
 /** Log lines of the failed task quoted in the error. */
 export const FAILED_TASK_LOG_LINES = 20;
 
 /** Whether a task ended in failure: Swarm says so, or its container exited non-zero. */
 function failedTask(task: TaskView): boolean {
-  return task.state === "failed" || task.state === "rejected" || (ENDED.has(task.state) && task.exitCode !== undefined && task.exitCode !== 0);
+  return task.state === "failed" || task.state === "rejected" || (ENDED.includes(task.state) && task.exitCode !== undefined && task.exitCode !== 0);
 }
 
 /** The latest failed task among `tasks`, if any. */
@@ -100,7 +100,7 @@ export function assess(service: ServiceView, tasks: readonly TaskView[], options
 /** The tasks' states in a line each, for a message. */
 export function describeTasks(tasks: readonly TaskView[], release: string): string {
   return tasks
-    .filter((t) => t.desiredState === "running" || !ENDED.has(t.state))
+    .filter((t) => t.desiredState === "running" || !ENDED.includes(t.state))
     .map((t) => `  ${t.release === release ? "new" : "old"} task .${t.slot} on node ${t.nodeId.slice(0, 12) || "(none)"}: ${t.state}${t.error ? ` (${t.error})` : ""}`)
     .join("\n");
 }

@@ -53,7 +53,7 @@ def test_the_served_process_runs_with_no_new_privileges(make_server: type[Server
     children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text().split()
     assert children
     assert {status_of(child)["NoNewPrivs"] for child in children} == {"1"}
-    assert TEST_SECRET_KEY not in "".join(server.stop())
+    assert TEST_SECRET_KEY not in "".join(server.terminate())
 
 
 def test_hardening_route_answers_what_the_kernel_says(client: TestClient) -> None:
