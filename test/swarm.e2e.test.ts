@@ -155,7 +155,7 @@ describe("the Swarm target on a real two-node swarm", () => {
     const answered = new Set<string>();
     for (let i = 0; i < 30 && answered.size < 3; i++) answered.add((JSON.parse((await httpRequest(`${s.url}/version`)).body) as { release: string }).release);
     expect(answered).toEqual(new Set(tasks.map((t) => t.container.slice(0, 12))));
-    await staging.preview({ expectNoChanges: true });
+    await staging.preview({ expectNoChanges: true, diff: true });
 
     await prod.up();
     const o = ProdOutputs.parse(await outputsOf(prod));
@@ -163,7 +163,7 @@ describe("the Swarm target on a real two-node swarm", () => {
     expect(o.readiness).toMatchObject({ ready: true, replicas: { desired: 3, ready: 3 } });
     expect((await httpRequest(`${o.url}/readyz`)).status).toBe(200);
     expect(new Set((await runningTasks("prod")).map((t) => t.node)).size).toBe(2);
-    await prod.preview({ expectNoChanges: true });
+    await prod.preview({ expectNoChanges: true, diff: true });
   }, 15 * MINUTE);
 
   it("rotation: a new Swarm secret, the service rolled to it start-first under load with no failed request, the old secret gone, no value in clear text", async () => {
@@ -173,7 +173,8 @@ describe("the Swarm target on a real two-node swarm", () => {
     const rotated = (await p.pulumi(["config", "get", "--path", "secrets.SECRET_KEY", "--stack", "staging"])).stdout.trim();
     secrets.push(rotated);
     // The preview the rotation printed: the secrets replaced, the service updated in place.
-    expect(res.stdout).toMatch(/docker:index\/secret:Secret/);
+    expect(res.stdout).toContain(`replace ${p.project}-staging-secret-SECRET_KEY (docker:index/secret:Secret)  changed: data, name`);
+    expect(res.stdout).toMatch(new RegExp(`update +${p.project}-staging-service \\(docker:index/service:Service\\)`));
     const before = await runningTasks("staging");
     let text = "";
     const { releases } = await underLoad(staging, () => staging.up({ onOutput: (out) => (text += out) }));

@@ -149,6 +149,7 @@ describe("the Swarm target under mocks", () => {
       user: profile.user,
       readOnly: true,
       capDrops: ["ALL"],
+      sysctl: { "net.ipv4.ping_group_range": "1 0" },
       stopSignal: "SIGTERM",
       stopGracePeriod: "30s",
       mounts: [
@@ -164,9 +165,9 @@ describe("the Swarm target under mocks", () => {
     ]);
     expect(service.taskSpec).toMatchObject({
       resources: { limits: { memoryBytes: 512 * 1024 ** 2, nanoCpus: 1e9 } },
-      restartPolicy: { condition: "any", delay: "1s", maxAttempts: 0 },
+      restartPolicy: { condition: "any", delay: "1s", maxAttempts: 0, window: "0s" },
       placement: { constraints: [] },
-      networksAdvanceds: [{ name: `${PREFIX}-network` }],
+      networksAdvanceds: [{ id: `${PREFIX}-network-id` }],
       logDriver: { name: "json-file", options: { "max-size": "10m", "max-file": "3" } },
     });
     expect(releaseOf(mocks)).toMatch(/^[0-9a-f]{16}$/);

@@ -18,7 +18,7 @@ import { joinUrl, probeReadiness, type Prober } from "../readiness/probe";
 import { checkedRecord } from "../readiness/check";
 import { awaitConvergence, type SwarmView } from "./converge";
 import { combineRecords, removeProbes, startProbe, taskContainerView } from "./probe";
-import { inspectService, listServiceTasks, taskLogs, type TaskView } from "./tasks";
+import { forgetPreviousSpec, inspectService, listServiceTasks, taskLogs, type TaskView } from "./tasks";
 
 /** The resolved inputs of a rollout check. */
 export interface SwarmRolloutInputs {
@@ -142,6 +142,7 @@ async function runRollout(inputs: SwarmRolloutInputs): Promise<SwarmRolloutOutpu
     );
     const readiness = combineRecords(records, joinUrl(`http://tasks.${inputs.service}:${inputs.port}`, inputs.path), Number(inputs.replicas));
     await verifyThroughProxy(prober, inputs.proxyContainer, tasks);
+    await forgetPreviousSpec(docker, inputs.service);
     return {
       ...inputs,
       readiness,

@@ -7,6 +7,7 @@
 import { createHash, createHmac } from "node:crypto";
 import type * as docker from "@pulumi/docker";
 import type * as pulumi from "@pulumi/pulumi";
+import { canonicalJson } from "../canonicalJson";
 import type { SwarmSettings } from "../config/schema";
 import type { HardeningProfile } from "../hardening";
 import { RELEASE_LABEL } from "./tasks";
@@ -35,12 +36,26 @@ export interface ServiceSpecInputs {
   release: pulumi.Input<string>;
   profile: HardeningProfile;
   swarm: SwarmSettings;
-  /** The stack's overlay network, by name (stable: a change replaces the service). */
+  /** The stack's overlay network, by id (stable: a change replaces the service). */
   network: pulumi.Input<string>;
   labels: Readonly<Record<string, string>>;
   /** Registry credentials the workers pull the image with (`--with-registry-auth`). */
   registryAuth?: { server: string; username: string; password: pulumi.Input<string> };
 }
+
+/**
+ * What the manager fills in itself and the program does not manage: the platforms it reads from the
+ * image's manifest in the registry. Without it, every preview after the first shows the service changed.
+ */
+export const SERVICE_IGNORE_CHANGES = ["taskSpec.placement.platforms"];
+
+/**
+ * The tasks' sysctls: no ICMP sockets for any group (Docker 20.10 opens them to every user; the
+ * backend never pings). Also why there is one at all: left unset, the provider plans `sysctl` as
+ * unknown whenever anything else in the container spec changes, and a change of `sysctl` replaces the
+ * service, deleting it first: an outage on every release. Never change it on a running stack.
+ */
+export const TASK_SYSCTLS: Readonly<Record<string, string>> = Object.freeze({ "net.ipv4.ping_group_range": "1 0" });
 
 /** Bytes in a `size=64m` (k, m, g) tmpfs option; undefined without one. */
 export function tmpfsBytes(options: string): number | undefined {
@@ -115,6 +130,7 @@ export function serviceArgs(inputs: ServiceSpecInputs): docker.ServiceArgs {
         secrets: [...inputs.secrets]
           .sort((a, b) => a.fileName.localeCompare(b.fileName))
           .map((s) => ({ secretId: s.secretId, secretName: s.secretName, fileName: s.fileName, fileUid: uid, fileGid: gid, fileMode: 0o400 })),
+        sysctl: { ...TASK_SYSCTLS },
         stopSignal: profile.stopSignal,
         stopGracePeriod: seconds(profile.stopTimeoutSeconds),
         labels: labelList({ ...inputs.labels, [RELEASE_LABEL]: inputs.release }),
@@ -123,12 +139,13 @@ export function serviceArgs(inputs: ServiceSpecInputs): docker.ServiceArgs {
       resources: {
         limits: { memoryBytes: profile.resources.memoryMb * 1024 * 1024, nanoCpus: Math.round(profile.resources.cpus * 1e9) },
       },
-      restartPolicy: { condition: "any", delay: "1s", maxAttempts: 0 },
+      // `window` as the engine reads it back ("0s"), or every preview shows a change.
+      restartPolicy: { condition: "any", delay: "1s", maxAttempts: 0, window: "0s" },
       placement: {
         constraints: [...swarm.placement.constraints],
         ...(swarm.placement.maxReplicasPerNode === undefined ? {} : { maxReplicas: swarm.placement.maxReplicasPerNode }),
       },
-      networksAdvanceds: [{ name: inputs.network }],
+      networksAdvanceds: [{ id: inputs.network }],
       logDriver: { name: profile.logDriver, options: { ...profile.logOpts } },
     },
   };
@@ -139,16 +156,7 @@ export function serviceArgs(inputs: ServiceSpecInputs): docker.ServiceArgs {
  * secret names, profile). Equal inputs, equal release; it is what the rollout check waits for.
  */
 export function releaseFingerprint(parts: Readonly<Record<string, unknown>>): string {
-  const canonical = (value: unknown): string =>
-    Array.isArray(value)
-      ? `[${value.map(canonical).join(",")}]`
-      : value !== null && typeof value === "object"
-        ? `{${Object.keys(value)
-            .sort()
-            .map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`)
-            .join(",")}}`
-        : JSON.stringify(value);
-  return createHash("sha256").update(canonical(parts)).digest("hex").slice(0, 16);
+  return createHash("sha256").update(canonicalJson(parts)).digest("hex").slice(0, 16);
 }
 
 /**

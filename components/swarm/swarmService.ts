@@ -9,7 +9,7 @@ import { hardeningProfile, toHostConfig, withResources } from "../hardening";
 import { FrontProxy } from "../proxy/frontProxy";
 import { SwarmProxyConfig } from "./proxyConfig";
 import { SwarmRollout } from "./rollout";
-import { releaseFingerprint, rolloutTimeoutSeconds, serviceArgs, swarmSecretName, type SecretMount } from "./serviceSpec";
+import { SERVICE_IGNORE_CHANGES, releaseFingerprint, rolloutTimeoutSeconds, serviceArgs, swarmSecretName, type SecretMount } from "./serviceSpec";
 
 /** Arguments of {@link SwarmService}: the single-host target's, plus what only a Swarm service needs. */
 export interface SwarmServiceArgs extends BackendServiceArgs {
@@ -90,11 +90,11 @@ export class SwarmService extends pulumi.ComponentResource {
         release,
         profile,
         swarm: args.swarm,
-        network: network.name,
+        network: network.id,
         labels,
         ...(args.registryAuth === undefined ? {} : { registryAuth: args.registryAuth }),
       }),
-      { parent: this },
+      { parent: this, ignoreChanges: SERVICE_IGNORE_CHANGES },
     );
 
     const proxy = new FrontProxy(

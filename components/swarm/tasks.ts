@@ -107,3 +107,18 @@ export async function inspectService(docker: Docker, name: string): Promise<Serv
     ...(info.UpdateStatus?.Message ? { updateMessage: info.UpdateStatus.Message } : {}),
   };
 }
+
+/**
+ * Makes the service's current spec its previous one too, once a release has converged and been
+ * proven: Swarm refuses to delete a secret that the previous spec still names, and the rotated-out
+ * secrets are deleted at the end of the update. Swarm restarts nothing (the task template is the
+ * same), and its automatic rollback of the next update still goes back to this release; only a
+ * manual `docker service rollback` has nothing left to go back to (`npm run rollback` does that).
+ */
+export async function forgetPreviousSpec(docker: Docker, name: string): Promise<void> {
+  const service = docker.getService(name);
+  const info = (await service.inspect()) as { Version?: { Index?: number }; Spec?: unknown; PreviousSpec?: unknown };
+  if (info.PreviousSpec === undefined || info.Version?.Index === undefined) return;
+  // Version in the query, the spec as the body: the engine keeps the registry credentials it holds.
+  await service.update({ _query: { version: info.Version.Index }, _body: info.Spec });
+}
