@@ -40,7 +40,13 @@ function deploy(config: BackendConfig, image: PinnedImage): { url: pulumi.Output
   if (config.service.swarm === undefined) return new BackendService(name, args);
   const registry = registryOf(config);
   // Every node pulls the image by its reference; the manager's copy (`image`) serves the probe.
-  return new SwarmService(name, { ...args, serviceImage: image.imageRef, swarm: config.service.swarm, ...(registry === undefined ? {} : { registryAuth: registry }) });
+  return new SwarmService(name, {
+    ...args,
+    serviceImage: image.imageRef,
+    swarm: config.service.swarm,
+    secretTags: config.secretTags,
+    ...(registry === undefined ? {} : { registryAuth: registry }),
+  });
 }
 
 /** What every target is given: the stack's resolved settings for this image. */

@@ -2,6 +2,7 @@
  * How stack config becomes the container's environment. No resources here: the mapping is pure
  * apart from building secret-aware strings with `pulumi.interpolate`.
  */
+import { createHmac } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 
 /** The backend's `APP_ENV` for a stack role (see backend settings). */
@@ -57,4 +58,13 @@ export function withLoopbackHost(allowedHosts: string): string {
     .map((host) => host.trim())
     .filter((host) => host !== "");
   return hosts.includes("127.0.0.1") || hosts.includes("*") ? hosts.join(",") : [...hosts, "127.0.0.1"].join(",");
+}
+
+/**
+ * A short tag per secret setting that changes with its value and tells nothing about it: an HMAC of
+ * the name and value keyed with the stack's `SECRET_KEY` (a plain hash would let whoever lists Swarm
+ * secrets guess a weak value). What names a target's secret objects, so a new value is a new one.
+ */
+export function secretTags(secrets: Readonly<Record<string, string>>, key: string): Record<string, string> {
+  return Object.fromEntries(Object.entries(secrets).map(([name, value]) => [name, createHmac("sha256", key).update(`${name}\0${value}`).digest("hex").slice(0, 12)]));
 }

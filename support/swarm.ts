@@ -230,7 +230,7 @@ export interface RunningTask {
   id: string;
   node: string;
   container: string;
-  /** The task's release label (components/swarm/tasks.ts RELEASE_LABEL). */
+  /** The task's release (components/swarm/tasks.ts RELEASE_ENV in its environment). */
   release: string;
   image: string;
 }
@@ -239,7 +239,7 @@ interface InspectedTask {
   ID: string;
   NodeID: string;
   Status: { State: string; Timestamp: string; ContainerStatus?: { ContainerID?: string } };
-  Spec: { ContainerSpec: { Image: string; Labels?: Record<string, string> } };
+  Spec: { ContainerSpec: { Image: string; Env?: string[] } };
 }
 
 /** Every task of `service` the manager still lists (running or not). */
@@ -250,17 +250,20 @@ async function inspectTasks(service: string, desiredRunning: boolean): Promise<I
   return JSON.parse((await docker(["inspect", "--type", "task", ...ids])).stdout) as InspectedTask[];
 }
 
-/** The tasks of `service` that run now; `label` is the release label to read. */
-export async function runningTasks(service: string, label: string): Promise<RunningTask[]> {
+/** `NAME`'s value in a container spec's `Env`. */
+const envValue = (env: string[] | undefined, name: string) => env?.find((e) => e.startsWith(`${name}=`))?.slice(name.length + 1) ?? "";
+
+/** The tasks of `service` that run now; `releaseEnv` names the variable that holds the release. */
+export async function runningTasks(service: string, releaseEnv: string): Promise<RunningTask[]> {
   return (await inspectTasks(service, true))
     .filter((t) => t.Status.State === "running")
-    .map((t) => ({ id: t.ID, node: t.NodeID, container: t.Status.ContainerStatus?.ContainerID ?? "", release: t.Spec.ContainerSpec.Labels?.[label] ?? "", image: t.Spec.ContainerSpec.Image }));
+    .map((t) => ({ id: t.ID, node: t.NodeID, container: t.Status.ContainerStatus?.ContainerID ?? "", release: envValue(t.Spec.ContainerSpec.Env, releaseEnv), image: t.Spec.ContainerSpec.Image }));
 }
 
-/** When the first task of `service` whose release label is not `serving` failed (ms since the epoch), from the manager's task history. */
-export async function firstFailedTask(service: string, label: string, serving: string): Promise<number | undefined> {
+/** When the first task of `service` whose release is not `serving` failed (ms since the epoch), from the manager's task history. */
+export async function firstFailedTask(service: string, releaseEnv: string, serving: string): Promise<number | undefined> {
   const failed = (await inspectTasks(service, false))
-    .filter((t) => t.Spec.ContainerSpec.Labels?.[label] !== serving && t.Status.State === "failed")
+    .filter((t) => envValue(t.Spec.ContainerSpec.Env, releaseEnv) !== serving && t.Status.State === "failed")
     .map((t) => Date.parse(t.Status.Timestamp));
   return failed.length === 0 ? undefined : Math.min(...failed);
 }

@@ -16,9 +16,9 @@ import * as path from "node:path";
 import type { Stack } from "@pulumi/pulumi/automation";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ProdOutputs, StackOutputs } from "../components/contract";
-import { RELEASE_LABEL } from "../components/swarm/tasks";
+import { RELEASE_ENV } from "../components/swarm/tasks";
 import { LOCAL_PROXY_IMAGE, LOCAL_PYTHON_BASE, docker, requireDockerEngine } from "../support/docker";
-import { requirePulumiCli, scratchProject, type ScratchProject } from "../support/engine";
+import { requirePulumiCli, run, scratchProject, type ScratchProject } from "../support/engine";
 import { startLoad } from "../support/load";
 import { startPostgres, type PostgresCluster } from "../support/postgres";
 import { LOCAL_REGISTRY_IMAGE, startRegistry, type Registry } from "../support/registry";
@@ -48,7 +48,7 @@ async function outputsOf(stack: Stack): Promise<Record<string, unknown>> {
 
 const serviceName = (stack: string) => `${p.project}-${stack}-app`;
 
-const runningTasks = (stack: string) => tasksOf(serviceName(stack), RELEASE_LABEL);
+const runningTasks = (stack: string) => tasksOf(serviceName(stack), RELEASE_ENV);
 
 /** `docker` on the node the task runs on. */
 function onNode(task: RunningTask, args: string[]) {
@@ -166,6 +166,20 @@ describe("the Swarm target on a real two-node swarm", () => {
     await prod.preview({ expectNoChanges: true, diff: true });
   }, 15 * MINUTE);
 
+  it("a docker:host that is a Swarm worker is refused in a preview, before anything, naming the manager", async () => {
+    await p.setConfig("staging", "docker:host", swarm.workerHost);
+    try {
+      const res = await p.pulumi(["preview", "--stack", "staging"]);
+      const text = res.stdout + res.stderr;
+      expect(res.code, text).not.toBe(0);
+      expect(text).toContain("stack staging cannot run its Swarm service (1 problem); nothing was changed:");
+      expect(text).toContain(`is a Swarm worker; services are created on a manager (managers: ${swarm.managerAddress})`);
+      expect(text).not.toMatch(/^\s+at .+:\d+:\d+\)?$/m);
+    } finally {
+      await p.pulumi(["config", "rm", "docker:host", "--stack", "staging"]);
+    }
+  }, 5 * MINUTE);
+
   it("rotation: a new Swarm secret, the service rolled to it start-first under load with no failed request, the old secret gone, no value in clear text", async () => {
     const secretsBefore = (await docker(["secret", "ls", "--format", "{{.Name}}", "--filter", `name=${p.project}-staging`])).stdout.split("\n").filter(Boolean).sort();
     const res = await p.npm("rotate", ["--stack", "staging", "SECRET_KEY", "--generate"]);
@@ -173,7 +187,10 @@ describe("the Swarm target on a real two-node swarm", () => {
     const rotated = (await p.pulumi(["config", "get", "--path", "secrets.SECRET_KEY", "--stack", "staging"])).stdout.trim();
     secrets.push(rotated);
     // The preview the rotation printed: the secrets replaced, the service updated in place.
-    expect(res.stdout).toContain(`replace ${p.project}-staging-secret-SECRET_KEY (docker:index/secret:Secret)  changed: data, name`);
+    // A new value is a new secret: created, the old one deleted (after the service moved off it).
+    expect(res.stdout).toMatch(new RegExp(`create +${p.project}-staging-SECRET_KEY-[0-9a-f]{12} \\(docker:index/secret:Secret\\)`));
+    expect(res.stdout).toMatch(new RegExp(`delete +${p.project}-staging-SECRET_KEY-[0-9a-f]{12} \\(docker:index/secret:Secret\\)`));
+    expect(res.stdout).not.toMatch(/replace +\S+-staging-service/);
     expect(res.stdout).toMatch(new RegExp(`update +${p.project}-staging-service \\(docker:index/service:Service\\)`));
     const before = await runningTasks("staging");
     let text = "";
@@ -232,7 +249,7 @@ describe("the Swarm target on a real two-node swarm", () => {
       expect(new Set(after.map((t) => t.release))).toEqual(new Set(serving.map((t) => t.release)));
       expect(new Set(after.map((t) => t.image))).toEqual(new Set([before.imageRef]));
       // From the first failed task of the refused release to the end of `pulumi up`.
-      const failedAt = await firstFailedTask(serviceName("staging"), RELEASE_LABEL, serving[0]!.release);
+      const failedAt = await firstFailedTask(serviceName("staging"), RELEASE_ENV, serving[0]!.release);
       expect(failedAt).toBeDefined();
       expect(ended - failedAt!).toBeLessThan((MONITOR_SECONDS + 30) * 1000);
     } finally {
@@ -270,6 +287,12 @@ describe("the Swarm target on a real two-node swarm", () => {
     const serviceStep = steps.find((s) => s.urn.endsWith(`docker:index/service:Service::${p.project}-staging-service`));
     expect(serviceStep?.op).toBe("update");
     expect(steps.filter((s) => s.op === "replace" || s.op === "create-replacement").map((s) => s.urn)).toEqual([]);
+    // The pull-request comment reads a Swarm stack's preview like any other.
+    const document = path.join(p.dir, "staging-scale.json");
+    fs.writeFileSync(document, preview.stdout);
+    const comment = await run("npx", ["tsx", path.join(p.dir, "scripts", "pr-comment.ts"), `--stack=staging=${document}`, "--dry-run"], { cwd: p.dir, env: p.env });
+    expect(comment.code, comment.stderr).toBe(0);
+    expect(comment.stdout).toMatch(new RegExp(`\\*\\*update\\*\\* \`docker:index/service:Service\` \`${p.project}-staging-service\``));
     await staging.up();
     const five = await runningTasks("staging");
     expect(five).toHaveLength(5);

@@ -9,7 +9,7 @@ import { createHmac } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
 import { hardeningProfile } from "../components/hardening";
-import { RELEASE_LABEL } from "../components/swarm/tasks";
+import { RELEASE_ENV } from "../components/swarm/tasks";
 import {
   asSeenByEngine,
   fakeDigest,
@@ -79,8 +79,9 @@ function serviceOf(mocks: RecordingMocks) {
   };
 }
 
-const releaseOf = (mocks: RecordingMocks) => serviceOf(mocks).taskSpec.containerSpec.labels.find((l) => l.label === RELEASE_LABEL)?.value;
-const secretNames = (mocks: RecordingMocks) => mocks.ofType("docker:index/secret:Secret").map((s) => String(asSeenByEngine(s.inputs.name).value)).sort();
+const releaseOf = (mocks: RecordingMocks) => serviceOf(mocks).taskSpec.containerSpec.env[RELEASE_ENV];
+const secretNames = (mocks: RecordingMocks) => mocks.ofType("docker:index/secret:Secret").map((s) => s.name).sort();
+const tag = (name: string, value: string) => createHmac("sha256", KEY).update(`${name}\0${value}`).digest("hex").slice(0, 12);
 
 afterEach(() => {
   delete process.env.BACKEND_DELIVERY_STACK_FILE;
@@ -97,8 +98,8 @@ describe("the Swarm target under mocks", () => {
         ["docker:index/image:Image", `${PREFIX}-image`],
         ["backend-delivery:index:SwarmService", PREFIX],
         ["docker:index/network:Network", `${PREFIX}-network`],
-        ["docker:index/secret:Secret", `${PREFIX}-secret-DATABASE_URL`],
-        ["docker:index/secret:Secret", `${PREFIX}-secret-SECRET_KEY`],
+        ["docker:index/secret:Secret", `${PREFIX}-DATABASE_URL-${tag("DATABASE_URL", PG)}`],
+        ["docker:index/secret:Secret", `${PREFIX}-SECRET_KEY-${tag("SECRET_KEY", KEY)}`],
         ["docker:index/service:Service", `${PREFIX}-service`],
         ["backend-delivery:index:FrontProxy", `${PREFIX}-proxy`],
         ["docker:index/remoteImage:RemoteImage", `${PREFIX}-proxy-image`],
@@ -108,7 +109,7 @@ describe("the Swarm target under mocks", () => {
         [DYNAMIC, `${PREFIX}-rollout`],
       ].sort(),
     );
-    for (const child of ["network", "secret-DATABASE_URL", "service", "rollout"]) expect(parentTypeOf(`${PREFIX}-${child}`)).toBe("backend-delivery:index:SwarmService");
+    for (const child of ["network", `DATABASE_URL-${tag("DATABASE_URL", PG)}`, "service", "rollout"]) expect(parentTypeOf(`${PREFIX}-${child}`)).toBe("backend-delivery:index:SwarmService");
     expect(mocks.byName(`${PREFIX}-network`).inputs).toEqual({ name: `${PREFIX}-network`, driver: "overlay", attachable: true });
     expect(mocks.byName(`${PREFIX}`, "backend-delivery:index:SwarmService").inputs).toEqual({});
   });
@@ -158,7 +159,9 @@ describe("the Swarm target under mocks", () => {
       ],
     });
     expect(spec.healthcheck).toBeUndefined();
-    expect(spec.env).toEqual({ APP_ENV: "staging", LOG_LEVEL: "info", PORT: "8000" });
+    expect(spec.env).toEqual({ APP_ENV: "staging", LOG_LEVEL: "info", PORT: "8000", [RELEASE_ENV]: releaseOf(mocks) });
+    // Container labels are fixed for the stack's life: the provider replaces the service, delete-first, when one changes.
+    expect(spec.labels.map((l) => l.label)).toEqual(["backend-delivery.component", "backend-delivery.environment", "backend-delivery.stack"]);
     expect(spec.secrets.map((s) => ({ ...s, secretId: undefined, secretName: undefined }))).toEqual([
       { fileName: "DATABASE_URL", fileUid: "10001", fileGid: "10001", fileMode: 0o400, secretId: undefined, secretName: undefined },
       { fileName: "SECRET_KEY", fileUid: "10001", fileGid: "10001", fileMode: 0o400, secretId: undefined, secretName: undefined },
@@ -173,12 +176,12 @@ describe("the Swarm target under mocks", () => {
     expect(releaseOf(mocks)).toMatch(/^[0-9a-f]{16}$/);
   });
 
-  it("makes each secret a Swarm secret named by a keyed hash of its value: the value secret, the name plain and telling nothing", async () => {
+  it("makes each secret a Swarm secret named by the stack, the setting and a keyed hash of its value, named by Pulumi (create-before-delete), the value secret", async () => {
     const { mocks } = await run(swarmSetup());
-    const tag = (name: string, value: string) => createHmac("sha256", KEY).update(`${name}\0${value}`).digest("hex").slice(0, 12);
     expect(secretNames(mocks)).toEqual([`${PREFIX}-DATABASE_URL-${tag("DATABASE_URL", PG)}`, `${PREFIX}-SECRET_KEY-${tag("SECRET_KEY", KEY)}`]);
     for (const secret of mocks.ofType("docker:index/secret:Secret")) {
-      expect(asSeenByEngine(secret.inputs.name).secret).toBe(false);
+      // An explicit name would make the provider replace the secret, and the service with it, delete-first.
+      expect(secret.inputs.name).toBeUndefined();
       const data = asSeenByEngine(secret.inputs.data);
       expect(data.secret).toBe(true);
       expect([PG, KEY]).toContain(Buffer.from(String(data.value), "base64").toString("utf8"));
@@ -228,8 +231,14 @@ describe("the Swarm target under mocks", () => {
     const pushed = `registry.example.com/team/backend@${fakeDigest(`${PREFIX}-image`)}`;
     expect(service.taskSpec.containerSpec.image).toBe(pushed);
     expect(outputs.imageRef).toBe(pushed);
-    // The password makes the whole block secret in state.
-    expect(asSeenByEngine(service.auth)).toEqual({ secret: true, value: { serverAddress: "registry.example.com", username: "ci", password: "canary-registry-pass-7f3a" } });
+    // Through a provider of the service's own: the service's `auth` block would replace it when the token changes.
+    expect(service.auth).toBeUndefined();
+    const puller = mocks.byName(`${PREFIX}-swarm`, "pulumi:providers:docker");
+    // Provider inputs reach the engine as JSON text; secret as a whole.
+    const auth = asSeenByEngine(puller.inputs.registryAuth);
+    expect(auth.secret).toBe(true);
+    expect(JSON.parse(String(auth.value))).toEqual([{ address: "registry.example.com", username: "ci", password: "canary-registry-pass-7f3a" }]);
+    expect(mocks.byName(`${PREFIX}-service`, "docker:index/service:Service").provider).toMatch(new RegExp(`::${PREFIX}-swarm::`));
     expect(mocks.byName(`${PREFIX}-rollout`, DYNAMIC).inputs.probeImage).toBe(fakeDigest(`pulled-${pushed}`));
   });
 

@@ -7,7 +7,8 @@ import { describe, expect, it } from "vitest";
 import { assess, awaitConvergence, type ConvergeOptions, type SwarmView } from "../components/swarm/converge";
 import { swarmProblems } from "../components/swarm/preflight";
 import { combineRecords, reportedHardening } from "../components/swarm/probe";
-import { rolloutTimeoutSeconds, swarmSecretName, tmpfsBytes } from "../components/swarm/serviceSpec";
+import { secretTags } from "../components/envMapping";
+import { rolloutTimeoutSeconds, secretResourceName, tmpfsBytes } from "../components/swarm/serviceSpec";
 import type { ServiceView, TaskView } from "../components/swarm/tasks";
 import type { Readiness } from "../components/contract";
 
@@ -183,12 +184,17 @@ describe("spec helpers", () => {
     expect(tmpfsBytes("size=512")).toBe(512);
     expect(tmpfsBytes("rw,noexec")).toBeUndefined();
   });
-  it("secret names fit Swarm's 64 characters and change with the value and the key", () => {
-    const name = swarmSecretName("a-very-long-project-name-and-an-even-longer-stack-name-here", "A_RATHER_LONG_SETTING_NAME", "v", "k");
-    expect(name.length).toBeLessThanOrEqual(64);
-    expect(name).toMatch(/-A_RATHER_LONG_SETTING_NAME-[0-9a-f]{12}$/);
-    expect(swarmSecretName("p", "X", "v1", "k")).not.toBe(swarmSecretName("p", "X", "v2", "k"));
-    expect(swarmSecretName("p", "X", "v1", "k")).not.toBe(swarmSecretName("p", "X", "v1", "other key"));
+  it("secret names leave room for Pulumi's suffix within Swarm's 64 characters; tags change with the value and the key", () => {
+    const name = secretResourceName("a-very-long-project-name-and-an-even-longer-stack-name-here", "A_RATHER_LONG_SETTING_NAME", "0123456789ab");
+    expect(name.length).toBeLessThanOrEqual(56);
+    expect(name).toMatch(/^a-very-long-.*-A_RATHER_LONG_SETTING_NAME-0123456789ab$/);
+    expect(secretResourceName("backend-delivery-staging", "SECRET_KEY", "0123456789ab")).toBe("backend-delivery-staging-SECRET_KEY-0123456789ab");
+    const tags = secretTags({ X: "v1", Y: "v1" }, "k");
+    expect(tags.X).toMatch(/^[0-9a-f]{12}$/);
+    expect(tags.X).not.toBe(tags.Y);
+    expect(secretTags({ X: "v2" }, "k").X).not.toBe(tags.X);
+    expect(secretTags({ X: "v1" }, "other key").X).not.toBe(tags.X);
+    expect(secretTags({ X: "v1" }, "k").X).toBe(tags.X);
   });
   it("the rollout deadline: the readiness budget and the monitor window for every batch", () => {
     expect(rolloutTimeoutSeconds({ replicas: 3, placement: { constraints: [] }, update: { parallelism: 1, monitorSeconds: 10 } }, 120)).toBe(390);

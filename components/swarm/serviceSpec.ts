@@ -4,13 +4,13 @@
  * (no VIP: it needs the kernel's IPVS), and Swarm's own rollout made explicit (its defaults are
  * stop-first, pause on failure and a 5 s monitor). Pure: no resources, tested without mocks.
  */
-import { createHash, createHmac } from "node:crypto";
+import { createHash } from "node:crypto";
 import type * as docker from "@pulumi/docker";
 import type * as pulumi from "@pulumi/pulumi";
 import { canonicalJson } from "../canonicalJson";
 import type { SwarmSettings } from "../config/schema";
 import type { HardeningProfile } from "../hardening";
-import { RELEASE_LABEL } from "./tasks";
+import { RELEASE_ENV } from "./tasks";
 
 /** Where Swarm mounts a service's secrets; the backend reads its settings there too (`secrets_dir`). */
 export const SECRETS_DIR = "/run/secrets";
@@ -32,15 +32,13 @@ export interface ServiceSpecInputs {
   /** Plain settings, `NAME -> value`; never a secret's name. */
   env: Readonly<Record<string, string>>;
   secrets: readonly SecretMount[];
-  /** Fingerprint of the task template ({@link releaseFingerprint}), carried as a container label. */
+  /** Fingerprint of the task template ({@link releaseFingerprint}), carried in the environment. */
   release: pulumi.Input<string>;
   profile: HardeningProfile;
   swarm: SwarmSettings;
   /** The stack's overlay network, by id (stable: a change replaces the service). */
   network: pulumi.Input<string>;
   labels: Readonly<Record<string, string>>;
-  /** Registry credentials the workers pull the image with (`--with-registry-auth`). */
-  registryAuth?: { server: string; username: string; password: pulumi.Input<string> };
 }
 
 /**
@@ -115,13 +113,10 @@ export function serviceArgs(inputs: ServiceSpecInputs): docker.ServiceArgs {
     // Tasks answer at tasks.<name> by DNS round robin; a VIP would need IPVS, which not every kernel has.
     endpointSpec: { mode: "dnsrr" },
     ...rolloutConfigs(swarm),
-    ...(inputs.registryAuth === undefined
-      ? {}
-      : { auth: { serverAddress: inputs.registryAuth.server, username: inputs.registryAuth.username, password: inputs.registryAuth.password } }),
     taskSpec: {
       containerSpec: {
         image: inputs.image,
-        env: { ...inputs.env },
+        env: { ...inputs.env, [RELEASE_ENV]: inputs.release },
         user: profile.user,
         readOnly: profile.readOnlyRootFilesystem,
         mounts: tmpfsMounts(profile),
@@ -133,7 +128,8 @@ export function serviceArgs(inputs: ServiceSpecInputs): docker.ServiceArgs {
         sysctl: { ...TASK_SYSCTLS },
         stopSignal: profile.stopSignal,
         stopGracePeriod: seconds(profile.stopTimeoutSeconds),
-        labels: labelList({ ...inputs.labels, [RELEASE_LABEL]: inputs.release }),
+        // Fixed for the life of the stack: a change of a container label replaces the service, delete-first.
+        labels: labelList(inputs.labels),
         // No healthcheck here: the image's own HEALTHCHECK is the task's health, as on a single host.
       },
       resources: {
@@ -160,14 +156,13 @@ export function releaseFingerprint(parts: Readonly<Record<string, unknown>>): st
 }
 
 /**
- * The Swarm secret's name for one stack secret: `<prefix>-<NAME>-<12 hex>`, the hex an HMAC of the
- * value keyed with the stack's `SECRET_KEY`, so a new value is a new secret (a Swarm secret is
- * immutable) and the name tells nothing of a weak value to whoever can list secrets. At most 64
- * characters, as Swarm requires.
+ * The Pulumi name of the Swarm secret for one stack secret: `<prefix>-<NAME>-<tag>`, the tag changing
+ * with the value (envMapping.ts `secretTags`). A new value is a new resource, created before the old
+ * one is deleted at the end of the update (a Swarm secret is immutable); Pulumi names the Swarm secret
+ * after it with 8 more characters, and Swarm takes at most 64, so the prefix gives way.
  */
-export function swarmSecretName(prefix: string, name: string, value: string, key: string): string {
-  const tag = createHmac("sha256", key).update(`${name}\0${value}`).digest("hex").slice(0, 12);
-  const room = 64 - name.length - tag.length - 2;
+export function secretResourceName(prefix: string, name: string, tag: string): string {
+  const room = 64 - 8 - name.length - tag.length - 2;
   return `${prefix.slice(0, Math.max(1, room)).replace(/-+$/, "")}-${name}-${tag}`;
 }
 

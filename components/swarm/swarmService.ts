@@ -9,7 +9,7 @@ import { hardeningProfile, toHostConfig, withResources } from "../hardening";
 import { FrontProxy } from "../proxy/frontProxy";
 import { SwarmProxyConfig } from "./proxyConfig";
 import { SwarmRollout } from "./rollout";
-import { SERVICE_IGNORE_CHANGES, releaseFingerprint, rolloutTimeoutSeconds, serviceArgs, swarmSecretName, type SecretMount } from "./serviceSpec";
+import { SERVICE_IGNORE_CHANGES, releaseFingerprint, rolloutTimeoutSeconds, secretResourceName, serviceArgs, type SecretMount } from "./serviceSpec";
 
 /** Arguments of {@link SwarmService}: the single-host target's, plus what only a Swarm service needs. */
 export interface SwarmServiceArgs extends BackendServiceArgs {
@@ -20,6 +20,8 @@ export interface SwarmServiceArgs extends BackendServiceArgs {
   serviceImage: pulumi.Input<string>;
   /** Replicas, placement and how updates roll (`service.replicas`, `.placement`, `.update`). */
   swarm: SwarmSettings;
+  /** A tag per secret setting that changes with its value (config/load.ts `secretTags`): what names its Swarm secret. */
+  secretTags: Readonly<Record<string, string>>;
   /** Registry credentials the nodes pull `serviceImage` with. */
   registryAuth?: { server: string; username: string; password: pulumi.Input<string> };
 }
@@ -53,33 +55,46 @@ export class SwarmService extends pulumi.ComponentResource {
     const profile = withResources(hardeningProfile, args.resources);
     const labels = { ...args.labels, "backend-delivery.component": name };
     const host = endpointInputs(args.docker);
-    const signingKey = args.secrets.SECRET_KEY;
-    if (signingKey === undefined) throw new Error(`SwarmService ${name}: secrets.SECRET_KEY is required (it keys the secrets' names)`);
 
     // Attachable: the front proxy and the probe are plain containers on the manager.
     const network = new docker.Network(`${name}-network`, { name: `${name}-network`, driver: "overlay", attachable: true }, { parent: this });
-    const mounts: SecretMount[] = Object.entries(args.secrets)
+    const mounts: (SecretMount & { tag: string })[] = Object.entries(args.secrets)
       .sort(([a], [b]) => a.localeCompare(b))
       .map(([setting, value]) => {
-        // The name is a keyed hash, not the value: it is no secret, and a preview may show it.
-        const secretName = pulumi.unsecret(pulumi.all([value, signingKey]).apply(([v, k]) => swarmSecretName(name, setting, v, k)));
+        const tag = args.secretTags[setting];
+        if (tag === undefined) throw new Error(`SwarmService ${name}: secretTags has no tag for ${setting}`);
+        // No `name`: Pulumi names it (create-before-delete); an explicit name makes the Docker
+        // provider replace it delete-first, and the service with it.
         const secret = new docker.Secret(
-          `${name}-secret-${setting}`,
+          secretResourceName(name, setting, tag),
           {
-            name: secretName,
             data: pulumi.secret(pulumi.output(value).apply((v) => Buffer.from(v, "utf8").toString("base64"))),
             labels: [{ label: "backend-delivery.component", value: name }],
           },
           { parent: this, additionalSecretOutputs: ["data"] },
         );
-        return { secretId: secret.id, secretName: secret.name, fileName: setting };
+        return { secretId: secret.id, secretName: secret.name, fileName: setting, tag };
       });
+    // The nodes pull the image with the stack's registry credentials, handed over by a provider of the
+    // service's own rather than its `auth` block: a change of that block replaces the service,
+    // delete-first, and a CI token that changes on every run would make every deploy an outage.
+    const puller =
+      args.registryAuth === undefined
+        ? undefined
+        : new docker.Provider(
+            `${name}-swarm`,
+            {
+              ...(args.docker?.host === undefined ? {} : { host: args.docker.host }),
+              ...(args.docker?.sshOpts === undefined ? {} : { sshOpts: [...args.docker.sshOpts] }),
+              registryAuth: [{ address: args.registryAuth.server, username: args.registryAuth.username, password: pulumi.secret(args.registryAuth.password) }],
+            },
+            { parent: this },
+          );
     const env = plainSettings({ appEnv: args.appEnv, port: args.containerPort, env: args.env ?? {} });
+    const secrets = mounts.map((m) => `${m.fileName}-${m.tag}`);
     const release = pulumi
-      .all([args.serviceImage, ...mounts.map((m) => m.secretName)])
-      .apply(([image, ...secrets]) =>
-        releaseFingerprint({ image, env, secrets, user: profile.user, resources: profile.resources, placement: args.swarm.placement }),
-      );
+      .output(args.serviceImage)
+      .apply((image) => releaseFingerprint({ image, env, secrets, user: profile.user, resources: profile.resources, placement: args.swarm.placement }));
     const service = new docker.Service(
       `${name}-service`,
       serviceArgs({
@@ -92,9 +107,8 @@ export class SwarmService extends pulumi.ComponentResource {
         swarm: args.swarm,
         network: network.id,
         labels,
-        ...(args.registryAuth === undefined ? {} : { registryAuth: args.registryAuth }),
       }),
-      { parent: this, ignoreChanges: SERVICE_IGNORE_CHANGES },
+      { parent: this, ignoreChanges: SERVICE_IGNORE_CHANGES, ...(puller === undefined ? {} : { provider: puller }) },
     );
 
     const proxy = new FrontProxy(

@@ -10,8 +10,18 @@
 import type Docker from "dockerode";
 import { demuxDockerStream } from "../docker/client";
 
-/** The container label that names the release a task runs (a fingerprint of its task template). */
-export const RELEASE_LABEL = "backend-delivery.release";
+/**
+ * The variable in a task's environment that names the release it runs (a fingerprint of its task
+ * template). Not a container label: the Docker provider replaces a service, delete-first, when one
+ * of those changes, and the environment it updates in place. The backend ignores it.
+ */
+export const RELEASE_ENV = "BACKEND_DELIVERY_RELEASE";
+
+/** {@link RELEASE_ENV}'s value in a container spec's `Env` (`NAME=value` entries). */
+export function releaseOf(env: readonly string[] | undefined): string | undefined {
+  const entry = (env ?? []).find((e) => e.startsWith(`${RELEASE_ENV}=`));
+  return entry === undefined ? undefined : entry.slice(RELEASE_ENV.length + 1);
+}
 
 /** One task as the manager reports it. */
 export interface TaskView {
@@ -29,7 +39,7 @@ export interface TaskView {
   containerId?: string;
   /** The task's address on `network` (no prefix length). */
   address?: string;
-  /** {@link RELEASE_LABEL} of the task's own spec. */
+  /** {@link RELEASE_ENV} of the task's own spec. */
   release?: string;
   /** When the task reached its state. */
   since: string;
@@ -42,7 +52,7 @@ interface RawTask {
   NodeID?: string;
   DesiredState?: string;
   Status?: { State?: string; Err?: string; Timestamp?: string; ContainerStatus?: { ContainerID?: string; ExitCode?: number } };
-  Spec?: { ContainerSpec?: { Labels?: Record<string, string> } };
+  Spec?: { ContainerSpec?: { Env?: string[] } };
   NetworksAttachments?: { Network?: { Spec?: { Name?: string } }; Addresses?: string[] }[];
 }
 
@@ -53,7 +63,7 @@ export async function listServiceTasks(docker: Docker, service: string, network:
     const attachment = task.NetworksAttachments?.find((a) => a.Network?.Spec?.Name === network);
     const address = attachment?.Addresses?.[0]?.split("/")[0];
     const status = task.Status ?? {};
-    const release = task.Spec?.ContainerSpec?.Labels?.[RELEASE_LABEL];
+    const release = releaseOf(task.Spec?.ContainerSpec?.Env);
     return {
       id: task.ID,
       slot: task.Slot ?? 0,
@@ -85,7 +95,7 @@ export async function taskLogs(docker: Docker, taskId: string, lines: number): P
 /** What the manager says about the service's last update. */
 export interface ServiceView {
   id: string;
-  /** {@link RELEASE_LABEL} of the service's current spec (after a rollback: the previous one's). */
+  /** {@link RELEASE_ENV} of the service's current spec (after a rollback: the previous one's). */
   release?: string;
   /** Swarm's update state: updating, paused, completed, rollback_started, rollback_paused, rollback_completed; absent before the first update. */
   updateState?: string;
@@ -96,10 +106,10 @@ export interface ServiceView {
 export async function inspectService(docker: Docker, name: string): Promise<ServiceView> {
   const info = (await docker.getService(name).inspect()) as {
     ID: string;
-    Spec?: { TaskTemplate?: { ContainerSpec?: { Labels?: Record<string, string> } } };
+    Spec?: { TaskTemplate?: { ContainerSpec?: { Env?: string[] } } };
     UpdateStatus?: { State?: string; Message?: string };
   };
-  const release = info.Spec?.TaskTemplate?.ContainerSpec?.Labels?.[RELEASE_LABEL];
+  const release = releaseOf(info.Spec?.TaskTemplate?.ContainerSpec?.Env);
   return {
     id: info.ID,
     ...(release === undefined ? {} : { release }),

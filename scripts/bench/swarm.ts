@@ -12,7 +12,7 @@
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { RELEASE_LABEL } from "../../components/swarm/tasks";
+import { RELEASE_ENV } from "../../components/swarm/tasks";
 import { LOCAL_PROXY_IMAGE, LOCAL_PYTHON_BASE, docker, requireDockerEngine } from "../../support/docker";
 import { requirePulumiCli, scratchProject } from "../../support/engine";
 import { startLoadInChild, type LoadReport } from "../../support/load";
@@ -79,12 +79,12 @@ async function bench(): Promise<void> {
     /** One rolling update under load; "every task on the new release" is watched from the manager while it runs. */
     const rolling = async (stack: "staging" | "prod", update: () => Promise<unknown>) => {
       const name = service(stack);
-      const before = new Set((await runningTasks(name, RELEASE_LABEL)).map((t) => t.release));
+      const before = new Set((await runningTasks(name, RELEASE_ENV)).map((t) => t.release));
       const seen: { at: number; releases: string[] }[] = [];
       let watching = true;
       const watcher = (async () => {
         while (watching) {
-          const tasks = await runningTasks(name, RELEASE_LABEL).catch(() => []);
+          const tasks = await runningTasks(name, RELEASE_ENV).catch(() => []);
           seen.push({ at: Date.now(), releases: tasks.length === REPLICAS ? tasks.map((t) => t.release) : [] });
           await new Promise((resolve) => setTimeout(resolve, 250));
         }
@@ -115,22 +115,22 @@ async function bench(): Promise<void> {
     const promotion = await rolling("prod", () => prod.up());
 
     // A killed task: from the kill until Swarm runs the replica count again.
-    const victim = (await runningTasks(service("staging"), RELEASE_LABEL)).find((t) => t.node === swarm.workerNodeId) ?? (await runningTasks(service("staging"), RELEASE_LABEL))[0]!;
+    const victim = (await runningTasks(service("staging"), RELEASE_ENV)).find((t) => t.node === swarm.workerNodeId) ?? (await runningTasks(service("staging"), RELEASE_ENV))[0]!;
     const killedAt = Date.now();
     await (victim.node === swarm.workerNodeId ? swarm.worker(["kill", victim.container]) : docker(["kill", victim.container]));
     const restoredAt = await whenTrue(async () => {
-      const tasks = await runningTasks(service("staging"), RELEASE_LABEL);
+      const tasks = await runningTasks(service("staging"), RELEASE_ENV);
       return tasks.length === REPLICAS && !tasks.some((t) => t.container === victim.container);
     }, 120_000);
 
     // A refused release: from its first failing task to pulumi up's exit.
-    const serving = (await runningTasks(service("staging"), RELEASE_LABEL))[0]!.release;
+    const serving = (await runningTasks(service("staging"), RELEASE_ENV))[0]!.release;
     await p.setConfig("staging", "service.env.LOG_LEVEL", "verbose");
     const refusedStarted = Date.now();
     const refusedUp = await p.pulumi(["up", "--yes", "--skip-preview", "--stack", "staging"]);
     const refusedEnded = Date.now();
     if (refusedUp.code === 0) throw new Error("the refused release was deployed");
-    const firstFailure = await firstFailedTask(service("staging"), RELEASE_LABEL, serving);
+    const firstFailure = await firstFailedTask(service("staging"), RELEASE_ENV, serving);
     await p.pulumi(["config", "rm", "--path", "service.env.LOG_LEVEL", "--stack", "staging"]);
     await prod.destroy();
     await staging.destroy();
