@@ -30,6 +30,8 @@ export const FAKE_CHECKED_AT = "2030-01-01T00:00:00.000Z";
 export const FAKE_VERSION = "0.1.0";
 /** What the fake route reports as the time of its switch. */
 export const FAKE_SWITCHED_AT = "2030-01-01T00:00:05.000Z";
+/** The suffix a fake autonamed resource gets. */
+export const FAKE_AUTONAME_SUFFIX = "a0b1c2d";
 /** The random part of the fake release container's name. */
 export const FAKE_RELEASE_SUFFIX = "5eed01";
 
@@ -71,6 +73,10 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
       }
       case "docker:index/remoteImage:RemoteImage":
         return { id, state: { ...inputs, imageId: fakeDigest(`pulled-${String(inputs.name)}`), repoDigest: inputs.name } };
+      // Named by Pulumi in a real run (the program sets no name): the resource name and a suffix.
+      case "docker:index/secret:Secret":
+      case "docker:index/serviceConfig:ServiceConfig":
+        return { id, state: { ...inputs, name: inputs.name ?? `${args.name}-${FAKE_AUTONAME_SUFFIX}` } };
       case "docker:index/container:Container":
         return { id: fakeDigest(`container-${args.name}`).slice("sha256:".length), state: { ...inputs } };
       case "pulumi-nodejs:dynamic:Resource": {

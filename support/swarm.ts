@@ -19,6 +19,7 @@ import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { releaseOf } from "../components/swarm/tasks";
 import { docker, type DockerOptions, type DockerResult } from "./docker";
 import { waitFor } from "./wait";
 
@@ -230,7 +231,7 @@ export interface RunningTask {
   id: string;
   node: string;
   container: string;
-  /** The task's release (components/swarm/tasks.ts RELEASE_ENV in its environment). */
+  /** The task's release (components/swarm/tasks.ts `releaseOf` its spec). */
   release: string;
   image: string;
 }
@@ -239,7 +240,7 @@ interface InspectedTask {
   ID: string;
   NodeID: string;
   Status: { State: string; Timestamp: string; ContainerStatus?: { ContainerID?: string } };
-  Spec: { ContainerSpec: { Image: string; Env?: string[] } };
+  Spec: { ContainerSpec: Parameters<typeof releaseOf>[0] & { Image: string } };
 }
 
 /** Every task of `service` the manager still lists (running or not). */
@@ -250,20 +251,17 @@ async function inspectTasks(service: string, desiredRunning: boolean): Promise<I
   return JSON.parse((await docker(["inspect", "--type", "task", ...ids])).stdout) as InspectedTask[];
 }
 
-/** `NAME`'s value in a container spec's `Env`. */
-const envValue = (env: string[] | undefined, name: string) => env?.find((e) => e.startsWith(`${name}=`))?.slice(name.length + 1) ?? "";
-
-/** The tasks of `service` that run now; `releaseEnv` names the variable that holds the release. */
-export async function runningTasks(service: string, releaseEnv: string): Promise<RunningTask[]> {
+/** The tasks of `service` that run now. */
+export async function runningTasks(service: string): Promise<RunningTask[]> {
   return (await inspectTasks(service, true))
     .filter((t) => t.Status.State === "running")
-    .map((t) => ({ id: t.ID, node: t.NodeID, container: t.Status.ContainerStatus?.ContainerID ?? "", release: envValue(t.Spec.ContainerSpec.Env, releaseEnv), image: t.Spec.ContainerSpec.Image }));
+    .map((t) => ({ id: t.ID, node: t.NodeID, container: t.Status.ContainerStatus?.ContainerID ?? "", release: releaseOf(t.Spec.ContainerSpec) ?? "", image: t.Spec.ContainerSpec.Image }));
 }
 
 /** When the first task of `service` whose release is not `serving` failed (ms since the epoch), from the manager's task history. */
-export async function firstFailedTask(service: string, releaseEnv: string, serving: string): Promise<number | undefined> {
+export async function firstFailedTask(service: string, serving: string): Promise<number | undefined> {
   const failed = (await inspectTasks(service, false))
-    .filter((t) => envValue(t.Spec.ContainerSpec.Env, releaseEnv) !== serving && t.Status.State === "failed")
+    .filter((t) => releaseOf(t.Spec.ContainerSpec) !== serving && t.Status.State === "failed")
     .map((t) => Date.parse(t.Status.Timestamp));
   return failed.length === 0 ? undefined : Math.min(...failed);
 }

@@ -16,7 +16,6 @@ import * as path from "node:path";
 import type { Stack } from "@pulumi/pulumi/automation";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ProdOutputs, StackOutputs } from "../components/contract";
-import { RELEASE_ENV } from "../components/swarm/tasks";
 import { LOCAL_PROXY_IMAGE, LOCAL_PYTHON_BASE, docker, requireDockerEngine } from "../support/docker";
 import { requirePulumiCli, run, scratchProject, type ScratchProject } from "../support/engine";
 import { startLoad } from "../support/load";
@@ -48,7 +47,7 @@ async function outputsOf(stack: Stack): Promise<Record<string, unknown>> {
 
 const serviceName = (stack: string) => `${p.project}-${stack}-app`;
 
-const runningTasks = (stack: string) => tasksOf(serviceName(stack), RELEASE_ENV);
+const runningTasks = (stack: string) => tasksOf(serviceName(stack));
 
 /** `docker` on the node the task runs on. */
 function onNode(task: RunningTask, args: string[]) {
@@ -249,7 +248,7 @@ describe("the Swarm target on a real two-node swarm", () => {
       expect(new Set(after.map((t) => t.release))).toEqual(new Set(serving.map((t) => t.release)));
       expect(new Set(after.map((t) => t.image))).toEqual(new Set([before.imageRef]));
       // From the first failed task of the refused release to the end of `pulumi up`.
-      const failedAt = await firstFailedTask(serviceName("staging"), RELEASE_ENV, serving[0]!.release);
+      const failedAt = await firstFailedTask(serviceName("staging"), serving[0]!.release);
       expect(failedAt).toBeDefined();
       expect(ended - failedAt!).toBeLessThan((MONITOR_SECONDS + 30) * 1000);
     } finally {
@@ -281,6 +280,7 @@ describe("the Swarm target on a real two-node swarm", () => {
 
   it("scaling 3 -> 5 -> 2 is an update of the service, adds and removes tasks, and restarts none of those it keeps", async () => {
     const before = await runningTasks("staging");
+    const templateBefore = (await docker(["service", "inspect", serviceName("staging"), "--format", "{{json .Spec.TaskTemplate}}"])).stdout;
     await p.setConfig("staging", "service.replicas", "5");
     const preview = await p.pulumi(["preview", "--json", "--stack", "staging"]);
     const steps = (JSON.parse(preview.stdout) as { steps?: { op: string; urn: string }[] }).steps ?? [];
@@ -296,7 +296,9 @@ describe("the Swarm target on a real two-node swarm", () => {
     await staging.up();
     const five = await runningTasks("staging");
     expect(five).toHaveLength(5);
-    expect(before.every((b) => five.some((t) => t.container === b.container))).toBe(true);
+    const templateAfter = (await docker(["service", "inspect", serviceName("staging"), "--format", "{{json .Spec.TaskTemplate}}"])).stdout;
+    expect(templateAfter, "the task template changed").toBe(templateBefore);
+    expect(five.filter((t) => before.some((b) => b.container === t.container)).length, JSON.stringify({ before, five })).toBe(3);
     expect((await outputsOf(staging)).readiness).toMatchObject({ replicas: { desired: 5, ready: 5 } });
 
     await p.setConfig("staging", "service.replicas", "2");

@@ -9,10 +9,12 @@ import { createHmac } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
 import { hardeningProfile } from "../components/hardening";
-import { RELEASE_ENV } from "../components/swarm/tasks";
+import { createHash } from "node:crypto";
+import { specRelease } from "../components/swarm/tasks";
 import {
   asSeenByEngine,
   fakeDigest,
+  FAKE_AUTONAME_SUFFIX,
   FAKE_CHECKED_AT,
   parentTypeOf,
   removeStackFiles,
@@ -79,7 +81,10 @@ function serviceOf(mocks: RecordingMocks) {
   };
 }
 
-const releaseOf = (mocks: RecordingMocks) => serviceOf(mocks).taskSpec.containerSpec.env[RELEASE_ENV];
+const releaseOf = (mocks: RecordingMocks) => mocks.byName(`${PREFIX}-rollout`, "pulumi-nodejs:dynamic:Resource").inputs.release as string;
+/** The settings file the tasks read, and the name of its Swarm config's resource. */
+const SETTINGS_TEXT = 'APP_ENV="staging"\nLOG_LEVEL="info"\n';
+const settingsName = (text = SETTINGS_TEXT) => `${PREFIX}-settings-${createHash("sha256").update(text).digest("hex").slice(0, 12)}`;
 const secretNames = (mocks: RecordingMocks) => mocks.ofType("docker:index/secret:Secret").map((s) => s.name).sort();
 const tag = (name: string, value: string) => createHmac("sha256", KEY).update(`${name}\0${value}`).digest("hex").slice(0, 12);
 
@@ -101,6 +106,7 @@ describe("the Swarm target under mocks", () => {
         ["docker:index/secret:Secret", `${PREFIX}-DATABASE_URL-${tag("DATABASE_URL", PG)}`],
         ["docker:index/secret:Secret", `${PREFIX}-SECRET_KEY-${tag("SECRET_KEY", KEY)}`],
         ["docker:index/service:Service", `${PREFIX}-service`],
+        ["docker:index/serviceConfig:ServiceConfig", settingsName()],
         ["backend-delivery:index:FrontProxy", `${PREFIX}-proxy`],
         ["docker:index/remoteImage:RemoteImage", `${PREFIX}-proxy-image`],
         ["docker:index/volume:Volume", `${PREFIX}-proxy-config`],
@@ -159,7 +165,14 @@ describe("the Swarm target under mocks", () => {
       ],
     });
     expect(spec.healthcheck).toBeUndefined();
-    expect(spec.env).toEqual({ APP_ENV: "staging", LOG_LEVEL: "info", PORT: "8000", [RELEASE_ENV]: releaseOf(mocks) });
+    // PORT alone in the environment (the provider writes it in a random order); the rest in a settings file.
+    expect(spec.env).toEqual({ PORT: "8000" });
+    const config = mocks.byName(settingsName(), "docker:index/serviceConfig:ServiceConfig").inputs;
+    expect(Buffer.from(String(config.data), "base64").toString("utf8")).toBe(SETTINGS_TEXT);
+    expect(config.name).toBeUndefined();
+    expect((spec.configs as Record<string, unknown>[]).map((c) => ({ ...c, configId: undefined, configName: undefined }))).toEqual([
+      { fileName: "/run/configs/backend.env", fileUid: "10001", fileGid: "10001", fileMode: 0o400, configId: undefined, configName: undefined },
+    ]);
     // Container labels are fixed for the stack's life: the provider replaces the service, delete-first, when one changes.
     expect(spec.labels.map((l) => l.label)).toEqual(["backend-delivery.component", "backend-delivery.environment", "backend-delivery.stack"]);
     expect(spec.secrets.map((s) => ({ ...s, secretId: undefined, secretName: undefined }))).toEqual([
@@ -173,7 +186,10 @@ describe("the Swarm target under mocks", () => {
       networksAdvanceds: [{ id: `${PREFIX}-network-id` }],
       logDriver: { name: "json-file", options: { "max-size": "10m", "max-file": "3" } },
     });
-    expect(releaseOf(mocks)).toMatch(/^[0-9a-f]{16}$/);
+    // The release as the tasks' specs will show it: the image, the secrets' and the settings' names.
+    expect(releaseOf(mocks)).toBe(
+      specRelease(fakeDigest(`${PREFIX}-image`), secretNames(mocks).map((n) => `${n}-${FAKE_AUTONAME_SUFFIX}`), [`${settingsName()}-${FAKE_AUTONAME_SUFFIX}`]),
+    );
   });
 
   it("makes each secret a Swarm secret named by the stack, the setting and a keyed hash of its value, named by Pulumi (create-before-delete), the value secret", async () => {

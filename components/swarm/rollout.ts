@@ -26,8 +26,10 @@ export interface SwarmRolloutInputs {
   service: string;
   /** The service's id: a new service (a replacement) is a new rollout. */
   serviceId: string;
-  /** The release the update set (the `backend-delivery.release` label of its task template). */
+  /** The release the update set, as its tasks' specs show it (tasks.ts `specRelease`). */
   release: string;
+  /** A hash of everything the task template is made of: a new one is a new rollout to watch. */
+  revision: string;
   replicas: number;
   /** The stack's overlay network. */
   network: string;
@@ -71,6 +73,13 @@ export interface SwarmRolloutOutputs extends SwarmRolloutInputs {
 
 /** How long the release may take to answer through the proxy once every task is ready. */
 const PROXY_VERIFY_SECONDS = 20;
+
+/** `work` on every item, at most `size` at a time, the results in the items' order. */
+async function inBatches<T, R>(items: readonly T[], size: number, work: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = [];
+  for (let i = 0; i < items.length; i += size) results.push(...(await Promise.all(items.slice(i, i + size).map(work))));
+  return results;
+}
 
 /** `/version` through the front proxy must come from a task of the release. */
 async function verifyThroughProxy(prober: Prober, proxyContainer: string, tasks: readonly TaskView[]): Promise<void> {
@@ -118,28 +127,29 @@ async function runRollout(inputs: SwarmRolloutInputs): Promise<SwarmRolloutOutpu
   });
   try {
     const prober = execProber(probe, { host: inputs.dockerHost, sshOpts: inputs.dockerSshOpts }, inputs.hostHeader);
-    const records = await Promise.all(
-      tasks.map(async (task) => {
-        if (task.address === undefined) throw new Error(`task ${inputs.service}.${task.slot} has no address on network ${inputs.network}`);
-        const base = `http://${task.address}:${inputs.port}`;
-        try {
-          return await probeReadiness(
-            {
-              url: base,
-              path: inputs.path,
-              imageDigest: inputs.imageDigest,
-              timeoutSeconds: Number(inputs.readinessTimeoutSeconds),
-              intervalMs: Number(inputs.intervalMs),
-              successThreshold: Number(inputs.successThreshold),
-            },
-            taskContainerView(view, task, prober, base),
-            prober,
-          );
-        } catch (error) {
-          throw new Error(`task ${inputs.service}.${task.slot} on node ${task.nodeId.slice(0, 12)}: ${(error as Error).message}`, { cause: error });
-        }
-      }),
-    );
+    // Two at a time: each probe is a Python started inside the one small probe container.
+    const records = await inBatches(tasks, 2, async (task) => {
+      if (task.address === undefined) throw new Error(`task ${inputs.service}.${task.slot} has no address on network ${inputs.network}`);
+      const base = `http://${task.address}:${inputs.port}`;
+      try {
+        return await probeReadiness(
+          {
+            url: base,
+            path: inputs.path,
+            imageDigest: inputs.imageDigest,
+            timeoutSeconds: Number(inputs.readinessTimeoutSeconds),
+            intervalMs: Number(inputs.intervalMs),
+            successThreshold: Number(inputs.successThreshold),
+            // A request's budget includes starting the probe's Python over the engine's exec.
+            requestTimeoutMs: 5000,
+          },
+          taskContainerView(view, task, prober, base),
+          prober,
+        );
+      } catch (error) {
+        throw new Error(`task ${inputs.service}.${task.slot} on node ${task.nodeId.slice(0, 12)}: ${(error as Error).message}`, { cause: error });
+      }
+    });
     const readiness = combineRecords(records, joinUrl(`http://tasks.${inputs.service}:${inputs.port}`, inputs.path), Number(inputs.replicas));
     await verifyThroughProxy(prober, inputs.proxyContainer, tasks);
     await forgetPreviousSpec(docker, inputs.service);
@@ -155,7 +165,7 @@ async function runRollout(inputs: SwarmRolloutInputs): Promise<SwarmRolloutOutpu
 
 /** Inputs whose change is a new rollout to watch; how to connect (`dockerSshOpts`) is not. */
 const WATCHED = [
-  "service", "serviceId", "release", "replicas", "network", "timeoutSeconds", "probeImage", "port", "path", "imageDigest",
+  "service", "serviceId", "release", "revision", "replicas", "network", "timeoutSeconds", "probeImage", "port", "path", "imageDigest",
   "readinessTimeoutSeconds", "intervalMs", "successThreshold", "hostHeader", "proxyContainer", "proxyConfiguredAt", "dockerHost",
 ] as const;
 

@@ -10,7 +10,6 @@ import type * as pulumi from "@pulumi/pulumi";
 import { canonicalJson } from "../canonicalJson";
 import type { SwarmSettings } from "../config/schema";
 import type { HardeningProfile } from "../hardening";
-import { RELEASE_ENV } from "./tasks";
 
 /** Where Swarm mounts a service's secrets; the backend reads its settings there too (`secrets_dir`). */
 export const SECRETS_DIR = "/run/secrets";
@@ -23,17 +22,31 @@ export interface SecretMount {
   fileName: string;
 }
 
+/** Where the tasks find their plain settings (the backend's `SETTINGS_FILE`, backend/app/core/config.py). */
+export const SETTINGS_FILE = "/run/configs/backend.env";
+
+/** A Swarm config mounted into the tasks at `fileName`. */
+export interface ConfigMount {
+  configId: pulumi.Input<string>;
+  configName: pulumi.Input<string>;
+  fileName: string;
+}
+
 /** Everything the service is made of, resolved by the component. */
 export interface ServiceSpecInputs {
   /** The service's name: stable, since a new name replaces the service delete-first. */
   name: string;
   /** `<repo>@sha256:...` (a tag would be pinned by the manager and differ forever), or a local image id on a one-node swarm. */
   image: pulumi.Input<string>;
-  /** Plain settings, `NAME -> value`; never a secret's name. */
+  /**
+   * The environment: `PORT` alone (the image's health check reads it). One variable, because the
+   * Docker provider writes a service's environment in a random order, and Swarm restarts every task
+   * when it changes; the other plain settings reach the tasks as {@link SETTINGS_FILE}.
+   */
   env: Readonly<Record<string, string>>;
   secrets: readonly SecretMount[];
-  /** Fingerprint of the task template ({@link releaseFingerprint}), carried in the environment. */
-  release: pulumi.Input<string>;
+  /** The plain settings file, a Swarm config. */
+  configs: readonly ConfigMount[];
   profile: HardeningProfile;
   swarm: SwarmSettings;
   /** The stack's overlay network, by id (stable: a change replaces the service). */
@@ -101,6 +114,7 @@ export function serviceArgs(inputs: ServiceSpecInputs): docker.ServiceArgs {
   const clash = inputs.secrets.find((s) => s.fileName in inputs.env);
   // A leftover variable would shadow the secret file (pydantic-settings reads the environment first).
   if (clash !== undefined) throw new Error(`service ${inputs.name}: ${clash.fileName} is both a plain setting and a secret; keep it in secrets`);
+  if (Object.keys(inputs.env).length > 1) throw new Error(`service ${inputs.name}: one environment variable at most (see ServiceSpecInputs.env), not ${Object.keys(inputs.env).join(", ")}`);
   const [uid = "10001", gid = uid] = profile.user.split(":");
   const labelList = (labels: Readonly<Record<string, pulumi.Input<string>>>) =>
     Object.entries(labels)
@@ -116,7 +130,7 @@ export function serviceArgs(inputs: ServiceSpecInputs): docker.ServiceArgs {
     taskSpec: {
       containerSpec: {
         image: inputs.image,
-        env: { ...inputs.env, [RELEASE_ENV]: inputs.release },
+        env: { ...inputs.env },
         user: profile.user,
         readOnly: profile.readOnlyRootFilesystem,
         mounts: tmpfsMounts(profile),
@@ -125,6 +139,7 @@ export function serviceArgs(inputs: ServiceSpecInputs): docker.ServiceArgs {
         secrets: [...inputs.secrets]
           .sort((a, b) => a.fileName.localeCompare(b.fileName))
           .map((s) => ({ secretId: s.secretId, secretName: s.secretName, fileName: s.fileName, fileUid: uid, fileGid: gid, fileMode: 0o400 })),
+        configs: inputs.configs.map((c) => ({ configId: c.configId, configName: c.configName, fileName: c.fileName, fileUid: uid, fileGid: gid, fileMode: 0o400 })),
         sysctl: { ...TASK_SYSCTLS },
         stopSignal: profile.stopSignal,
         stopGracePeriod: seconds(profile.stopTimeoutSeconds),
@@ -148,11 +163,22 @@ export function serviceArgs(inputs: ServiceSpecInputs): docker.ServiceArgs {
 }
 
 /**
- * The release a task template stands for: a short hash of everything that makes it (image, settings,
- * secret names, profile). Equal inputs, equal release; it is what the rollout check waits for.
+ * A short hash of everything that makes the task template (image, settings, secret names, profile,
+ * placement): equal inputs, equal revision. A new one runs the rollout check again.
  */
 export function releaseFingerprint(parts: Readonly<Record<string, unknown>>): string {
   return createHash("sha256").update(canonicalJson(parts)).digest("hex").slice(0, 16);
+}
+
+/**
+ * The plain settings as the backend's settings file: `NAME="value"` lines, sorted, `\` and `"`
+ * escaped (python-dotenv's double-quoted form).
+ */
+export function settingsFileText(settings: Readonly<Record<string, string>>): string {
+  return Object.keys(settings)
+    .sort()
+    .map((name) => `${name}="${(settings[name] ?? "").replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"\n`)
+    .join("");
 }
 
 /**

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import type { BackendServiceArgs } from "../backendService";
@@ -9,7 +10,18 @@ import { hardeningProfile, toHostConfig, withResources } from "../hardening";
 import { FrontProxy } from "../proxy/frontProxy";
 import { SwarmProxyConfig } from "./proxyConfig";
 import { SwarmRollout } from "./rollout";
-import { SERVICE_IGNORE_CHANGES, releaseFingerprint, rolloutTimeoutSeconds, secretResourceName, serviceArgs, type SecretMount } from "./serviceSpec";
+import {
+  SERVICE_IGNORE_CHANGES,
+  SETTINGS_FILE,
+  releaseFingerprint,
+  rolloutTimeoutSeconds,
+  secretResourceName,
+  serviceArgs,
+  settingsFileText,
+  type ConfigMount,
+  type SecretMount,
+} from "./serviceSpec";
+import { specRelease } from "./tasks";
 
 /** Arguments of {@link SwarmService}: the single-host target's, plus what only a Swarm service needs. */
 export interface SwarmServiceArgs extends BackendServiceArgs {
@@ -90,11 +102,22 @@ export class SwarmService extends pulumi.ComponentResource {
             },
             { parent: this },
           );
-    const env = plainSettings({ appEnv: args.appEnv, port: args.containerPort, env: args.env ?? {} });
-    const secrets = mounts.map((m) => `${m.fileName}-${m.tag}`);
+    // The plain settings as a file (a Swarm config, immutable like a secret: a change is a new one);
+    // the environment holds PORT alone (see serviceSpec.ts for why).
+    const { PORT: port = String(args.containerPort), ...settings } = plainSettings({ appEnv: args.appEnv, port: args.containerPort, env: args.env ?? {} });
+    const settingsText = settingsFileText(settings);
+    const settingsConfig = new docker.ServiceConfig(
+      `${name}-settings-${createHash("sha256").update(settingsText).digest("hex").slice(0, 12)}`,
+      { data: Buffer.from(settingsText, "utf8").toString("base64") },
+      { parent: this },
+    );
+    const configs: ConfigMount[] = [{ configId: settingsConfig.id, configName: settingsConfig.name, fileName: SETTINGS_FILE }];
+    const env = { PORT: port };
+    // What the tasks of this release carry (the rollout check waits for it), and everything that makes them.
     const release = pulumi
-      .output(args.serviceImage)
-      .apply((image) => releaseFingerprint({ image, env, secrets, user: profile.user, resources: profile.resources, placement: args.swarm.placement }));
+      .all([args.serviceImage, settingsConfig.name, ...mounts.map((m) => m.secretName)])
+      .apply(([image, config, ...secretNames]) => specRelease(image, secretNames, [config]));
+    const revision = release.apply((r) => releaseFingerprint({ release: r, user: profile.user, resources: profile.resources, placement: args.swarm.placement }));
     const service = new docker.Service(
       `${name}-service`,
       serviceArgs({
@@ -102,7 +125,7 @@ export class SwarmService extends pulumi.ComponentResource {
         image: args.serviceImage,
         env,
         secrets: mounts,
-        release,
+        configs,
         profile,
         swarm: args.swarm,
         network: network.id,
@@ -127,13 +150,14 @@ export class SwarmService extends pulumi.ComponentResource {
         service: service.name,
         serviceId: service.id,
         release,
+        revision,
         replicas: args.swarm.replicas,
         network: network.name,
         timeoutSeconds: rolloutTimeoutSeconds(args.swarm, args.readiness.timeoutSeconds),
         ...(args.readiness.timeoutHint === undefined ? {} : { timeoutHint: args.readiness.timeoutHint }),
         probeImage: args.image,
         user: profile.user,
-        hostConfig: toHostConfig({ ...profile, resources: { memoryMb: 64, cpus: 0.25, pids: 64 } }, ""),
+        hostConfig: toHostConfig({ ...profile, resources: { memoryMb: 128, cpus: 1, pids: 64 } }, ""),
         labels: { ...args.labels, "backend-delivery.role": "probe" },
         port: args.containerPort,
         path: args.readiness.path,

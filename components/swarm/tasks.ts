@@ -11,16 +11,27 @@ import type Docker from "dockerode";
 import { demuxDockerStream } from "../docker/client";
 
 /**
- * The variable in a task's environment that names the release it runs (a fingerprint of its task
- * template). Not a container label: the Docker provider replaces a service, delete-first, when one
- * of those changes, and the environment it updates in place. The backend ignores it.
+ * The release a container spec runs: its image and the names of its secrets and settings config,
+ * each of which is new whenever its content is. Read off the spec itself, so it needs no marker of its
+ * own (a container label would do, but the Docker provider replaces a service, delete-first, when one
+ * changes; an environment variable would too, but the provider writes the environment in a random
+ * order, and Swarm restarts every task when the order changes).
  */
-export const RELEASE_ENV = "BACKEND_DELIVERY_RELEASE";
+export function specRelease(image: string, secretNames: readonly string[], configNames: readonly string[]): string {
+  return [image, [...secretNames].sort().join(","), [...configNames].sort().join(",")].join(" ");
+}
 
-/** {@link RELEASE_ENV}'s value in a container spec's `Env` (`NAME=value` entries). */
-export function releaseOf(env: readonly string[] | undefined): string | undefined {
-  const entry = (env ?? []).find((e) => e.startsWith(`${RELEASE_ENV}=`));
-  return entry === undefined ? undefined : entry.slice(RELEASE_ENV.length + 1);
+/** The fields of a container spec that {@link specRelease} reads. */
+interface RawContainerSpec {
+  Image?: string;
+  Secrets?: { SecretName?: string }[] | null;
+  Configs?: { ConfigName?: string }[] | null;
+}
+
+/** {@link specRelease} of a container spec as the engine reports it. */
+export function releaseOf(spec: RawContainerSpec | undefined): string | undefined {
+  if (spec?.Image === undefined) return undefined;
+  return specRelease(spec.Image, (spec.Secrets ?? []).map((s) => s.SecretName ?? ""), (spec.Configs ?? []).map((c) => c.ConfigName ?? ""));
 }
 
 /** One task as the manager reports it. */
@@ -39,7 +50,7 @@ export interface TaskView {
   containerId?: string;
   /** The task's address on `network` (no prefix length). */
   address?: string;
-  /** {@link RELEASE_ENV} of the task's own spec. */
+  /** {@link specRelease} of the task's own spec. */
   release?: string;
   /** When the task reached its state. */
   since: string;
@@ -52,7 +63,7 @@ interface RawTask {
   NodeID?: string;
   DesiredState?: string;
   Status?: { State?: string; Err?: string; Timestamp?: string; ContainerStatus?: { ContainerID?: string; ExitCode?: number } };
-  Spec?: { ContainerSpec?: { Env?: string[] } };
+  Spec?: { ContainerSpec?: RawContainerSpec };
   NetworksAttachments?: { Network?: { Spec?: { Name?: string } }; Addresses?: string[] }[];
 }
 
@@ -63,7 +74,7 @@ export async function listServiceTasks(docker: Docker, service: string, network:
     const attachment = task.NetworksAttachments?.find((a) => a.Network?.Spec?.Name === network);
     const address = attachment?.Addresses?.[0]?.split("/")[0];
     const status = task.Status ?? {};
-    const release = releaseOf(task.Spec?.ContainerSpec?.Env);
+    const release = releaseOf(task.Spec?.ContainerSpec);
     return {
       id: task.ID,
       slot: task.Slot ?? 0,
@@ -95,7 +106,7 @@ export async function taskLogs(docker: Docker, taskId: string, lines: number): P
 /** What the manager says about the service's last update. */
 export interface ServiceView {
   id: string;
-  /** {@link RELEASE_ENV} of the service's current spec (after a rollback: the previous one's). */
+  /** {@link specRelease} of the service's current spec (after a rollback: the previous one's). */
   release?: string;
   /** Swarm's update state: updating, paused, completed, rollback_started, rollback_paused, rollback_completed; absent before the first update. */
   updateState?: string;
@@ -106,10 +117,10 @@ export interface ServiceView {
 export async function inspectService(docker: Docker, name: string): Promise<ServiceView> {
   const info = (await docker.getService(name).inspect()) as {
     ID: string;
-    Spec?: { TaskTemplate?: { ContainerSpec?: { Env?: string[] } } };
+    Spec?: { TaskTemplate?: { ContainerSpec?: RawContainerSpec } };
     UpdateStatus?: { State?: string; Message?: string };
   };
-  const release = releaseOf(info.Spec?.TaskTemplate?.ContainerSpec?.Env);
+  const release = releaseOf(info.Spec?.TaskTemplate?.ContainerSpec);
   return {
     id: info.ID,
     ...(release === undefined ? {} : { release }),

@@ -12,7 +12,6 @@
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { RELEASE_ENV } from "../../components/swarm/tasks";
 import { LOCAL_PROXY_IMAGE, LOCAL_PYTHON_BASE, docker, requireDockerEngine } from "../../support/docker";
 import { requirePulumiCli, scratchProject } from "../../support/engine";
 import { startLoadInChild, type LoadReport } from "../../support/load";
@@ -79,12 +78,12 @@ async function bench(): Promise<void> {
     /** One rolling update under load; "every task on the new release" is watched from the manager while it runs. */
     const rolling = async (stack: "staging" | "prod", update: () => Promise<unknown>) => {
       const name = service(stack);
-      const before = new Set((await runningTasks(name, RELEASE_ENV)).map((t) => t.release));
+      const before = new Set((await runningTasks(name)).map((t) => t.release));
       const seen: { at: number; releases: string[] }[] = [];
       let watching = true;
       const watcher = (async () => {
         while (watching) {
-          const tasks = await runningTasks(name, RELEASE_ENV).catch(() => []);
+          const tasks = await runningTasks(name).catch(() => []);
           seen.push({ at: Date.now(), releases: tasks.length === REPLICAS ? tasks.map((t) => t.release) : [] });
           await new Promise((resolve) => setTimeout(resolve, 250));
         }
@@ -108,29 +107,36 @@ async function bench(): Promise<void> {
       };
     };
 
-    await p.setSecret("staging", "secrets.SECRET_KEY", randomBytes(32).toString("base64url"));
-    const rotation = await rolling("staging", () => staging.up());
+    // Rotated the way a user does, so the figures keep what the rotation's preview said (names only).
+    const rotate = await p.npm("rotate", ["--stack", "staging", "SECRET_KEY", "--generate"]);
+    if (rotate.code !== 0) throw new Error(`npm run rotate failed: ${rotate.stderr}`);
+    const rotationPreview = rotate.stdout.split("\n").filter((l) => /^(No container|Other changes|  \S|Summary)/.test(l));
+    const rotation = { ...(await rolling("staging", () => staging.up())), preview: rotationPreview };
     fs.appendFileSync(path.join(p.dir, "backend", "app", "__init__.py"), "# a new release\n");
     await staging.up();
     const promotion = await rolling("prod", () => prod.up());
 
     // A killed task: from the kill until Swarm runs the replica count again.
-    const victim = (await runningTasks(service("staging"), RELEASE_ENV)).find((t) => t.node === swarm.workerNodeId) ?? (await runningTasks(service("staging"), RELEASE_ENV))[0]!;
+    const victim = (await runningTasks(service("staging"))).find((t) => t.node === swarm.workerNodeId) ?? (await runningTasks(service("staging")))[0]!;
     const killedAt = Date.now();
     await (victim.node === swarm.workerNodeId ? swarm.worker(["kill", victim.container]) : docker(["kill", victim.container]));
     const restoredAt = await whenTrue(async () => {
-      const tasks = await runningTasks(service("staging"), RELEASE_ENV);
+      const tasks = await runningTasks(service("staging"));
       return tasks.length === REPLICAS && !tasks.some((t) => t.container === victim.container);
     }, 120_000);
 
     // A refused release: from its first failing task to pulumi up's exit.
-    const serving = (await runningTasks(service("staging"), RELEASE_ENV))[0]!.release;
+    const serving = (await runningTasks(service("staging")))[0]!.release;
     await p.setConfig("staging", "service.env.LOG_LEVEL", "verbose");
     const refusedStarted = Date.now();
     const refusedUp = await p.pulumi(["up", "--yes", "--skip-preview", "--stack", "staging"]);
     const refusedEnded = Date.now();
     if (refusedUp.code === 0) throw new Error("the refused release was deployed");
-    const firstFailure = await firstFailedTask(service("staging"), RELEASE_ENV, serving);
+    const firstFailure = await firstFailedTask(service("staging"), serving);
+    // What pulumi up said about it (the rollout check's error, from its first line on).
+    const said = (refusedUp.stdout + refusedUp.stderr).split("\n");
+    const from = said.findIndex((l) => l.trim().startsWith("error: Rollout of"));
+    const refusedMessage = from < 0 ? said.slice(-12) : said.slice(from, from + 8).map((l) => l.trimEnd());
     await p.pulumi(["config", "rm", "--path", "service.env.LOG_LEVEL", "--stack", "staging"]);
     await prod.destroy();
     await staging.destroy();
@@ -150,6 +156,7 @@ async function bench(): Promise<void> {
       killedTask: { restoreSeconds: seconds(restoredAt - killedAt), node: victim.node === swarm.workerNodeId ? "worker" : "manager" },
       refusedRelease: {
         firstFailingTaskToPulumiExitSeconds: refusedToExit,
+        message: refusedMessage,
         wholeUpdateSeconds: seconds(refusedEnded - refusedStarted),
         monitorSeconds: MONITOR_SECONDS,
       },

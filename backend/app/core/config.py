@@ -260,10 +260,24 @@ def _secrets_dir() -> str | None:
     return SECRETS_DIR if os.path.isdir(SECRETS_DIR) else None
 
 
+#: A file of plain settings, one ``NAME="value"`` a line (dotenv), that an orchestrator may mount
+#: instead of setting the environment (the Swarm target does: the Docker provider writes a service's
+#: environment in a random order, and Swarm restarts every task when the order changes). The
+#: environment wins over it, and it over :data:`SECRETS_DIR`.
+SETTINGS_FILE = "/run/configs/backend.env"
+
+
+def _settings_file() -> str | None:
+    return SETTINGS_FILE if os.path.isfile(SETTINGS_FILE) else None
+
+
 def load_settings() -> Settings:
-    """Read and validate the environment (and :data:`SECRETS_DIR`); raise :class:`ConfigError` listing every problem."""
+    """Read and validate the environment, :data:`SETTINGS_FILE` and :data:`SECRETS_DIR`.
+
+    Raises :class:`ConfigError` listing every problem.
+    """
     try:
-        return Settings(_secrets_dir=_secrets_dir())
+        return Settings(_secrets_dir=_secrets_dir(), _env_file=_settings_file())
     except ValidationError as exc:
         problems: list[tuple[str, str]] = []
         for error in exc.errors():

@@ -1,4 +1,4 @@
-"""Settings from secret files (``/run/secrets/<NAME>``, as Docker Swarm mounts them) beside the environment."""
+"""Settings from secret files (``/run/secrets/<NAME>``, as Docker Swarm mounts them) and a settings file."""
 
 from __future__ import annotations
 
@@ -66,3 +66,18 @@ def test_without_the_directory_nothing_is_read_and_nothing_warns(
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert load_settings().APP_ENV == "staging"
+
+
+def test_plain_settings_come_from_the_settings_file_and_the_environment_wins(
+    secrets_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings_file = tmp_path / "backend.env"
+    settings_file.write_text('LOG_LEVEL="WARNING"\nALLOWED_HOSTS="api.example.com,127.0.0.1"\nWEB_CONCURRENCY="3"\n')
+    monkeypatch.setattr(config_module, "SETTINGS_FILE", str(settings_file))
+    (secrets_dir / "DATABASE_URL").write_text(f"sqlite:///{tmp_path / 'app.db'}")
+    (secrets_dir / "SECRET_KEY").write_text(TEST_SECRET_KEY)
+    monkeypatch.setenv("WEB_CONCURRENCY", "2")
+    settings = load_settings()
+    assert settings.LOG_LEVEL == "WARNING"
+    assert settings.ALLOWED_HOSTS == ["api.example.com", "127.0.0.1"]
+    assert settings.WEB_CONCURRENCY == 2
