@@ -56,6 +56,8 @@ describe("assess: where a rollout stands", () => {
     expect(whyOf(assess(updated("completed", "someone-else"), [], OPTIONS, NOW))).toContain("changed outside Pulumi");
     const exited = task(1, "new", "shutdown", { exitCode: 78 });
     expect(assess(updated(), [exited], OPTIONS, NOW)).toEqual({ kind: "failed", why: "a task of the new service s-app failed", failed: exited });
+    // A task that had failed before the rollout (a killed one) is history, not this rollout's failure.
+    expect(assess(updated(), [exited, task(2, "new", "running")], { ...OPTIONS, replicas: 1, earlierFailures: [exited.id] }, NOW).kind).toBe("converged");
     const unplaced = task(2, "new", "pending", { error: "no suitable node (max replicas per node limit exceed)", since: "2030-01-01T00:00:30Z" });
     expect(whyOf(assess(updated("updating"), [unplaced], OPTIONS, NOW))).toContain("found no node to run on for 20 s (no suitable node");
     // Not yet 20 s: still waiting for a node.
@@ -78,6 +80,15 @@ function scripted(looks: { service: ServiceView; tasks: TaskView[] }[], logs: st
 }
 
 describe("awaitConvergence", () => {
+  it("takes the failed tasks of its first look for history: a scale-up after a killed task converges", async () => {
+    const killed = task(1, "new", "failed", { exitCode: 137, error: "task: non-zero exit (137)" });
+    const view = scripted([
+      { service: updated(), tasks: [killed, task(2, "new", "running"), task(3, "new", "pending")] },
+      { service: updated(), tasks: [killed, task(2, "new", "running"), task(3, "new", "running")] },
+    ]);
+    expect((await awaitConvergence(view, OPTIONS)).map((t) => t.slot)).toEqual([2, 3]);
+  });
+
   it("returns the running tasks of the release once Swarm is done", async () => {
     const done = [task(1, "new", "running"), task(2, "new", "running")];
     const view = scripted([{ service: updated("updating"), tasks: [task(1, "new", "starting"), task(2, "old", "running")] }, { service: updated("completed"), tasks: done }]);

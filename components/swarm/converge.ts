@@ -33,6 +33,11 @@ export interface ConvergeOptions {
   unplacedSeconds?: number;
   /** How to give the rollout more time, in the words of whoever set the deadline. */
   timeoutHint?: string;
+  /**
+   * Tasks that had already failed before this rollout (a killed task, an earlier attempt at the same
+   * release): history, not this rollout's failure. Filled in from the first look.
+   */
+  earlierFailures?: readonly string[];
 }
 
 /** Where the rollout stands after one look. */
@@ -60,7 +65,9 @@ function latestFailure(tasks: readonly TaskView[]): TaskView | undefined {
 /** One look at the service and its tasks against what the update asked for. */
 export function assess(service: ServiceView, tasks: readonly TaskView[], options: ConvergeOptions, now: number): Assessment {
   const ours = tasks.filter((t) => t.release === options.release);
+  // Any failure of the release explains a rollback; only a new one fails a first deploy by itself.
   const failed = latestFailure(ours);
+  const freshFailure = latestFailure(ours.filter((t) => !(options.earlierFailures ?? []).includes(t.id)));
   if (service.release !== options.release) {
     // Swarm puts the previous spec back as the service's spec when it rolls back.
     if (service.updateState === "rollback_started") return { kind: "rolling-back", ...(failed === undefined ? {} : { failed }) };
@@ -73,8 +80,8 @@ export function assess(service: ServiceView, tasks: readonly TaskView[], options
     return { kind: "failed", why: `Swarm paused the update of ${options.service}${service.updateMessage ? `: ${service.updateMessage}` : ""}`, ...(failed === undefined ? {} : { failed }) };
   }
   // A first deploy has nothing to roll back to: Swarm restarts a failing task forever, so its first failure is the answer.
-  if (service.updateState === undefined && failed !== undefined) {
-    return { kind: "failed", why: `a task of the new service ${options.service} failed`, failed };
+  if (service.updateState === undefined && freshFailure !== undefined) {
+    return { kind: "failed", why: `a task of the new service ${options.service} failed`, failed: freshFailure };
   }
   const unplaced = ours.find(
     (t) => t.state === "pending" && t.desiredState === "running" && /no suitable node/i.test(t.error ?? "") && now - Date.parse(t.since) >= (options.unplacedSeconds ?? 20) * 1000,
@@ -124,10 +131,12 @@ export async function awaitConvergence(view: SwarmView, options: ConvergeOptions
   let cause: TaskView | undefined;
   let last = "no look yet";
   let tasks: TaskView[] = [];
+  let earlierFailures: string[] | undefined;
   while (Date.now() < deadline) {
     const service = await view.service();
     tasks = await view.tasks();
-    const verdict = assess(service, tasks, options, Date.now());
+    earlierFailures ??= [...(options.earlierFailures ?? []), ...tasks.filter((t) => failedTask(t)).map((t) => t.id)];
+    const verdict = assess(service, tasks, { ...options, earlierFailures }, Date.now());
     if (verdict.kind === "converged") return verdict.tasks;
     if (verdict.kind === "failed") throw await failure(view, options, verdict.why, verdict.failed ?? cause, started);
     if (verdict.kind === "rolling-back") {

@@ -110,7 +110,7 @@ async function bench(): Promise<void> {
     // Rotated the way a user does, so the figures keep what the rotation's preview said (names only).
     const rotate = await p.npm("rotate", ["--stack", "staging", "SECRET_KEY", "--generate"]);
     if (rotate.code !== 0) throw new Error(`npm run rotate failed: ${rotate.stderr}`);
-    const rotationPreview = rotate.stdout.split("\n").filter((l) => /^(No container|Other changes|  \S|Summary)/.test(l));
+    const rotationPreview = rotate.stdout.split("\n").filter((l) => /^(No container|Other changes| {2}\S|Summary)/.test(l));
     const rotation = { ...(await rolling("staging", () => staging.up())), preview: rotationPreview };
     fs.appendFileSync(path.join(p.dir, "backend", "app", "__init__.py"), "# a new release\n");
     await staging.up();
