@@ -23,6 +23,9 @@ import { releaseOf } from "../components/swarm/tasks";
 import { docker, type DockerOptions, type DockerResult } from "./docker";
 import { waitFor } from "./wait";
 
+/** The worker engine's storage driver: overlay2 unless `TEST_SWARM_STORAGE_DRIVER` names another. */
+export const WORKER_STORAGE_DRIVER = process.env.TEST_SWARM_STORAGE_DRIVER ?? "overlay2";
+
 /** The label on the manager node that marks a swarm as this harness's own. */
 export const TEST_SWARM_LABEL = "backend-delivery.test-swarm";
 const PREFIX = "bdsw";
@@ -193,7 +196,7 @@ export async function startSwarm(): Promise<TestSwarm> {
         "--exec-root", path.join(dir, "exec"),
         "-H", `unix://${socket}`,
         "--pidfile", path.join(dir, "docker.pid"),
-        "--storage-driver", process.env.TEST_SWARM_STORAGE_DRIVER ?? "overlay2",
+        "--storage-driver", WORKER_STORAGE_DRIVER,
       ],
       { detached: true, stdio: ["ignore", log, log] },
     );

@@ -17,7 +17,7 @@ import { requirePulumiCli, scratchProject } from "../../support/engine";
 import { startLoadInChild, type LoadReport } from "../../support/load";
 import { startPostgres } from "../../support/postgres";
 import { LOCAL_REGISTRY_IMAGE, startRegistry } from "../../support/registry";
-import { firstFailedTask, runningTasks, startSwarm } from "../../support/swarm";
+import { WORKER_STORAGE_DRIVER, firstFailedTask, runningTasks, startSwarm } from "../../support/swarm";
 import { freePort } from "../../support/wait";
 import { seconds, writeResults } from "./results";
 
@@ -148,7 +148,7 @@ async function bench(): Promise<void> {
       benchmark: "the Swarm target under load through the front proxy (real Pulumi engine, a two-node swarm, Caddy 2 dynamic upstreams)",
       pulumi: pulumiVersion,
       node: process.version,
-      swarm: { nodes: 2, replicas: REPLICAS, monitorSeconds: MONITOR_SECONDS, parallelism: 1, workerStorageDriver: "vfs" },
+      swarm: { nodes: 2, replicas: REPLICAS, monitorSeconds: MONITOR_SECONDS, parallelism: 1, workerStorageDriver: WORKER_STORAGE_DRIVER },
       load: { path: "/version", requestsPerSecond: RPS },
       baseline,
       rotation,
