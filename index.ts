@@ -7,10 +7,10 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import { BackendImage, digestOf } from "./components/backendImage";
-import { BackendService, proxyContainerName, type ImageRetention, type ServiceTls } from "./components/backendService";
+import { BackendService, proxyContainerName, type BackendServiceArgs, type ImageRetention, type ServiceTls } from "./components/backendService";
 import { resolveBuildInfo } from "./components/buildInfo";
 import { loadConfig, type BackendConfig } from "./components/config/load";
-import { terminatesTls, type ProdOutputs, type StackOutputs } from "./components/contract";
+import { terminatesTls, type ProdOutputs, type Readiness, type StackOutputs, type TlsRecord } from "./components/contract";
 import { GitHubDelivery } from "./components/delivery/github";
 import { checkEngine, checkRegistryLogin, checkRegistryPull, plainValue, readHostRetention, type RegistryLogin } from "./components/docker/preflight";
 import { appEnvFor } from "./components/envMapping";
@@ -25,6 +25,8 @@ import { logPlannedRemovals, plannedRemovals } from "./components/release/retent
 import { publicKeyFingerprint } from "./components/supplyChain/keys";
 import { ImageSignature } from "./components/supplyChain/signature";
 import { verifyImage } from "./components/supplyChain/verify";
+import { checkSwarmManager } from "./components/swarm/preflight";
+import { SwarmService } from "./components/swarm/swarmService";
 
 /** Stack outputs as the program returns them: each value may still be on its way. */
 type Exported<T> = { [K in keyof T]: pulumi.Input<T[K]> };
@@ -86,14 +88,42 @@ async function retention(config: BackendConfig, history: ReleaseHistory, next: p
   };
 }
 
-/** The stack's service (front proxy and release) for an already pinned image. */
-function deploy(
-  config: BackendConfig,
-  image: { image: pulumi.Input<string>; imageDigest: pulumi.Input<string> },
-  tls: ServiceTls,
-  retained?: ImageRetention,
-): BackendService {
-  return new BackendService(serviceName(config), {
+/** A pinned image: on the stack's Docker host (`image`), as referenced (`imageRef`), and its digest. */
+interface PinnedImage {
+  image: pulumi.Input<string>;
+  imageRef: pulumi.Input<string>;
+  imageDigest: pulumi.Input<string>;
+}
+
+/** What every target reports: where it answers, what its readiness check saw, what it serves over TLS. */
+interface Deployed {
+  url: pulumi.Output<string>;
+  readiness: pulumi.Output<Readiness>;
+  tls: pulumi.Output<TlsRecord>;
+}
+
+/**
+ * The stack's service for an already pinned image, on the target `service.orchestrator` picks: the
+ * one place that chooses. Both targets take the same resolved inputs and report the same outputs.
+ */
+function deploy(config: BackendConfig, image: PinnedImage, tls: ServiceTls, retained?: ImageRetention): Deployed {
+  const args = serviceArgs(config, image, tls, retained);
+  const name = serviceName(config);
+  if (config.service.swarm === undefined) return new BackendService(name, args);
+  const registry = registryOf(config);
+  // Every node pulls the image by its reference; the manager's copy (`image`) serves the probe.
+  return new SwarmService(name, {
+    ...args,
+    serviceImage: image.imageRef,
+    swarm: config.service.swarm,
+    secretTags: config.secretTags,
+    ...(registry === undefined ? {} : { registryAuth: registry }),
+  });
+}
+
+/** What every target is given: the stack's resolved settings for this image. */
+function serviceArgs(config: BackendConfig, image: PinnedImage, tls: ServiceTls, retained?: ImageRetention): BackendServiceArgs {
+  return {
     image: image.image,
     imageDigest: image.imageDigest,
     appEnv: appEnvFor(config.environment),
@@ -111,7 +141,7 @@ function deploy(
     labels: { "backend-delivery.stack": config.stack, "backend-delivery.environment": config.environment },
     docker: config.docker,
     ...(retained === undefined ? {} : { retention: retained }),
-  });
+  };
 }
 
 /** This stack's registry and its credentials (`image.registry`, `registryPassword`), when it uses one. */
@@ -169,6 +199,7 @@ async function main(): Promise<Exported<StackOutputs> | Exported<ProdOutputs>> {
   // Before anything is registered: a server that cannot be reached, or a registry that refuses, is
   // reported with its fix while nothing has changed.
   await checkEngine(config.docker, config.stack);
+  if (config.service.orchestrator === "swarm") await checkSwarmManager(config.docker, config.stack, config.image.registry !== undefined);
   const login = await registryLogin(config);
   const history = await readReleaseHistory((message) => void pulumi.log.warn(message));
   const proxyTls = await stackTls(config);
@@ -191,7 +222,7 @@ async function main(): Promise<Exported<StackOutputs> | Exported<ProdOutputs>> {
     }
     const imageDigest = digestOf(plan.target);
     const retained = await retention(config, history, plan.target, plan.record.fromImageRef);
-    const { url, readiness, tls } = deploy(config, { image: hostImage(config, plan.target).image, imageDigest }, proxyTls.service, retained);
+    const { url, readiness, tls } = deploy(config, { image: hostImage(config, plan.target).image, imageRef: plan.target, imageDigest }, proxyTls.service, retained);
     githubDelivery(config);
     return {
       environment: config.environment,
@@ -225,7 +256,7 @@ async function main(): Promise<Exported<StackOutputs> | Exported<ProdOutputs>> {
     const onHost = registry === undefined ? image.imageRef : hostImage(config, image.imageRef).image;
     const previous = image.imageRef.apply((ref) => nextPreviousImageRef(history, ref));
     const retained = await retention(config, history, image.imageRef, previous);
-    const { url, readiness, tls } = deploy(config, { image: onHost, imageDigest: image.imageDigest }, proxyTls.service, retained);
+    const { url, readiness, tls } = deploy(config, { image: onHost, imageRef: image.imageRef, imageDigest: image.imageDigest }, proxyTls.service, retained);
     // After the push, beside the deploy (only in `pulumi up`: a dynamic resource does nothing in a preview).
     const signature =
       registry === undefined || config.signingKey === undefined
@@ -260,7 +291,7 @@ async function main(): Promise<Exported<StackOutputs> | Exported<ProdOutputs>> {
   // With signing, the gate asked the registry already; without a key (refused by config) it is asked here.
   if (login !== undefined && signing === undefined) await checkRegistryPull(config.docker, approved.imageRef, login, config.stack);
   const retained = await retention(config, history, approved.imageRef, approved.previousImageRef);
-  const { url, readiness, tls } = deploy(config, { image: hostImage(config, approved.imageRef).image, imageDigest: approved.imageDigest }, proxyTls.service, retained);
+  const { url, readiness, tls } = deploy(config, { image: hostImage(config, approved.imageRef).image, imageRef: approved.imageRef, imageDigest: approved.imageDigest }, proxyTls.service, retained);
   githubDelivery(config);
   const rollback = keptRollback(history, approved.imageRef);
   return {

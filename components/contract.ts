@@ -34,6 +34,8 @@ export const Readiness = z.object({
   /** From the backend's `/version`. */
   version: z.string(),
   hardening: Hardening,
+  /** A replicated target (Swarm): how many replicas it asked for, and how many the check found ready. */
+  replicas: z.object({ desired: z.int().min(1), ready: z.int().min(0) }).optional(),
 });
 export type Readiness = z.infer<typeof Readiness>;
 

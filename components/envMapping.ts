@@ -2,6 +2,7 @@
  * How stack config becomes the container's environment. No resources here: the mapping is pure
  * apart from building secret-aware strings with `pulumi.interpolate`.
  */
+import { createHmac } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 
 /** The backend's `APP_ENV` for a stack role (see backend settings). */
@@ -28,15 +29,25 @@ export interface ContainerEnvArgs {
  * a diff. Secret entries are built with `pulumi.interpolate`, so the whole list is secret in state.
  */
 export function containerEnv(args: ContainerEnvArgs): pulumi.Output<string[]> {
-  const plain: Record<string, string> = { ...args.env, APP_ENV: args.appEnv, PORT: String(args.port) };
-  if (args.publicHost !== undefined) plain.ALLOWED_HOSTS = withPublicHost(plain.ALLOWED_HOSTS, args.publicHost);
-  if (plain.ALLOWED_HOSTS !== undefined) plain.ALLOWED_HOSTS = withLoopbackHost(plain.ALLOWED_HOSTS);
+  const plain = plainSettings(args);
   const names = [...new Set([...Object.keys(plain), ...Object.keys(args.secrets)])].sort();
   const entries = names.map((name) => {
     const secret = args.secrets[name];
     return secret === undefined ? pulumi.output(`${name}=${plain[name]}`) : pulumi.interpolate`${name}=${secret}`;
   });
   return pulumi.all(entries);
+}
+
+/**
+ * The plain settings as the backend reads them: config's own, `APP_ENV` and `PORT` set by the
+ * program, `ALLOWED_HOSTS` with the stack's public name and the loopback host the probes name. A target that mounts the secrets
+ * as files (Swarm) puts only these in the environment.
+ */
+export function plainSettings(args: Omit<ContainerEnvArgs, "secrets">): Record<string, string> {
+  const plain: Record<string, string> = { ...args.env, APP_ENV: args.appEnv, PORT: String(args.port) };
+  if (args.publicHost !== undefined) plain.ALLOWED_HOSTS = withPublicHost(plain.ALLOWED_HOSTS, args.publicHost);
+  if (plain.ALLOWED_HOSTS !== undefined) plain.ALLOWED_HOSTS = withLoopbackHost(plain.ALLOWED_HOSTS);
+  return plain;
 }
 
 /**
@@ -64,4 +75,13 @@ export function withPublicHost(allowedHosts: string | undefined, host: string): 
     .filter((entry) => entry !== "");
   const covered = hosts.some((entry) => entry === "*" || entry === host || (entry.startsWith("*.") && host.endsWith(entry.slice(1))));
   return covered ? hosts.join(",") : [...hosts, host].join(",");
+}
+
+/**
+ * A short tag per secret setting that changes with its value and tells nothing about it: an HMAC of
+ * the name and value keyed with the stack's `SECRET_KEY` (a plain hash would let whoever lists Swarm
+ * secrets guess a weak value). What names a target's secret objects, so a new value is a new one.
+ */
+export function secretTags(secrets: Readonly<Record<string, string>>, key: string): Record<string, string> {
+  return Object.fromEntries(Object.entries(secrets).map(([name, value]) => [name, createHmac("sha256", key).update(`${name}\0${value}`).digest("hex").slice(0, 12)]));
 }

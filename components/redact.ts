@@ -41,7 +41,8 @@ export function redact(text: string, values: readonly string[] = []): string {
     .replace(/\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}/gi, `$1 ${mask}`)
     .replace(/\b([a-z][a-z0-9+.-]*:\/\/[^\s:/@]*:)[^\s@/]+@/gi, `$1${mask}@`)
     .replace(
-      /\b([A-Za-z0-9_-]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|passphrase|credentials?|key)["']?\s*[:=]\s*)("[^"]*"|'[^']*'|[^\s"',;&]+)/gi,
+      // Not after a "/": `docker:index/secret:Secret` is a Pulumi type token, not an assignment.
+      /\b(?<!\/)([A-Za-z0-9_-]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|passphrase|credentials?|key)["']?\s*[:=]\s*)("[^"]*"|'[^']*'|[^\s"',;&]+)/gi,
       (_match: string, head: string, value: string) => {
         const quote = value.startsWith('"') || value.startsWith("'") ? value[0] : "";
         return `${head}${quote}${mask}${quote}`;

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p bench-results
-for name in "${@:-program promotion readiness backend engine switch remote tls supply-chain}"; do
+for name in "${@:-program promotion readiness backend engine switch remote tls supply-chain swarm}"; do
   for n in $name; do
     printf '\n== bench: %s\n' "$n"
     npx tsx "scripts/bench/$n.ts"

@@ -26,5 +26,8 @@ if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
 fi
 # Trim what a runtime base never needs.
 rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/usr/share/doc/* "$root"/usr/share/man/*
+# mktemp made the root 0700, and tar records that as the image's own `/`: storage drivers that copy
+# the layer's root (vfs) would then hide every file from a non-root user.
+chmod 755 "$root"
 tar -C "$root" -c . | docker import --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' - "$image" >/dev/null
 echo "built $image"

@@ -33,8 +33,18 @@ export const FAKE_VERSION = "0.1.0";
 export const FAKE_SWITCHED_AT = "2030-01-01T00:00:05.000Z";
 /** How many packages the fake signing resource's SBOM holds. */
 export const FAKE_SBOM_PACKAGES = 142;
+/** The suffix a fake autonamed resource gets. */
+export const FAKE_AUTONAME_SUFFIX = "a0b1c2d";
 /** The random part of the fake release container's name. */
 export const FAKE_RELEASE_SUFFIX = "5eed01";
+
+/** What the fake readiness checks report besides the digest and URL: ready, on time, hardened. */
+const FAKE_HARDENED_RECORD = {
+  ready: true,
+  checkedAt: FAKE_CHECKED_AT,
+  version: FAKE_VERSION,
+  hardening: { user: "10001:10001", readOnlyRootFilesystem: true, capabilitiesDropped: ["ALL"], noNewPrivileges: true },
+};
 
 export interface MockOptions {
   /** Outputs of stacks the program may read (`readStackOutputs`), by fully qualified stack name. */
@@ -70,6 +80,10 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
       }
       case "docker:index/remoteImage:RemoteImage":
         return { id, state: { ...inputs, imageId: fakeDigest(`pulled-${String(inputs.name)}`), repoDigest: inputs.name } };
+      // Named by Pulumi in a real run (the program sets no name): the resource name and a suffix.
+      case "docker:index/secret:Secret":
+      case "docker:index/serviceConfig:ServiceConfig":
+        return { id, state: { ...inputs, name: inputs.name ?? `${args.name}-${FAKE_AUTONAME_SUFFIX}` } };
       case "docker:index/container:Container":
         return { id: fakeDigest(`container-${args.name}`).slice("sha256:".length), state: { ...inputs } };
       case "pulumi-nodejs:dynamic:Resource": {
@@ -92,18 +106,21 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
         if ("imageRef" in inputs && "server" in inputs) return { id, state: { ...inputs, imageId: fakeDigest(`pulled-${String(inputs.imageRef)}`) } };
         // Image retention: it removes what the program planned.
         if ("keepImages" in inputs) return { id, state: { ...inputs, kept: [], removed: inputs.planned } };
+        // The Swarm target's proxy configuration and rollout check.
+        if ("proxyContainerId" in inputs && "service" in inputs) return { id, state: { ...inputs, configuredAt: FAKE_SWITCHED_AT } };
+        if ("release" in inputs && "replicas" in inputs) {
+          const readiness = this.options.readiness?.(inputs) ?? {
+            ...FAKE_HARDENED_RECORD,
+            imageDigest: inputs.imageDigest,
+            url: `http://tasks.${String(inputs.service)}:${String(inputs.port)}${String(inputs.path)}`,
+            replicas: { desired: inputs.replicas, ready: inputs.replicas },
+          };
+          return { id, state: { ...inputs, readiness, tasks: [] } };
+        }
         const readiness = this.options.readiness?.(inputs) ?? {
-          ready: true,
+          ...FAKE_HARDENED_RECORD,
           imageDigest: inputs.imageDigest,
-          checkedAt: FAKE_CHECKED_AT,
           url: `http://${String(inputs.containerName)}:${String(inputs.port)}${String(inputs.path)}`,
-          version: FAKE_VERSION,
-          hardening: {
-            user: "10001:10001",
-            readOnlyRootFilesystem: true,
-            capabilitiesDropped: ["ALL"],
-            noNewPrivileges: true,
-          },
         };
         return { id, state: { ...inputs, readiness } };
       }

@@ -266,6 +266,48 @@ const cases: BadCase[] = [
   { name: "platform without os", mutate: (c) => (c.image = { platform: "amd64" }), at: "image.platform", fix: `${S} --path 'image.platform' linux/amd64` },
   { name: "image name with spaces", mutate: (c) => (c.image = { name: "My Backend" }), at: "image.name", fix: `${S} --path 'image.name' backend-delivery` },
   { name: "service is not valid JSON", mutate: (c) => (c.service = "{hostPort: 8080"), at: "service", fix: `${S} --path 'service.hostPort' 8080` },
+  { name: "orchestrator unknown", mutate: (c) => (svc(c).orchestrator = "kubernetes"), at: "service.orchestrator", fix: `${S} --path 'service.orchestrator' swarm` },
+  {
+    name: "replicas under container",
+    mutate: (c) => (svc(c).replicas = 3),
+    at: "service.replicas",
+    fix: `pulumi config rm --stack staging --path 'service.replicas'\n         or ${S} --path 'service.orchestrator' swarm`,
+  },
+  {
+    name: "placement under container",
+    mutate: (c) => (svc(c).placement = { maxReplicasPerNode: 1 }),
+    at: "service.placement",
+    fix: `pulumi config rm --stack staging --path 'service.placement'\n         or ${S} --path 'service.orchestrator' swarm`,
+  },
+  {
+    name: "update under container",
+    mutate: (c) => (svc(c).update = { parallelism: 2 }),
+    at: "service.update",
+    fix: `pulumi config rm --stack staging --path 'service.update'\n         or ${S} --path 'service.orchestrator' swarm`,
+  },
+  {
+    name: "SQLite under swarm, which replicas cannot share",
+    mutate: (c) => (svc(c).orchestrator = "swarm"),
+    at: "secrets.DATABASE_URL",
+    fix: `${S} --secret --path 'secrets.DATABASE_URL'${SECRET_HINT}`,
+  },
+  { name: "replicas zero", mutate: (c) => Object.assign(svc(c), { orchestrator: "swarm", replicas: 0 }), at: "service.replicas", fix: `${S} --path 'service.replicas' 3` },
+  { name: "replicas above 100", mutate: (c) => Object.assign(svc(c), { orchestrator: "swarm", replicas: 101 }), at: "service.replicas", fix: `${S} --path 'service.replicas' 3` },
+  {
+    name: "constraint that is not one",
+    mutate: (c) => Object.assign(svc(c), { orchestrator: "swarm", placement: { constraints: ["role=worker"] } }),
+    at: "service.placement.constraints[0]",
+    fix: `${S} --path 'service.placement.constraints[0]' node.labels.tier==backend`,
+  },
+  {
+    name: "maxReplicasPerNode zero",
+    mutate: (c) => Object.assign(svc(c), { orchestrator: "swarm", placement: { maxReplicasPerNode: 0 } }),
+    at: "service.placement.maxReplicasPerNode",
+    fix: `${S} --path 'service.placement.maxReplicasPerNode' 2`,
+  },
+  { name: "monitorSeconds unbounded", mutate: (c) => Object.assign(svc(c), { orchestrator: "swarm", update: { monitorSeconds: 3600 } }), at: "service.update.monitorSeconds", fix: `${S} --path 'service.update.monitorSeconds' 10` },
+  { name: "parallelism zero", mutate: (c) => Object.assign(svc(c), { orchestrator: "swarm", update: { parallelism: 0 } }), at: "service.update.parallelism", fix: `${S} --path 'service.update.parallelism' 1` },
+  { name: "unknown key in update", mutate: (c) => Object.assign(svc(c), { orchestrator: "swarm", update: { order: "stop-first" } }), at: "service.update.order", fix: "pulumi config rm --stack staging --path 'service.update.order'" },
   {
     name: "delivery on staging",
     mutate: (c) => (c.delivery = { repository: { owner: "acme", name: "backend" }, productionReviewers: { users: [1] }, environmentSecrets: { X: "deliveryX" } }),
@@ -307,6 +349,7 @@ describe("stack config: valid", () => {
       containerPort: 8000,
       env: { LOG_LEVEL: "info" },
       resources: { memoryMb: 512, cpus: 1, pids: 256 },
+      orchestrator: "container",
     });
     expect(config.readiness).toEqual({ path: "/readyz", timeoutSeconds: 120, intervalMs: 1000, successThreshold: 2 });
     expect(config.promotion).toEqual({ fromStack: "organization/backend-delivery/staging", maxAgeHours: 24, minCertificateDays: 7 });
@@ -318,6 +361,37 @@ describe("stack config: valid", () => {
     expect(config.release).toEqual({ keepImages: 3 });
     expect(config.registryPassword).toBeUndefined();
     expect(config.tlsPrivateKey).toBeUndefined();
+  });
+
+  it("resolves the Swarm keys under orchestrator swarm: 2 replicas, no constraints, one task at a time watched 10 s", () => {
+    const config = stagingConfig();
+    svc(config).orchestrator = "swarm";
+    secrets(config).DATABASE_URL = PG_URL;
+    const result = parseStackConfig(raw(config));
+    expect(result.ok && result.config.service.orchestrator).toBe("swarm");
+    expect(result.ok && result.config.service.swarm).toEqual({
+      replicas: 2,
+      placement: { constraints: [] },
+      update: { parallelism: 1, monitorSeconds: 10 },
+    });
+  });
+
+  it("takes every Swarm key as set, numbers stored as strings included", () => {
+    const config = stagingConfig();
+    secrets(config).DATABASE_URL = PG_URL;
+    Object.assign(svc(config), {
+      orchestrator: "swarm",
+      replicas: "5",
+      placement: { constraints: ["node.role==worker", " node.labels.tier != edge "], maxReplicasPerNode: 2 },
+      update: { parallelism: 2, monitorSeconds: "30" },
+    });
+    const result = parseStackConfig(raw(config));
+    expect(result.ok && result.config.service.swarm).toEqual({
+      replicas: 5,
+      placement: { constraints: ["node.role==worker", "node.labels.tier != edge"], maxReplicasPerNode: 2 },
+      update: { parallelism: 2, monitorSeconds: 30 },
+    });
+    expect(result.ok && Object.keys(result.config.service)).not.toContain("replicas");
   });
 
   it("accepts numbers stored as strings by `pulumi config set --path`", () => {

@@ -22,6 +22,8 @@ describe("redact", () => {
     ["url a%2Fb%3Dc and a/b=c", ["a/b=c"], "url [secret] and [secret]"],
     ["-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY----- tail", [], "[secret] tail"],
     ["no secrets here: secretName: PULUMI_BACKEND_URL", [], "no secrets here: secretName: PULUMI_BACKEND_URL"],
+    ["replace x (docker:index/secret:Secret)  changed: name", [], "replace x (docker:index/secret:Secret)  changed: name"],
+    ["path/to secret:hunter2", [], "path/to secret:[secret]"],
   ])("%s", (input, secrets, expected) => {
     expect(redact(input, secrets)).toBe(expected);
   });

@@ -13,6 +13,7 @@ OPERATIONS = {
     ("get", "/healthz"): ("healthz", {"200"}),
     ("get", "/readyz"): ("readyz", {"200", "503"}),
     ("get", "/version"): ("version", {"200"}),
+    ("get", "/hardening"): ("hardening", {"200"}),
     ("post", "/api/v1/items"): ("create_item", {"201", "422", "503"}),
     ("get", "/api/v1/items"): ("list_items", {"200", "422", "503"}),
     ("get", "/api/v1/items/{item_id}"): ("get_item", {"200", "404", "422", "503"}),

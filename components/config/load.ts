@@ -4,6 +4,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import type { DeliveryConfig } from "../delivery/config";
+import { secretTags } from "../envMapping";
 import { ROLLBACK_ENV } from "../release/history";
 import { formatProblems } from "./fixes";
 import { parseStackConfig, type ParsedStackConfig } from "./parse";
@@ -32,6 +33,8 @@ export interface BackendConfig
   delivery?: DeliverySettings;
   /** Set by `npm run rollback`: the image to roll back to (the stack's `previousImageRef`). */
   rollbackTo?: string;
+  /** A tag per secret setting that changes with its value and tells nothing of it (envMapping.ts `secretTags`). */
+  secretTags: Record<string, string>;
 }
 
 /**
@@ -63,6 +66,7 @@ export function loadConfig(): BackendConfig {
     project,
     stack,
     secrets: Object.fromEntries(Object.entries(secrets).map(([name, value]) => [name, pulumi.secret(value)])),
+    secretTags: secretTags(secrets, secrets.SECRET_KEY),
     ...(registryPassword === undefined ? {} : { registryPassword: pulumi.secret(registryPassword) }),
     ...(tlsPrivateKey === undefined ? {} : { tlsPrivateKey: pulumi.secret(tlsPrivateKey) }),
     ...(cosignPrivateKey === undefined || cosignPassword === undefined

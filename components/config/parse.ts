@@ -6,7 +6,7 @@ import type { z } from "zod";
 import { DeliveryConfig } from "../delivery/config";
 import type { DockerEndpoint } from "../docker/client";
 import { fixCommand, issueProblems, type ConfigProblem } from "./fixes";
-import { makeStackConfigSchema, type StackConfig, type StackConfigSchema } from "./schema";
+import { SWARM_ONLY_KEYS, makeStackConfigSchema, type StackConfig, type StackConfigSchema } from "./schema";
 import { signingChecks } from "./signing";
 import { isStoredEncrypted, type SecretSources } from "./secretStorage";
 import { privilegedPortProblem, tlsProblems } from "./tls";
@@ -213,8 +213,26 @@ function crossChecks(schema: StackConfigSchema, config: z.output<StackConfigSche
   for (const name of Object.keys(config.service.env)) {
     if (name in config.secrets) problem(["service", "env", name], "is also set in secrets; keep it in one place", fix(["service", "env", name], "rm"));
   }
+  // The Swarm target's keys mean nothing to release containers: refused by name rather than ignored.
+  const rawService = (input.service ?? {}) as Record<string, unknown>;
+  if (config.service.orchestrator !== "swarm") {
+    for (const key of SWARM_ONLY_KEYS) {
+      if (rawService[key] !== undefined) {
+        problem(
+          ["service", key],
+          "only applies to service.orchestrator swarm (this stack runs release containers)",
+          `${fix(["service", key], "rm")}\n         or ${fix(["service", "orchestrator"])}`,
+        );
+      }
+    }
+  }
+  const sqlite = /^sqlite/.test(config.secrets.DATABASE_URL);
+  if (config.service.orchestrator === "swarm" && sqlite) {
+    // Each replica would have a database of its own, gone with the task: Swarm replicas share PostgreSQL.
+    problem(["secrets", "DATABASE_URL"], "is SQLite, which replicas of a Swarm service cannot share; use a PostgreSQL URL", fix(["secrets", "DATABASE_URL"]));
+  }
   if (config.environment === "prod") {
-    if (/^sqlite/.test(config.secrets.DATABASE_URL)) {
+    if (sqlite && config.service.orchestrator !== "swarm") {
       problem(["secrets", "DATABASE_URL"], "is the local SQLite default, which prod refuses; use a PostgreSQL URL", fix(["secrets", "DATABASE_URL"]));
     }
     for (const key of ["context", "dockerfile", "baseImage", "platform"]) {

@@ -99,6 +99,67 @@ const HostName = z
     "expected a lowercase host name such as api.example.com (no scheme, port or wildcard)",
   );
 
+/** How the backend runs: today's release containers behind the proxy, or a replicated Swarm service. */
+export const ORCHESTRATORS = ["container", "swarm"] as const;
+export type Orchestrator = (typeof ORCHESTRATORS)[number];
+/** Replicas of a Swarm service when `service.replicas` is unset: two, so one can restart while the other serves. */
+export const SWARM_DEFAULT_REPLICAS = 2;
+/** The keys that only a Swarm service reads (parse.ts refuses them under `container`). */
+export const SWARM_ONLY_KEYS = ["replicas", "placement", "update"] as const;
+
+// `node.role==manager`, `node.labels.tier != edge`, `engine.labels.disk==ssd`: what `docker service
+// create --constraint` takes (https://docs.docker.com/reference/cli/docker/service/create/#constraint).
+const CONSTRAINT = /^(node\.(id|hostname|role|platform\.os|platform\.arch|labels\.[\w.-]+)|engine\.labels\.[\w.-]+)\s*(==|!=)\s*[^\s=!]+$/;
+
+/** `service.*` keys of the Swarm target; see {@link withOrchestrator} for how they resolve. */
+const swarmServiceKeys = {
+  orchestrator: example(z.enum(ORCHESTRATORS, { error: "expected container or swarm" }), "swarm").default("container"),
+  replicas: example(int(1, 100), "3").optional(),
+  placement: z
+    .strictObject({
+      constraints: z
+        .array(example(z.string().trim().regex(CONSTRAINT, "expected a Swarm constraint such as node.role==worker or node.labels.tier==backend"), "node.labels.tier==backend"))
+        .optional(),
+      maxReplicasPerNode: example(int(1, 100), "2").optional(),
+    })
+    .optional(),
+  update: z
+    .strictObject({
+      /** Tasks Swarm replaces at once. */
+      parallelism: example(int(1, 100), "1").default(1),
+      /** How long Swarm watches a new task before it counts as updated (its failure then rolls back). */
+      monitorSeconds: example(int(1, 300), "10").default(10),
+    })
+    .prefault({}),
+};
+
+/** What the Swarm target runs with, resolved: replicas, placement, and how updates roll. */
+export interface SwarmSettings {
+  replicas: number;
+  placement: { constraints: string[]; maxReplicasPerNode?: number };
+  update: { parallelism: number; monitorSeconds: number };
+}
+
+/**
+ * The `service` object with the Swarm keys resolved: `swarm` holds them (defaults filled in) under
+ * `orchestrator: swarm`, and is absent under `container`, which reads none of them.
+ */
+function withOrchestrator<T extends { orchestrator: Orchestrator; replicas?: number | undefined; placement?: { constraints?: string[] | undefined; maxReplicasPerNode?: number | undefined } | undefined; update: SwarmSettings["update"] }>(
+  service: T,
+): Omit<T, (typeof SWARM_ONLY_KEYS)[number]> & { swarm?: SwarmSettings } {
+  const { replicas, placement, update, ...rest } = service;
+  if (service.orchestrator !== "swarm") return rest;
+  const swarm: SwarmSettings = {
+    replicas: replicas ?? SWARM_DEFAULT_REPLICAS,
+    placement: {
+      constraints: placement?.constraints ?? [],
+      ...(placement?.maxReplicasPerNode === undefined ? {} : { maxReplicasPerNode: placement.maxReplicasPerNode }),
+    },
+    update,
+  };
+  return { ...rest, swarm };
+}
+
 /** The stack config schema; `project` decides the default promotion source. */
 export function makeStackConfigSchema(project: string) {
   return z.strictObject({
@@ -148,7 +209,9 @@ export function makeStackConfigSchema(project: string) {
           pids: example(int(16, 1_000_000), "256").default(hardeningProfile.resources.pids),
         })
         .prefault({}),
+      ...swarmServiceKeys,
       })
+      .transform(withOrchestrator)
       .meta({ fixAt: ["hostPort"] } satisfies KeyMeta),
     secrets: Secrets,
     /** The front proxy that owns `service.hostPort`. */

@@ -91,10 +91,24 @@ export const PROXY_TIMEOUTS = {
   upstreamIdle: deadlines.keepAliveSeconds - 3,
 } as const;
 
+/**
+ * Every address a DNS name resolves to, looked up again every `refreshSeconds` (Caddy's dynamic `a`
+ * upstreams, https://caddyserver.com/docs/json/apps/http/servers/routes/handle/reverse_proxy/dynamic_upstreams/a/):
+ * `tasks.<service>` names each task of a Swarm service in `dnsrr` mode. Caddy's default refresh is a
+ * minute, far too slow for tasks that come and go; its active health checks do not run for dynamic
+ * upstreams, so a task that stops is left by the next lookup and, meanwhile, by the retries.
+ */
+export interface DynamicUpstream {
+  name: string;
+  port: number;
+  /** 1 s unless told. */
+  refreshSeconds?: number;
+}
+
 /** What the proxy forwards to, and how it behaves. */
 export interface ProxySettings {
-  /** `<container name>:<port>` of the release that serves, on the stack's network. */
-  upstream: string;
+  /** `<container name>:<port>` of the release that serves, on the stack's network; or every task of a service. */
+  upstream: string | DynamicUpstream;
   /** Send `Strict-Transport-Security` too (staging and production, as the backend does). */
   hsts: boolean;
   /**
@@ -131,13 +145,27 @@ export function securityHeaders(hsts: boolean): Record<string, string[]> {
 /** Caddy adds `Server: Caddy` to what it forwards; the backend sends no Server header, nor does the proxy. */
 const DROP_SERVER: Handler = { handler: "headers", response: { deferred: true, delete: ["Server"] } };
 
-/** The whole configuration for `settings`: a reverse proxy to the release, behind {@link frontConfig}. */
+/**
+ * The `reverse_proxy` fields that name the upstreams. Retries (`try_duration`) cover every request
+ * whose connection could not be made, and GET requests after one was (Caddy's default retry
+ * match: a request that may have reached a task is not sent twice unless it is safe to). A task
+ * that failed a request is passed over for 2 s, so its neighbours take the retries.
+ */
+function upstreamsOf(upstream: ProxySettings["upstream"]): Record<string, unknown> {
+  if (typeof upstream === "string") return { upstreams: [{ dial: upstream }] };
+  return {
+    dynamic_upstreams: { source: "a", name: upstream.name, port: String(upstream.port), refresh: `${upstream.refreshSeconds ?? 1}s` },
+    health_checks: { passive: { fail_duration: "2s", max_fails: 1 } },
+  };
+}
+
+/** The whole configuration for `settings`: a reverse proxy to the release (or every task), behind {@link frontConfig}. */
 export function caddyConfig(settings: ProxySettings): Record<string, unknown> {
   const forward = [
     DROP_SERVER,
     {
       handler: "reverse_proxy",
-      upstreams: [{ dial: settings.upstream }],
+      ...upstreamsOf(settings.upstream),
       load_balancing: { try_duration: `${settings.tryDurationSeconds ?? 5}s`, try_interval: "250ms" },
       transport: { protocol: "http", keep_alive: { idle_timeout: `${PROXY_TIMEOUTS.upstreamIdle}s` } },
     },

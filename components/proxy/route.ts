@@ -15,6 +15,7 @@
  * previous release and certificate keep serving.
  */
 import * as pulumi from "@pulumi/pulumi";
+import type Docker from "dockerode";
 import { dockerClient, execIn, logsSince, putEntries, putFile } from "../docker/client";
 import { proxyProfile } from "../hardening";
 import { execProber } from "../readiness/dockerView";
@@ -113,6 +114,33 @@ async function verify(inputs: ProxyRouteInputs, loadedAt: number): Promise<strin
   }
   const what = tls?.mode === "acme" ? `${url} did not answer with a certificate for ${tls.domain} and the release` : `${url} did not report it`;
   throw new Error(`the front proxy took the configuration for release ${inputs.releaseName}, but ${what} within ${seconds} s (last: ${last})`);
+}
+
+/**
+ * Loads `config` (Caddy's JSON) into the running proxy `proxyContainerId` and keeps it as the one a
+ * restarted proxy resumes; `what` names it in the error of a configuration the proxy refused. For a
+ * target whose proxy's upstreams never change between releases (the Swarm target's dynamic ones).
+ */
+export async function loadProxyConfig(docker: Docker, proxyContainerId: string, config: Record<string, unknown>, what: string): Promise<void> {
+  // The proxy's pids limit, its cgroup's, which the Docker provider's Container cannot set (see switchTo).
+  await docker.getContainer(proxyContainerId).update({ PidsLimit: proxyProfile.resources.pids });
+  const text = `${JSON.stringify(config, null, 2)}\n`;
+  await putFile(docker, proxyContainerId, PROXY_CONFIG_DIR, "next.json", text);
+  const reload = () => execIn(docker, proxyContainerId, ["caddy", "reload", "--config", `${PROXY_CONFIG_DIR}/next.json`, "--address", PROXY_ADMIN, "--force"], 30_000);
+  let loaded = await reload();
+  // A proxy container that has just started may not listen on its admin endpoint yet.
+  for (let tries = 0; loaded.exitCode !== 0 && /connection refused/.test(loaded.stderr) && tries < 20; tries++) {
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    loaded = await reload();
+  }
+  if (loaded.exitCode !== 0) {
+    throw new Error(
+      `the front proxy refused the configuration for ${what} (caddy reload exited ${loaded.exitCode}); ` +
+        `the previous release keeps serving:\n${(loaded.stderr || loaded.stdout).trim().split("\n").slice(-5).join("\n")}`,
+    );
+  }
+  // Only a configuration the proxy took becomes the one it restarts with.
+  await putFile(docker, proxyContainerId, PROXY_CONFIG_DIR, PROXY_RESUME_FILE, text);
 }
 
 /** Loads the configuration for `release` into the proxy and proves that traffic reaches it. */

@@ -12,6 +12,7 @@
  * Pulumi serializes this provider into its own process: plain functions and `require`d packages only.
  */
 import type * as pulumi from "@pulumi/pulumi";
+import { canonicalJson } from "../canonicalJson";
 import { dockerClient } from "../docker/client";
 import type { EngineHostConfig } from "../hardening";
 
@@ -56,16 +57,7 @@ function isMissing(error: unknown): boolean {
 function changedInputs(olds: ReleaseInputs, news: ReleaseInputs): string[] {
   const keys = ["namePrefix", "image", "env", "labels", "user", "stopSignal", "stopTimeoutSeconds", "hostConfig", "network", "dockerHost"] as const;
   // Canonical JSON: object keys sorted at every depth, so the order config was written in is no change.
-  const canonical = (value: unknown): string =>
-    Array.isArray(value)
-      ? `[${value.map(canonical).join(",")}]`
-      : value !== null && typeof value === "object"
-        ? `{${Object.keys(value)
-            .sort()
-            .map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`)
-            .join(",")}}`
-        : JSON.stringify(value);
-  return keys.filter((key) => canonical(olds[key] ?? null) !== canonical(news[key] ?? null));
+  return keys.filter((key) => canonicalJson(olds[key] ?? null) !== canonicalJson(news[key] ?? null));
 }
 
 /** Creates and starts the container; a container that cannot start is removed again. */

@@ -1,4 +1,4 @@
-"""Settings from environment variables, validated all at once.
+"""Settings from environment variables (and secret files, see SECRETS_DIR), validated all at once.
 
 Every field is named exactly like the environment variable that sets it. Problems are collected
 into one :class:`ConfigError` whose text lists each bad variable with what it expects and never
@@ -221,22 +221,51 @@ def _describe(error: dict[str, Any]) -> tuple[str, str]:
     return name, problem
 
 
-def _secrets_dirs() -> list[Path]:
-    # Where pydantic-settings reads settings from files, if the model names a place (``secrets_dir``).
-    configured = Settings.model_config.get("secrets_dir")
-    if configured is None:
+#: Where an orchestrator mounts secrets as files named after the setting (Docker Swarm:
+#: ``/run/secrets/<NAME>``). A variable of the same name in the environment wins over the file
+#: (pydantic-settings' order), so a target that mounts secrets sets none of their names in the env.
+SECRETS_DIR = "/run/secrets"
+
+
+def _secrets_dir() -> str | None:
+    """:data:`SECRETS_DIR` when it exists; pydantic-settings warns about a missing one."""
+    return SECRETS_DIR if os.path.isdir(SECRETS_DIR) else None
+
+
+#: A file of plain settings, one ``NAME="value"`` a line (dotenv), that an orchestrator may mount
+#: instead of setting the environment (the Swarm target does: the Docker provider writes a service's
+#: environment in a random order, and Swarm restarts every task when the order changes). The
+#: environment wins over it, and it over :data:`SECRETS_DIR`.
+SETTINGS_FILE = "/run/configs/backend.env"
+
+
+def _settings_file() -> str | None:
+    return SETTINGS_FILE if os.path.isfile(SETTINGS_FILE) else None
+
+
+def _settings_file_names() -> list[str]:
+    # The names the settings file sets (``NAME=...`` lines); their values are never read here.
+    file = _settings_file()
+    if file is None:
         return []
-    dirs = [configured] if isinstance(configured, str | os.PathLike) else list(configured)
-    return [Path(d) for d in dirs if Path(d).is_dir()]
+    with open(file, encoding="utf-8") as handle:
+        lines = [line.strip() for line in handle]
+    return [line.split("=", 1)[0].strip() for line in lines if "=" in line and not line.startswith("#")]
 
 
 def misspelled_settings(environ: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
-    """``(name, setting it probably means)`` for each variable, or secrets file, named like a misspelled setting.
+    """``(name, setting it probably means)`` for each name like a misspelled setting.
+
+    The names are the environment's variables, the files in :data:`SECRETS_DIR` and the lines of
+    :data:`SETTINGS_FILE`.
 
     The names to compare with are the model's own fields: a setting added there is covered here.
     """
     names: list[str] = list(os.environ if environ is None else environ)
-    names += [entry.name for directory in _secrets_dirs() for entry in directory.iterdir()]
+    secrets_dir = _secrets_dir()
+    if secrets_dir is not None:
+        names += [entry.name for entry in Path(secrets_dir).iterdir()]
+    names += _settings_file_names()
     return near_misses(names, Settings.model_fields)
 
 
@@ -248,14 +277,15 @@ def _misspelling_problems(misspelled: Iterable[tuple[str, str]]) -> list[tuple[s
 
 
 def load_settings() -> Settings:
-    """Read and validate the environment; raise :class:`ConfigError` listing every problem.
+    """Read and validate the environment, :data:`SETTINGS_FILE` and :data:`SECRETS_DIR`.
 
-    A variable named like a misspelled setting is one of them in production (elsewhere it is only
-    warned about, see :func:`misspelled_settings`), and is listed whenever another problem is.
+    Raises :class:`ConfigError` listing every problem. A name like a misspelled setting is one of
+    them in production (elsewhere it is only warned about, see :func:`misspelled_settings`), and is
+    listed whenever another problem is.
     """
     misspelled = _misspelling_problems(misspelled_settings())
     try:
-        settings = Settings()
+        settings = Settings(_secrets_dir=_secrets_dir(), _env_file=_settings_file())
     except ValidationError as exc:
         problems: list[tuple[str, str]] = []
         for error in exc.errors():

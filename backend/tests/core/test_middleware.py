@@ -203,6 +203,7 @@ def test_docs_in_development_get_a_relaxed_csp_on_docs_paths_only(client: TestCl
         "/healthz",
         "/readyz",
         "/version",
+        "/hardening",
         "/api/v1/items",
         "/api/v1/items/{item_id}",
     }

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from app.core import config
 from app.core.config import ConfigError, Settings, misspelled_settings
 from app.core.near_miss import edit_distance, near_misses
 from tests.conftest import SettingsFactory
@@ -82,13 +83,18 @@ def test_the_settings_compared_with_are_the_models_own_fields() -> None:
     assert [meant for _, meant in found] == sorted(Settings.model_fields, key=lambda field: field[:-1])
 
 
-def test_files_in_the_models_secrets_dir_are_compared_too(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    (tmp_path / "SECRET_KY").write_text("x")
-    (tmp_path / "SECRET_KEY").write_text("x")
-    monkeypatch.setitem(Settings.model_config, "secrets_dir", str(tmp_path))
+def test_secret_files_and_the_settings_file_are_compared_too(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "SECRET_KY").write_text("x")
+    (secrets / "SECRET_KEY").write_text("x")
+    monkeypatch.setattr(config, "SECRETS_DIR", str(secrets))
+    monkeypatch.setattr(config, "SETTINGS_FILE", str(tmp_path / "absent.env"))
     assert misspelled_settings({}) == [("SECRET_KY", "SECRET_KEY")]
-    monkeypatch.setitem(Settings.model_config, "secrets_dir", [str(tmp_path / "absent"), tmp_path])
-    assert misspelled_settings({"PATH": "/bin"}) == [("SECRET_KY", "SECRET_KEY")]
+    settings_file = tmp_path / "backend.env"
+    settings_file.write_text('# plain settings\nLOG_LEVL="DEBUG"\nPORT="8000"\n')
+    monkeypatch.setattr(config, "SETTINGS_FILE", str(settings_file))
+    assert sorted(misspelled_settings({"PATH": "/bin"})) == [("LOG_LEVL", "LOG_LEVEL"), ("SECRET_KY", "SECRET_KEY")]
 
 
 def test_a_near_miss_is_refused_in_production(make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch) -> None:

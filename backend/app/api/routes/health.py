@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.deps import DatabaseDep, SettingsDep
+from app.core.confinement import observe
 
 router = APIRouter(tags=["health"])
 
@@ -32,6 +33,19 @@ class VersionInfo(BaseModel):
             "container answered."
         )
     )
+
+
+class Hardening(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    user: str = Field(description="uid:gid the process runs as")
+    no_new_privileges: bool = Field(alias="noNewPrivileges", description="NoNewPrivs in /proc/self/status")
+    read_only_root_filesystem: bool = Field(alias="readOnlyRootFilesystem", description="The root mount is read-only")
+    all_capabilities_dropped: bool = Field(
+        alias="allCapabilitiesDropped", description="The effective and bounding capability sets are empty"
+    )
+    effective_capabilities: str = Field(alias="effectiveCapabilities", description="CapEff, as the kernel prints it")
+    bounding_capabilities: str = Field(alias="boundingCapabilities", description="CapBnd, as the kernel prints it")
 
 
 @router.get("/healthz")
@@ -63,4 +77,22 @@ async def version(settings: SettingsDep) -> VersionInfo:
         python=platform.python_version(),
         # Read per request: cheap (one uname), and it follows a host name changed after start.
         release=socket.gethostname(),
+    )
+
+
+@router.get("/hardening")
+async def hardening() -> Hardening:
+    """How this process is confined, as the kernel reports it: what a deploy records of every replica.
+
+    An orchestrator that runs replicas on other machines (Docker Swarm) can only ask the process
+    itself; these are observations, not configuration.
+    """
+    seen = observe()
+    return Hardening(
+        user=f"{seen.uid}:{seen.gid}",
+        no_new_privileges=seen.no_new_privileges,
+        read_only_root_filesystem=seen.read_only_root,
+        all_capabilities_dropped=seen.all_capabilities_dropped,
+        effective_capabilities=seen.effective_capabilities,
+        bounding_capabilities=seen.bounding_capabilities,
     )

@@ -1,0 +1,318 @@
+/**
+ * The Swarm target with the real Pulumi engine on a real two-node swarm (support/swarm.ts: this
+ * machine's engine as the manager, a second engine in a network namespace as the worker), images
+ * through a throwaway registry by digest, PostgreSQL on the manager's address. In order, sharing the
+ * swarm, the registry and both stacks: staging and prod as 3-replica services with tasks on both
+ * nodes, hardened as observed on the tasks, idempotent; a secret rotation, a promotion and a
+ * rollback under load through the proxy with no failed request; a release the backend refuses,
+ * rolled back by Swarm with the cause and the old digest on every task; a killed task and a drained
+ * worker under load; scaling 3 -> 5 -> 2 without restarting the kept tasks; destroy leaving nothing
+ * on either node. Fails (never skips) without the Pulumi CLI, the engine, the images, `ip` and
+ * `nsenter`, or PostgreSQL's binaries.
+ */
+import { randomBytes } from "node:crypto";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import type { Stack } from "@pulumi/pulumi/automation";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ProdOutputs, StackOutputs } from "../components/contract";
+import { LOCAL_PROXY_IMAGE, LOCAL_PYTHON_BASE, docker, requireDockerEngine } from "../support/docker";
+import { requirePulumiCli, run, scratchProject, type ScratchProject } from "../support/engine";
+import { startLoad } from "../support/load";
+import { startPostgres, type PostgresCluster } from "../support/postgres";
+import { LOCAL_REGISTRY_IMAGE, startRegistry, type Registry } from "../support/registry";
+import { firstFailedTask, runningTasks as tasksOf, startSwarm, type RunningTask, type TestSwarm } from "../support/swarm";
+import { freePort, httpRequest, waitFor } from "../support/wait";
+
+const MINUTE = 60_000;
+/** Swarm's monitor window in these stacks: short, so the suite stays short. */
+const MONITOR_SECONDS = 2;
+
+let p: ScratchProject;
+let swarm: TestSwarm;
+let registry: Registry;
+let pg: PostgresCluster;
+let staging: Stack;
+let prod: Stack;
+/** Every secret value the stacks ever held; none may show up in clear text anywhere. */
+const secrets: string[] = [];
+
+function expectNoSecret(text: string, where: string): void {
+  for (const value of secrets) expect(text.includes(value), `a secret value appears in ${where}`).toBe(false);
+}
+
+async function outputsOf(stack: Stack): Promise<Record<string, unknown>> {
+  return Object.fromEntries(Object.entries(await stack.outputs()).map(([k, v]) => [k, v.value]));
+}
+
+const serviceName = (stack: string) => `${p.project}-${stack}-app`;
+
+const runningTasks = (stack: string) => tasksOf(serviceName(stack));
+
+/** `docker` on the node the task runs on. */
+function onNode(task: RunningTask, args: string[]) {
+  return task.node === swarm.workerNodeId ? swarm.worker(args) : docker(args);
+}
+
+/** Runs `work` under a steady load through the proxy (20 requests a second) and asserts that not one failed. */
+async function underLoad<T>(stack: Stack, work: () => Promise<T>): Promise<{ result: T; releases: string[] }> {
+  const url = String((await outputsOf(stack)).url);
+  const load = startLoad(`${url}/version`, { rps: 20, maxSeconds: 300 });
+  let result: T;
+  try {
+    result = await work();
+  } finally {
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+  const report = await load.stop();
+  expect(report.failed, JSON.stringify(report.failed.slice(0, 5))).toEqual([]);
+  expect(report.sent).toBeGreaterThan(20);
+  return { result, releases: [...new Set(report.samples.map((s) => s.release ?? ""))] };
+}
+
+/** The stack file of a Swarm stack: 3 replicas through the registry. */
+function stackFile(stack: "staging" | "prod", hostPort: number): Record<string, unknown> {
+  return {
+    environment: stack,
+    service: { hostPort, orchestrator: "swarm", replicas: 3, update: { monitorSeconds: MONITOR_SECONDS }, env: { LOG_LEVEL: "INFO" } },
+    image: { ...(stack === "staging" ? { baseImage: LOCAL_PYTHON_BASE } : {}), name: `${p.project}/backend`, registry: { server: registry.server, username: registry.username } },
+    proxy: { image: LOCAL_PROXY_IMAGE },
+    ...(stack === "prod" ? { promotion: { fromStack: `organization/${p.project}/staging` } } : {}),
+  };
+}
+
+/** What is left of the project on a node: services, secrets, networks, volumes, containers. */
+async function leftovers(run: (args: string[]) => Promise<{ stdout: string }>, swarmObjects: boolean): Promise<string[]> {
+  const names = async (args: string[]) => (await run(args)).stdout.split("\n").filter((n) => n.startsWith(`${p.project}-`));
+  return [
+    ...(swarmObjects ? [...(await names(["service", "ls", "--format", "{{.Name}}"])), ...(await names(["secret", "ls", "--format", "{{.Name}}"]))] : []),
+    ...(await names(["network", "ls", "--format", "{{.Name}}"])),
+    ...(await names(["volume", "ls", "--format", "{{.Name}}"])),
+    ...(await names(["ps", "-a", "--format", "{{.Names}}"])),
+  ];
+}
+
+beforeAll(async () => {
+  await requirePulumiCli();
+  for (const image of [LOCAL_PYTHON_BASE, LOCAL_PROXY_IMAGE, LOCAL_REGISTRY_IMAGE]) await requireDockerEngine(image);
+  swarm = await startSwarm();
+  p = scratchProject();
+  [registry, pg] = await Promise.all([startRegistry({ address: swarm.managerAddress }), startPostgres({ alsoListenOn: swarm.managerAddress })]);
+  secrets.push(registry.password, pg.password);
+  fs.mkdirSync(path.dirname(p.passphraseFile), { recursive: true });
+  fs.writeFileSync(p.passphraseFile, randomBytes(24).toString("base64url"), { mode: 0o600 });
+  const databaseUrl = `postgresql://${pg.user}:${pg.password}@${swarm.managerAddress}:${pg.port}/${pg.database}`;
+  for (const stack of ["staging", "prod"] as const) {
+    const port = await freePort();
+    const init = await p.pulumi(["stack", "init", stack]);
+    expect(init.code, init.stderr).toBe(0);
+    p.writeStackFile(stack, stackFile(stack, port));
+    const secretKey = randomBytes(32).toString("base64url");
+    secrets.push(databaseUrl, secretKey);
+    await p.setSecret(stack, "secrets.DATABASE_URL", databaseUrl);
+    await p.setSecret(stack, "secrets.SECRET_KEY", secretKey);
+    await p.setSecret(stack, "registryPassword", registry.password);
+  }
+  staging = await p.stack("staging");
+  prod = await p.stack("prod");
+}, 5 * MINUTE);
+
+afterAll(async () => {
+  for (const stack of [prod, staging]) await stack?.destroy().catch(() => undefined);
+  p?.cleanup();
+  // The swarm goes first: its services' tasks may still hold a connection to the database.
+  await swarm?.stop();
+  await Promise.all([registry?.stop(), pg?.stop()]);
+}, 10 * MINUTE);
+
+describe("the Swarm target on a real two-node swarm", () => {
+  it("staging and prod: 3 replicas over both nodes from the registry by digest, hardened as observed on every task, idempotent", async () => {
+    let text = "";
+    await staging.up({ onOutput: (out) => (text += out) });
+    const s = StackOutputs.parse(await outputsOf(staging));
+    expect(s.imageRef).toBe(`${registry.server}/${p.project}/backend@${s.imageDigest}`);
+    expect(s.readiness).toMatchObject({ ready: true, imageDigest: s.imageDigest, url: `http://tasks.${serviceName("staging")}:8000/readyz`, replicas: { desired: 3, ready: 3 } });
+    expect(s.readiness.hardening).toEqual({ user: "10001:10001", readOnlyRootFilesystem: true, capabilitiesDropped: ["ALL"], noNewPrivileges: true });
+
+    const tasks = await runningTasks("staging");
+    expect(tasks).toHaveLength(3);
+    expect(new Set(tasks.map((t) => t.node))).toEqual(new Set([swarm.managerNodeId, swarm.workerNodeId]));
+    expect(new Set(tasks.map((t) => t.image))).toEqual(new Set([s.imageRef]));
+    // Observed on a task of each node, by its own engine: the kernel's word, and the engine's.
+    for (const node of [swarm.managerNodeId, swarm.workerNodeId]) {
+      const task = tasks.find((t) => t.node === node)!;
+      expect((await onNode(task, ["exec", task.container, "cat", "/proc/1/status"])).stdout).toMatch(/^NoNewPrivs:\s+1$/m);
+      const [info] = JSON.parse((await onNode(task, ["inspect", task.container])).stdout) as { Config: { User: string; Env: string[] }; HostConfig: { ReadonlyRootfs: boolean; CapDrop: string[] } }[];
+      expect([info!.Config.User, info!.HostConfig.ReadonlyRootfs, info!.HostConfig.CapDrop]).toEqual(["10001:10001", true, ["ALL"]]);
+      expect(info!.Config.Env.map((e) => e.split("=")[0])).not.toContain("SECRET_KEY");
+    }
+    const inspect = (await docker(["service", "inspect", serviceName("staging")])).stdout;
+    expect(inspect).toContain('"Mode": "dnsrr"');
+    expectNoSecret(inspect, "docker service inspect");
+    expectNoSecret(text, "the staging update's output");
+    // The backend answers through the proxy, from the tasks in turn.
+    const answered = new Set<string>();
+    for (let i = 0; i < 30 && answered.size < 3; i++) answered.add((JSON.parse((await httpRequest(`${s.url}/version`)).body) as { release: string }).release);
+    expect(answered).toEqual(new Set(tasks.map((t) => t.container.slice(0, 12))));
+    await staging.preview({ expectNoChanges: true, diff: true });
+
+    await prod.up();
+    const o = ProdOutputs.parse(await outputsOf(prod));
+    expect(o.imageRef).toBe(s.imageRef);
+    expect(o.readiness).toMatchObject({ ready: true, replicas: { desired: 3, ready: 3 } });
+    expect((await httpRequest(`${o.url}/readyz`)).status).toBe(200);
+    expect(new Set((await runningTasks("prod")).map((t) => t.node)).size).toBe(2);
+    await prod.preview({ expectNoChanges: true, diff: true });
+  }, 15 * MINUTE);
+
+  it("a docker:host that is a Swarm worker is refused in a preview, before anything, naming the manager", async () => {
+    await p.setConfig("staging", "docker:host", swarm.workerHost);
+    try {
+      const res = await p.pulumi(["preview", "--stack", "staging"]);
+      const text = res.stdout + res.stderr;
+      expect(res.code, text).not.toBe(0);
+      expect(text).toContain("stack staging cannot run its Swarm service (1 problem); nothing was changed:");
+      expect(text).toContain(`is a Swarm worker; services are created on a manager (managers: ${swarm.managerAddress})`);
+      expect(text).not.toMatch(/^\s+at .+:\d+:\d+\)?$/m);
+    } finally {
+      await p.pulumi(["config", "rm", "docker:host", "--stack", "staging"]);
+    }
+  }, 5 * MINUTE);
+
+  it("rotation: a new Swarm secret, the service rolled to it start-first under load with no failed request, the old secret gone, no value in clear text", async () => {
+    const secretsBefore = (await docker(["secret", "ls", "--format", "{{.Name}}", "--filter", `name=${p.project}-staging`])).stdout.split("\n").filter(Boolean).sort();
+    const res = await p.npm("rotate", ["--stack", "staging", "SECRET_KEY", "--generate"]);
+    expect(res.code, res.stderr).toBe(0);
+    const rotated = (await p.pulumi(["config", "get", "--path", "secrets.SECRET_KEY", "--stack", "staging"])).stdout.trim();
+    secrets.push(rotated);
+    // The preview the rotation printed: the secrets replaced, the service updated in place.
+    // A new value is a new secret: created, the old one deleted (after the service moved off it).
+    expect(res.stdout).toMatch(new RegExp(`create +${p.project}-staging-SECRET_KEY-[0-9a-f]{12} \\(docker:index/secret:Secret\\)`));
+    expect(res.stdout).toMatch(new RegExp(`delete +${p.project}-staging-SECRET_KEY-[0-9a-f]{12} \\(docker:index/secret:Secret\\)`));
+    expect(res.stdout).not.toMatch(/replace +\S+-staging-service/);
+    expect(res.stdout).toMatch(new RegExp(`update +${p.project}-staging-service \\(docker:index/service:Service\\)`));
+    const before = await runningTasks("staging");
+    let text = "";
+    const { releases } = await underLoad(staging, () => staging.up({ onOutput: (out) => (text += out) }));
+    const after = await runningTasks("staging");
+    expect(after).toHaveLength(3);
+    expect(after.map((t) => t.container).filter((c) => before.some((b) => b.container === c))).toEqual([]);
+    expect(releases.length).toBeGreaterThan(1);
+    const secretsAfter = (await docker(["secret", "ls", "--format", "{{.Name}}", "--filter", `name=${p.project}-staging`])).stdout.split("\n").filter(Boolean).sort();
+    expect(secretsAfter).toHaveLength(2);
+    expect(secretsAfter.filter((n) => secretsBefore.includes(n))).toEqual([]);
+    // The task reads the new value from its secret file.
+    const task = after.find((t) => t.node === swarm.managerNodeId) ?? after[0]!;
+    expect((await onNode(task, ["exec", task.container, "cat", "/run/secrets/SECRET_KEY"])).stdout.trim()).toBe(rotated);
+    expectNoSecret(text + res.stdout + res.stderr, "the rotation's output");
+    expectNoSecret(JSON.stringify(await staging.outputs()), "the stack outputs");
+    expectNoSecret(p.stateFile("staging"), "the state file");
+  }, 10 * MINUTE);
+
+  it("promotion of a new staging digest, then `npm run rollback -- prod`, each under load with no failed request", async () => {
+    const first = String((await outputsOf(prod)).imageRef);
+    fs.appendFileSync(path.join(p.dir, "backend", "app", "__init__.py"), `# release ${randomBytes(4).toString("hex")}\n`);
+    await staging.up();
+    const second = String((await outputsOf(staging)).imageRef);
+    expect(second).not.toBe(first);
+
+    await underLoad(prod, () => prod.up());
+    let o = await outputsOf(prod);
+    expect([o.imageRef, o.previousImageRef]).toEqual([second, first]);
+    expect(new Set((await runningTasks("prod")).map((t) => t.image))).toEqual(new Set([second]));
+
+    const { result: res } = await underLoad(prod, () => p.npm("rollback", ["prod", "--", "--yes"]));
+    expect(res.code, res.stdout + res.stderr).toBe(0);
+    o = await outputsOf(prod);
+    expect([o.imageRef, o.previousImageRef]).toEqual([first, second]);
+    expect(o.rollback).toMatchObject({ fromImageRef: second });
+    expect(new Set((await runningTasks("prod")).map((t) => t.image))).toEqual(new Set([first]));
+  }, 15 * MINUTE);
+
+  it("a release the backend refuses: Swarm rolls it back, `pulumi up` fails with the task's error line, outputs unchanged, the old digest on every task", async () => {
+    const before = await outputsOf(staging);
+    const serving = await runningTasks("staging");
+    await p.setConfig("staging", "service.env.LOG_LEVEL", "verbose");
+    try {
+      const { result: res } = await underLoad(staging, () => p.pulumi(["up", "--yes", "--skip-preview", "--stack", "staging"]));
+      const ended = Date.now();
+      const text = res.stdout + res.stderr;
+      expect(res.code, text).not.toBe(0);
+      expect(text).toContain("Swarm rolled service");
+      expect(text).toContain("LOG_LEVEL: Input should be 'DEBUG', 'INFO', 'WARNING', 'ERROR' or 'CRITICAL'");
+      expect(text).not.toMatch(/^\s+at .+:\d+:\d+\)?$/m);
+      expectNoSecret(text, "the failed update's output");
+      expect(await outputsOf(staging)).toEqual(before);
+      const after = await runningTasks("staging");
+      expect(after).toHaveLength(3);
+      expect(new Set(after.map((t) => t.release))).toEqual(new Set(serving.map((t) => t.release)));
+      expect(new Set(after.map((t) => t.image))).toEqual(new Set([before.imageRef]));
+      // From the first failed task of the refused release to the end of `pulumi up`.
+      const failedAt = await firstFailedTask(serviceName("staging"), serving[0]!.release);
+      expect(failedAt).toBeDefined();
+      expect(ended - failedAt!).toBeLessThan((MONITOR_SECONDS + 30) * 1000);
+    } finally {
+      await p.setConfig("staging", "service.env.LOG_LEVEL", "INFO");
+    }
+    await underLoad(staging, () => staging.up());
+    expect((await outputsOf(staging)).readiness).toMatchObject({ ready: true, replicas: { desired: 3, ready: 3 } });
+  }, 15 * MINUTE);
+
+  it("a killed task and a drained worker, under load: no failed request, and Swarm restores 3 replicas", async () => {
+    await underLoad(staging, async () => {
+      const victim = (await runningTasks("staging")).find((t) => t.node === swarm.workerNodeId)!;
+      await swarm.worker(["kill", victim.container]);
+      await waitFor(async () => {
+        const tasks = await runningTasks("staging");
+        return tasks.length === 3 && !tasks.some((t) => t.container === victim.container) ? true : undefined;
+      }, { timeoutMs: 60_000, intervalMs: 250, what: "Swarm to replace the killed task" });
+    });
+    await underLoad(staging, async () => {
+      await docker(["node", "update", "--availability", "drain", swarm.workerNodeId]);
+      await waitFor(async () => {
+        const tasks = await runningTasks("staging");
+        return tasks.length === 3 && tasks.every((t) => t.node === swarm.managerNodeId) ? true : undefined;
+      }, { timeoutMs: 90_000, intervalMs: 250, what: "the tasks to leave the drained worker" });
+    });
+    await docker(["node", "update", "--availability", "active", swarm.workerNodeId]);
+    await staging.preview({ expectNoChanges: true });
+  }, 10 * MINUTE);
+
+  it("scaling 3 -> 5 -> 2 is an update of the service, adds and removes tasks, and restarts none of those it keeps", async () => {
+    const before = await runningTasks("staging");
+    const templateBefore = (await docker(["service", "inspect", serviceName("staging"), "--format", "{{json .Spec.TaskTemplate}}"])).stdout;
+    await p.setConfig("staging", "service.replicas", "5");
+    const preview = await p.pulumi(["preview", "--json", "--stack", "staging"]);
+    const steps = (JSON.parse(preview.stdout) as { steps?: { op: string; urn: string }[] }).steps ?? [];
+    const serviceStep = steps.find((s) => s.urn.endsWith(`docker:index/service:Service::${p.project}-staging-service`));
+    expect(serviceStep?.op).toBe("update");
+    expect(steps.filter((s) => s.op === "replace" || s.op === "create-replacement").map((s) => s.urn)).toEqual([]);
+    // The pull-request comment reads a Swarm stack's preview like any other.
+    const document = path.join(p.dir, "staging-scale.json");
+    fs.writeFileSync(document, preview.stdout);
+    const comment = await run("npx", ["tsx", path.join(p.dir, "scripts", "pr-comment.ts"), `--stack=staging=${document}`, "--dry-run"], { cwd: p.dir, env: p.env });
+    expect(comment.code, comment.stderr).toBe(0);
+    expect(comment.stdout).toMatch(new RegExp(`\\*\\*update\\*\\* \`docker:index/service:Service\` \`${p.project}-staging-service\``));
+    await staging.up();
+    const five = await runningTasks("staging");
+    expect(five).toHaveLength(5);
+    const templateAfter = (await docker(["service", "inspect", serviceName("staging"), "--format", "{{json .Spec.TaskTemplate}}"])).stdout;
+    expect(templateAfter, "the task template changed").toBe(templateBefore);
+    expect(five.filter((t) => before.some((b) => b.container === t.container)).length, JSON.stringify({ before, five })).toBe(3);
+    expect((await outputsOf(staging)).readiness).toMatchObject({ replicas: { desired: 5, ready: 5 } });
+
+    await p.setConfig("staging", "service.replicas", "2");
+    await staging.up();
+    const two = await runningTasks("staging");
+    expect(two).toHaveLength(2);
+    expect(two.every((t) => five.some((f) => f.container === t.container))).toBe(true);
+  }, 10 * MINUTE);
+
+  it("destroy: no service, secret, network, volume or container of the project on either node", async () => {
+    await prod.destroy();
+    await staging.destroy();
+    await waitFor(async () => ((await leftovers(swarm.worker, false)).length === 0 ? true : undefined), { timeoutMs: 60_000, intervalMs: 500, what: "the worker to let go of the project" }).catch(() => undefined);
+    expect(await leftovers(docker, true)).toEqual([]);
+    expect(await leftovers(swarm.worker, false)).toEqual([]);
+  }, 10 * MINUTE);
+});
