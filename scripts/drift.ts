@@ -1,8 +1,8 @@
 /**
  * Drift check: `npm run drift -- <stack> [--json] [--github [--repo owner/name]]`.
  *
- * Runs `pulumi preview --refresh --expect-no-changes --json` for the stack with the backend and
- * passphrase `npm run up` would use: the refresh reads every resource back from the Docker host (a
+ * Runs `pulumi preview --refresh --expect-no-changes --json` for the stack, with the project's policy
+ * pack, the backend and the passphrase `npm run up` would use: the refresh reads every resource back from the Docker host (a
  * container removed or changed by hand shows), the preview says what `pulumi up` would change. It
  * changes nothing on the servers; it records the outcome as the stack tag `backend-delivery:drift`
  * (read by `npm run status`). With `--github` it also keeps the stack's one drift issue: opened or
@@ -18,6 +18,7 @@ import { secretsFromConfigJson } from "./lib/configSecrets";
 import { DRIFT_TAG, changeLines, driftRecord, readDriftCheck, type DriftResult } from "./lib/drift";
 import { createOctokit } from "./lib/githubComment";
 import { syncDriftIssue } from "./lib/githubIssue";
+import { policyPackArgs } from "./lib/policyPack";
 import { projectDir, stackExists } from "./lib/pulumiCli";
 import { describeSession, openSession } from "./lib/session";
 
@@ -87,7 +88,8 @@ async function main(): Promise<number> {
   secrets.push(...secretsFromConfigJson(config.stdout, "pulumi config --show-secrets --json"));
 
   process.stderr.write(`Checking stack ${args.stack}: pulumi preview --refresh --expect-no-changes ...\n`);
-  const res = await cli.capture(["preview", "--refresh", "--expect-no-changes", "--json", "--stack", args.stack, "--non-interactive"]);
+  const policy = policyPackArgs(dir, (line) => process.stderr.write(`${line}\n`));
+  const res = await cli.capture(["preview", "--refresh", "--expect-no-changes", "--json", "--stack", args.stack, "--non-interactive", ...policy]);
   const result = readDriftCheck({ stack: args.stack, json: res.stdout, exitCode: res.code, log: res.stderr }, new Date(), secrets);
   print(result, args.json);
 

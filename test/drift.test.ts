@@ -179,7 +179,7 @@ describe("npm run drift (stand-in pulumi)", () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain("No drift: stack staging");
     const preview = fake.calls().find((c) => c.argv[0] === "preview")!;
-    expect(preview.argv).toEqual(["preview", "--refresh", "--expect-no-changes", "--json", "--stack", "staging", "--non-interactive"]);
+    expect(preview.argv).toEqual(["preview", "--refresh", "--expect-no-changes", "--json", "--stack", "staging", "--non-interactive", "--policy-pack", "policy"]);
     expect(readDriftRecord(fake.tags().staging?.[DRIFT_TAG])).toMatchObject({ status: "none", changes: 0 });
   });
 

@@ -268,7 +268,10 @@ describe("drift.yml", () => {
     expect(script).not.toMatch(/\bpulumi\s+(up|update|refresh|destroy|import|state|cancel)\b/);
     // npm run drift runs `pulumi preview --refresh --expect-no-changes` (scripts/drift.ts): no update.
     const drift = fs.readFileSync(path.join(__dirname, "../scripts/drift.ts"), "utf8");
-    expect(drift).toContain('["preview", "--refresh", "--expect-no-changes", "--json"');
+    expect(drift).toContain('["preview", "--refresh", "--expect-no-changes", "--json", "--stack", args.stack, "--non-interactive", ...policy]');
+    // Prod's gate verifies the image in a preview too; the pack runs on every preview the project makes.
+    expect(runs(job)).toContain('bash scripts/install-supply-chain-tools.sh cosign >> "$GITHUB_PATH"');
+    expect(runs(job)).toContain("npm ci --prefix policy --no-audit --no-fund");
     expect(drift).not.toMatch(/"(up|refresh|destroy)"/);
   });
 
