@@ -4,6 +4,7 @@
  * the tasks' self-reports and the record that speaks for all of them, and the spec helpers.
  */
 import { describe, expect, it } from "vitest";
+import { canaryDatabaseUrl } from "../support/canary";
 import { assess, awaitConvergence, type ConvergeOptions, type SwarmView } from "../components/swarm/converge";
 import { swarmProblems } from "../components/swarm/preflight";
 import { combineRecords, reportedHardening } from "../components/swarm/probe";
@@ -103,7 +104,7 @@ describe("awaitConvergence", () => {
         // The rollback replaced the failed task: the cause is remembered from the look before.
         { service: updated("rollback_completed", "old"), tasks: [task(1, "old", "running"), task(2, "old", "running")] },
       ],
-      ["Configuration error: the backend cannot start (1 problem):", "  - LOG_LEVEL: Input should be 'DEBUG' (got 'VERBOSE')", "connecting to postgresql://app:hunter2@db/app"],
+      ["Configuration error: the backend cannot start (1 problem):", "  - LOG_LEVEL: Input should be 'DEBUG' (got 'VERBOSE')", `connecting to ${canaryDatabaseUrl("hunter2", "postgresql", "db")}`],
     );
     const error = await awaitConvergence(view, OPTIONS).catch((e: unknown) => e as Error);
     expect(error).toBeInstanceOf(Error);
