@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hardeningProfile, proxyProfile, toDockerRunArgs, toHostConfig } from "../components/hardening";
 import { routeProvider, type ProxyRouteInputs } from "../components/proxy/route";
 import { releaseProvider, type ReleaseInputs, type ReleaseOutputs } from "../components/release/provider";
-import { buildImage, docker, LOCAL_PROXY_IMAGE, LOCAL_PYTHON_BASE, removeContainers, removeImages, requireDockerEngine, uniqueName } from "../support/docker";
+import { buildImage, docker, LOCAL_PROXY_IMAGE, LOCAL_PYTHON_BASE, removeContainers, removeImages, requireDockerEngine, uniqueName, waitForHealthy } from "../support/docker";
 import { SECURITY_HEADERS } from "../support/securityHeaders";
 import { freePort, httpRequest } from "../support/wait";
 
@@ -136,11 +136,15 @@ describe("the release provider", () => {
 
   it("deletes a release: stopped with SIGTERM (the backend shuts down cleanly), then removed", async () => {
     const release = await createRelease();
-    await new Promise((resolve) => setTimeout(resolve, 2000));
+    // Serving, so the SIGTERM reaches uvicorn's graceful shutdown (a starting one stops at once too).
+    await waitForHealthy(release.name);
+    const started = Date.now();
     await releaseProvider.delete!(release.containerId, release);
     const gone = await docker(["container", "inspect", release.name], { allowFailure: true });
     expect(gone.code).not.toBe(0);
-  });
+    // Well inside the 30 s stop timeout: the backend stopped on the signal, not on the engine's SIGKILL.
+    expect(Date.now() - started).toBeLessThan(15_000);
+  }, 90_000);
 });
 
 describe("the route of the front proxy", () => {

@@ -9,11 +9,25 @@ service leave to the process.
 
 from __future__ import annotations
 
+import signal
 import sys
+from types import FrameType
 
-from app.core.config import EX_CONFIG, load_settings_or_explain
-from app.core.confinement import forbid_new_privileges
-from app.server import serve
+
+def _stop_before_serving(signum: int, frame: FrameType | None) -> None:
+    # Nothing is served yet, so nothing is lost: stop at once, cleanly.
+    raise SystemExit(0)
+
+
+# First, before the imports below (they take a while): as PID 1 of a container the process gets no
+# signal it has no handler for, so a SIGTERM sent while it starts (a release deleted before it
+# served) would be ignored until the engine's SIGKILL. uvicorn installs its graceful handler once it
+# serves.
+signal.signal(signal.SIGTERM, _stop_before_serving)
+
+from app.core.config import EX_CONFIG, load_settings_or_explain  # noqa: E402
+from app.core.confinement import forbid_new_privileges  # noqa: E402
+from app.server import serve  # noqa: E402
 
 
 def main() -> int:

@@ -6,6 +6,8 @@ import http.client
 import json
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -118,6 +120,46 @@ def test_sigterm_lets_an_in_flight_request_finish_then_exits_0(
     assert any(r["msg"] == "Shutting down" for r in records)
     assert "Traceback" not in out + err
     assert TEST_SECRET_KEY not in out + err
+
+
+# Imports `app.__main__` the way `python -m app` runs it, and reports whether SIGTERM was handled
+# by the time the first module of the app proper (its settings) began to load.
+_HANDLED_BEFORE_IMPORTS = """
+import importlib.abc, signal, sys
+seen = []
+class Watch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "app.core.config" and not seen:
+            seen.append(signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None))
+        return None
+sys.meta_path.insert(0, Watch())
+import app.__main__
+print(seen[0])
+"""
+
+
+def test_sigterm_is_handled_before_the_app_loads() -> None:
+    # Unhandled, a SIGTERM is ignored by a container's PID 1 until the engine's SIGKILL: a release
+    # deleted while it starts would take the whole stop timeout.
+    result = subprocess.run(
+        [sys.executable, "-c", _HANDLED_BEFORE_IMPORTS],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (result.returncode, result.stdout.strip()) == (0, "True"), result.stderr
+
+
+def test_sigterm_while_starting_stops_at_once_and_cleanly(
+    make_server: type[Server], server_env: dict[str, str]
+) -> None:
+    server = make_server(server_env)
+    time.sleep(0.1)
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(timeout=10) == 0
+    out, err = server.stop()
+    assert "Traceback" not in out + err
 
 
 def test_shutdown_timeout_bounds_a_stuck_request(make_server: type[Server], server_env: dict[str, str]) -> None:
