@@ -18,15 +18,17 @@ import { HostImage, isRepoDigest, type RegistryCredentials } from "./components/
 import type { ProdCertificate } from "./components/promotion/decide";
 import { resolvePromotion } from "./components/promotion/gate";
 import { UNSIGNED_WITHOUT_REGISTRY } from "./components/promotion/signature";
-import { observeServedCertificate } from "./components/proxy/observe";
+import { observeServedCertificate, type Observation } from "./components/proxy/observe";
 import { formatTlsStatus, tlsStatusOf } from "./components/proxy/tlsStatus";
 import { keptRollback, nextPreviousImageRef, planRollback, readReleaseHistory, type ReleaseHistory } from "./components/release/history";
 import { logPlannedRemovals, plannedRemovals } from "./components/release/retention";
 import { publicKeyFingerprint } from "./components/supplyChain/keys";
 import { ImageSignature } from "./components/supplyChain/signature";
 import { verifyImage } from "./components/supplyChain/verify";
+import { observeSwarmServedCertificate } from "./components/swarm/observe";
 import { checkSwarmManager } from "./components/swarm/preflight";
-import { SwarmService } from "./components/swarm/swarmService";
+import { probeConfinement } from "./components/swarm/probe";
+import { SwarmService, swarmNames } from "./components/swarm/swarmService";
 
 /** Stack outputs as the program returns them: each value may still be on its way. */
 type Exported<T> = { [K in keyof T]: pulumi.Input<T[K]> };
@@ -42,10 +44,7 @@ const serviceName = (config: BackendConfig): string => `${config.project}-${conf
 async function stackTls(config: BackendConfig): Promise<{ service: ServiceTls; certificate?: ProdCertificate }> {
   const { proxy, tlsPrivateKey } = config;
   const { mode, acme, certificate } = proxy.tls;
-  const observed =
-    terminatesTls(mode) && proxy.domain !== undefined
-      ? await observeServedCertificate({ endpoint: config.docker, component: serviceName(config), proxyContainer: proxyContainerName(serviceName(config)), domain: proxy.domain })
-      : undefined;
+  const observed = terminatesTls(mode) && proxy.domain !== undefined ? await observeProxy(config, proxy.domain) : undefined;
   const status = tlsStatusOf(mode, proxy.domain, observed, certificate);
   pulumi.log.info(formatTlsStatus(status));
   const held = mode === "certificate" ? { notAfter: status.configured?.notAfter, source: "configured" as const } : { notAfter: status.served?.notAfter, source: "served" as const };
@@ -62,6 +61,24 @@ async function stackTls(config: BackendConfig): Promise<{ service: ServiceTls; c
       ? {}
       : { certificate: { notAfter: held.notAfter, source: held.source, stack: config.stack, proxyContainer: proxyContainerName(serviceName(config)) } }),
   };
+}
+
+/**
+ * What the stack's proxy serves for `domain`, seen through it from inside the stack's network: from
+ * a running release on one host, from a probe container on a Swarm stack's overlay network (its
+ * tasks need not run on the manager). The one other place besides {@link deploy} that tells the
+ * targets apart.
+ */
+function observeProxy(config: BackendConfig, domain: string): Promise<Observation> {
+  const name = serviceName(config);
+  const look = { endpoint: config.docker, proxyContainer: proxyContainerName(name), domain };
+  if (config.service.swarm === undefined) return observeServedCertificate({ ...look, component: name });
+  return observeSwarmServedCertificate({ ...look, ...swarmNames(name), ...probeConfinement(), labels: { ...stackLabels(config), "backend-delivery.role": "probe" } });
+}
+
+/** The labels of everything the stack runs. */
+function stackLabels(config: BackendConfig): Record<string, string> {
+  return { "backend-delivery.stack": config.stack, "backend-delivery.environment": config.environment };
 }
 
 /**
@@ -138,7 +155,7 @@ function serviceArgs(config: BackendConfig, image: PinnedImage, tls: ServiceTls,
       ...config.readiness,
       timeoutHint: `raise readiness.timeoutSeconds: \`pulumi config set --stack ${config.stack} --path readiness.timeoutSeconds <seconds>\``,
     },
-    labels: { "backend-delivery.stack": config.stack, "backend-delivery.environment": config.environment },
+    labels: stackLabels(config),
     docker: config.docker,
     ...(retained === undefined ? {} : { retention: retained }),
   };

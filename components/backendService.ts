@@ -1,14 +1,13 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
-import { terminatesTls, type Readiness, type TlsMode, type TlsRecord } from "./contract";
+import type { Readiness, TlsMode, TlsRecord } from "./contract";
 import { endpointInputs, type DockerEndpoint } from "./docker/client";
 import { containerEnv } from "./envMapping";
 import { hardeningProfile, proxyProfile, withResources, type ResourceLimits } from "./hardening";
 import { FrontProxy } from "./proxy/frontProxy";
 import type { Observation } from "./proxy/observe";
 import { ProxyRoute } from "./proxy/route";
-import type { RouteTls } from "./proxy/tlsProbe";
-import { tlsRecord } from "./proxy/tlsStatus";
+import { routeTls, stackUrl, terminatedAtProxy, tlsOutput } from "./proxy/stackTls";
 import { ReadinessCheck } from "./readiness/check";
 import { ReleaseImages } from "./release/imagesProvider";
 import { AppRelease } from "./release/release";
@@ -127,8 +126,7 @@ export class BackendService extends pulumi.ComponentResource {
     const network = new docker.Network(`${name}-network`, { name: `${name}-network` }, { parent: this });
     const volume = new docker.Volume(`${name}-data`, { name: `${name}-data` }, { parent: this });
     const tls = args.tls;
-    const atProxy = tls !== undefined && terminatesTls(tls.mode) ? { ...tls, mode: tls.mode, domain: tls.domain ?? "" } : undefined;
-    if (atProxy !== undefined && atProxy.domain === "") throw new Error(`BackendService ${name}: tls.domain is required with tls.mode ${atProxy.mode}`);
+    const atProxy = terminatedAtProxy(`BackendService ${name}`, tls);
     const proxy = new FrontProxy(
       proxyContainerName(name),
       {
@@ -204,32 +202,13 @@ export class BackendService extends pulumi.ComponentResource {
       );
     }
 
-    // TLS ended by a load balancer in front: clients use the public name, over HTTPS.
-    this.url = tls?.mode === "upstream" && tls.domain !== undefined ? pulumi.output(`https://${tls.domain}`) : proxy.url;
+    this.url = stackUrl(tls, proxy.url);
     // What the route saw when it switched, or, when this update did not switch, what was served at its start.
-    const observed = tls?.observed !== undefined && "der" in tls.observed ? tls.observed : undefined;
-    this.tls =
-      atProxy === undefined
-        ? pulumi.output(tlsRecord(tls?.mode ?? "off", tls?.domain, undefined))
-        : pulumi.all([route.switchedAt, route.servedCertificate]).apply(([switchedAt, served]) =>
-            tlsRecord(atProxy.mode, atProxy.domain, observed !== undefined && switchedAt < observed.at ? observed.der : served),
-          );
+    this.tls = tlsOutput(tls, atProxy, route.switchedAt, route.servedCertificate);
     // The record goes out only once traffic reaches the release it describes.
     this.readiness = pulumi.all([check.readiness, route.switchedAt]).apply(([readiness]) => readiness);
     this.releaseName = release.name;
     this.switchedAt = route.switchedAt;
     this.registerOutputs({ url: this.url, readiness: this.readiness, releaseName: this.releaseName, switchedAt: this.switchedAt, tls: this.tls });
   }
-}
-
-/** The route's TLS input: the key, a secret Output, makes the whole of it secret. */
-function routeTls(tls: ServiceTls & { domain: string; mode: RouteTls["mode"] }): pulumi.Output<RouteTls> {
-  return pulumi.output(tls.privateKey).apply((privateKey) => ({
-    mode: tls.mode,
-    domain: tls.domain,
-    httpsPort: tls.httpsPort,
-    ...(tls.mode === "acme" && tls.acme !== undefined ? { acme: tls.acme } : {}),
-    ...(tls.mode === "certificate" && tls.certificate !== undefined ? { certificate: tls.certificate } : {}),
-    ...(tls.mode === "certificate" && privateKey !== undefined ? { privateKey } : {}),
-  }));
 }

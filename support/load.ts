@@ -19,6 +19,8 @@ export interface LoadSample {
   error?: string;
   /** `release` from a `/version` answer: which release served it. */
   release?: string;
+  /** With `resendReset`: the GET was reset on a reused connection before any answer, and sent once more. */
+  resent?: true;
 }
 
 /** What a load saw, once stopped. */
@@ -27,6 +29,8 @@ export interface LoadReport {
   sent: number;
   ok: number;
   failed: LoadSample[];
+  /** How many GETs were sent once more after a reset (`resendReset`). */
+  resent: number;
   p50Ms: number;
   p99Ms: number;
 }
@@ -45,6 +49,13 @@ export interface LoadOptions {
   connectTo?: string;
   /** POST this JSON body instead of a GET; then 201 is the answer that counts as served. */
   postJson?: string;
+  /**
+   * Send a GET once more when the server reset the kept-alive connection it reused before any byte of
+   * an answer, as browsers do and RFC 9112 §9.3.1 has clients do for idempotent requests (Caddy closes
+   * its idle connections when it loads a configuration: a request sent at that instant was never read).
+   * Such samples are marked `resent`; off unless told.
+   */
+  resendReset?: boolean;
 }
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
@@ -66,30 +77,38 @@ export function startLoad(url: string, options: LoadOptions): { stop(): Promise<
       const sample: LoadSample = { at, latencyMs: 0 };
       const post = options.postJson;
       const headers = post === undefined ? {} : { "content-type": "application/json", "content-length": Buffer.byteLength(post) };
-      const request = (secure ? https : http).request(url, { method: post === undefined ? "GET" : "POST", headers, agent, timeout: options.timeoutMs ?? 5000, ...lookup }, (response) => {
-        const chunks: Buffer[] = [];
-        response.on("data", (chunk: Buffer) => chunks.push(chunk));
-        response.on("end", () => {
-          sample.status = response.statusCode;
-          try {
-            const release = (JSON.parse(Buffer.concat(chunks).toString("utf8")) as { release?: unknown }).release;
-            if (typeof release === "string") sample.release = release;
-          } catch {
-            // Not every path answers JSON.
+      const send = (): void => {
+        const request = (secure ? https : http).request(url, { method: post === undefined ? "GET" : "POST", headers, agent, timeout: options.timeoutMs ?? 5000, ...lookup }, (response) => {
+          const chunks: Buffer[] = [];
+          response.on("data", (chunk: Buffer) => chunks.push(chunk));
+          response.on("end", () => {
+            sample.status = response.statusCode;
+            try {
+              const release = (JSON.parse(Buffer.concat(chunks).toString("utf8")) as { release?: unknown }).release;
+              if (typeof release === "string") sample.release = release;
+            } catch {
+              // Not every path answers JSON.
+            }
+            finish();
+          });
+          response.on("error", (error) => {
+            sample.error = error.message;
+            finish();
+          });
+        });
+        request.end(post);
+        request.on("timeout", () => request.destroy(new Error("timeout")));
+        request.on("error", (error) => {
+          const code = (error as NodeJS.ErrnoException).code;
+          if (options.resendReset === true && post === undefined && request.reusedSocket && code === "ECONNRESET" && sample.resent === undefined) {
+            sample.resent = true;
+            send();
+            return;
           }
+          sample.error = code ?? error.message;
           finish();
         });
-        response.on("error", (error) => {
-          sample.error = error.message;
-          finish();
-        });
-      });
-      request.end(post);
-      request.on("timeout", () => request.destroy(new Error("timeout")));
-      request.on("error", (error) => {
-        sample.error = (error as NodeJS.ErrnoException).code ?? error.message;
-        finish();
-      });
+      };
       let done = false;
       function finish(): void {
         if (done) return;
@@ -98,6 +117,7 @@ export function startLoad(url: string, options: LoadOptions): { stop(): Promise<
         samples.push(sample);
         resolve();
       }
+      send();
     });
   const timer = setInterval(() => {
     const p = one();
@@ -115,7 +135,7 @@ export function startLoad(url: string, options: LoadOptions): { stop(): Promise<
       const latencies = samples.map((s) => s.latencyMs).sort((a, b) => a - b);
       const served = options.postJson === undefined ? 200 : 201;
       const failed = samples.filter((s) => s.status !== served);
-      return { samples, sent: samples.length, ok: samples.length - failed.length, failed, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99) };
+      return { samples, sent: samples.length, ok: samples.length - failed.length, failed, resent: samples.filter((s) => s.resent).length, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99) };
     },
   };
 }

@@ -55,9 +55,9 @@ export interface MockOptions {
   secretOutputNames?: Record<string, string[]>;
   /** Overrides the readiness record the fake readiness check returns. */
   readiness?: (inputs: Record<string, unknown>) => Record<string, unknown>;
-  /** The certificate (DER, base64) the fake route reports its proxy served, when it has TLS to switch. */
+  /** The certificate (DER, base64) the fake route (or Swarm proxy configuration) reports its proxy served, when it has TLS to load. */
   servedCertificate?: string;
-  /** When the fake route reports its switch; {@link FAKE_SWITCHED_AT} unless told. */
+  /** When the fake route (or Swarm proxy configuration) reports its switch; {@link FAKE_SWITCHED_AT} unless told. */
   switchedAt?: string;
 }
 
@@ -94,10 +94,9 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
           const containerId = fakeDigest(`release-${args.name}`).slice("sha256:".length);
           return { id: containerId, state: { ...inputs, name, containerId } };
         }
-        if ("releaseId" in inputs) {
-          const served = inputs.tls !== undefined && this.options.servedCertificate !== undefined ? { servedCertificate: this.options.servedCertificate } : {};
-          return { id, state: { ...inputs, switchedAt: this.options.switchedAt ?? FAKE_SWITCHED_AT, ...served } };
-        }
+        // What the route (or the Swarm target's proxy configuration) reports its proxy served, with TLS.
+        const served = inputs.tls !== undefined && this.options.servedCertificate !== undefined ? { servedCertificate: this.options.servedCertificate } : {};
+        if ("releaseId" in inputs) return { id, state: { ...inputs, switchedAt: this.options.switchedAt ?? FAKE_SWITCHED_AT, ...served } };
         if ("privateKey" in inputs) {
           const ref = String(inputs.imageRef);
           const signed = { signatureDigest: fakeDigest(`sig-${ref}`), attestationDigest: fakeDigest(`att-${ref}`), sbomPackages: FAKE_SBOM_PACKAGES };
@@ -107,7 +106,7 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
         // Image retention: it removes what the program planned.
         if ("keepImages" in inputs) return { id, state: { ...inputs, kept: [], removed: inputs.planned } };
         // The Swarm target's proxy configuration and rollout check.
-        if ("proxyContainerId" in inputs && "service" in inputs) return { id, state: { ...inputs, configuredAt: FAKE_SWITCHED_AT } };
+        if ("proxyContainerId" in inputs && "service" in inputs) return { id, state: { ...inputs, configuredAt: this.options.switchedAt ?? FAKE_SWITCHED_AT, ...served } };
         if ("release" in inputs && "replicas" in inputs) {
           const readiness = this.options.readiness?.(inputs) ?? {
             ...FAKE_HARDENED_RECORD,

@@ -4,8 +4,10 @@
  * tests has; Node's crypto cannot sign certificates).
  */
 import { execFile } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { leafDer } from "../components/proxy/tlsProbe";
 
 /** What {@link makeServerCertificate} wrote. */
 export interface ServerCertificate {
@@ -94,4 +96,46 @@ export async function makeServerCertificate(dir: string, options: ServerCertific
   const ca = await makeCa(dir, options.commonName);
   const { certFile, keyFile } = await signServerCertificate(ca, "server", options);
   return { caFile: ca.caFile, certFile, keyFile };
+}
+
+/** What the program tests give `certificate` mode and the fake proxy serves: PEM chains and keys, and the DER (base64) of their leaves. */
+export interface ProgramCertificates {
+  /** Valid for 30 days: the leaf, then the CA. */
+  chain: string;
+  key: string;
+  der: string;
+  /** Valid for 3 days: within promotion.minCertificateDays. */
+  shortChain: string;
+  shortKey: string;
+  shortDer: string;
+  /** Another leaf valid for 30 days (a renewal). */
+  otherDer: string;
+}
+
+/** The {@link ProgramCertificates} for `domain`, signed by a CA made for them in a folder of its own, gone after (with the CA's key). */
+export async function programCertificates(name: string, domain: string): Promise<ProgramCertificates> {
+  const dir = mkdtempSync(join(tmpdir(), "bd-certs-"));
+  try {
+    return await signedFor(await makeCa(dir, name), domain);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function signedFor(ca: TestCa, domain: string): Promise<ProgramCertificates> {
+  const read = (file: string) => readFileSync(file, "utf8").trim();
+  const der = (file: string) => leafDer(read(file)) ?? "";
+  const options = (days: number) => ({ commonName: domain, dnsNames: [domain], days });
+  const long = await signServerCertificate(ca, "long", options(30));
+  const short = await signServerCertificate(ca, "short", options(3));
+  const other = await signServerCertificate(ca, "other", options(30));
+  return {
+    chain: `${read(long.certFile)}\n${read(ca.caFile)}`,
+    key: read(long.keyFile),
+    der: der(long.certFile),
+    shortChain: read(short.certFile),
+    shortKey: read(short.keyFile),
+    shortDer: der(short.certFile),
+    otherDer: der(other.certFile),
+  };
 }

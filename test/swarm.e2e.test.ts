@@ -1,28 +1,39 @@
 /**
  * The Swarm target with the real Pulumi engine on a real two-node swarm (support/swarm.ts: this
  * machine's engine as the manager, a second engine in a network namespace as the worker), images
- * through a throwaway registry by digest, PostgreSQL on the manager's address. In order, sharing the
+ * through a throwaway registry by digest (signed by staging, verified by prod's gate, as every
+ * registry stack), PostgreSQL on the manager's address. In order, sharing the
  * swarm, the registry and both stacks: staging and prod as 3-replica services with tasks on both
  * nodes, hardened as observed on the tasks, idempotent; a secret rotation, a promotion and a
  * rollback under load through the proxy with no failed request; a release the backend refuses,
  * rolled back by Swarm with the cause and the old digest on every task; a killed task and a drained
- * worker under load; scaling 3 -> 5 -> 2 without restarting the kept tasks; destroy leaving nothing
- * on either node. Fails (never skips) without the Pulumi CLI, the engine, the images, `ip` and
- * `nsenter`, or PostgreSQL's binaries.
+ * worker under load; scaling 3 -> 5 -> 2 without restarting the kept tasks; HTTPS at the proxy in
+ * `certificate` mode (a CA the test makes), its certificate replaced under HTTPS load, what the proxy
+ * serves seen at the program's start and in the pull-request comment; destroy leaving nothing on
+ * either node. Fails (never skips) without the Pulumi CLI, the engine, the images, `ip` and `nsenter`,
+ * openssl, cosign and syft, or PostgreSQL's binaries.
  */
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import type { Stack } from "@pulumi/pulumi/automation";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ProdOutputs, StackOutputs } from "../components/contract";
+import { factsOfDer } from "../components/proxy/certificates";
+import { leafDer } from "../components/proxy/tlsProbe";
+import { readTlsStatus } from "../components/proxy/tlsStatus";
 import { LOCAL_PROXY_IMAGE, LOCAL_PYTHON_BASE, docker, requireDockerEngine } from "../support/docker";
 import { requirePulumiCli, run, scratchProject, type ScratchProject } from "../support/engine";
 import { startLoad } from "../support/load";
 import { startPostgres, type PostgresCluster } from "../support/postgres";
 import { LOCAL_REGISTRY_IMAGE, startRegistry, type Registry } from "../support/registry";
+import { HSTS } from "../support/securityHeaders";
+import { makeCosignKeys, type CosignKeys } from "../support/signingKeys";
+import { initRegistryStacks, registryStackFile } from "../support/stacks";
 import { firstFailedTask, runningTasks as tasksOf, startSwarm, type RunningTask, type TestSwarm } from "../support/swarm";
-import { freePort, httpRequest, waitFor } from "../support/wait";
+import { makeCa, signServerCertificate, type TestCa } from "../support/throwawayCa";
+import { freePort, httpRequest, httpsRequest, waitFor } from "../support/wait";
 
 const MINUTE = 60_000;
 /** Swarm's monitor window in these stacks: short, so the suite stays short. */
@@ -70,15 +81,23 @@ async function underLoad<T>(stack: Stack, work: () => Promise<T>): Promise<{ res
   return { result, releases: [...new Set(report.samples.map((s) => s.release ?? ""))] };
 }
 
-/** The stack file of a Swarm stack: 3 replicas through the registry. */
-function stackFile(stack: "staging" | "prod", hostPort: number): Record<string, unknown> {
-  return {
-    environment: stack,
-    service: { hostPort, orchestrator: "swarm", replicas: 3, update: { monitorSeconds: MONITOR_SECONDS }, env: { LOG_LEVEL: "INFO" } },
-    image: { ...(stack === "staging" ? { baseImage: LOCAL_PYTHON_BASE } : {}), name: `${p.project}/backend`, registry: { server: registry.server, username: registry.username } },
-    proxy: { image: LOCAL_PROXY_IMAGE },
-    ...(stack === "prod" ? { promotion: { fromStack: `organization/${p.project}/staging` } } : {}),
-  };
+/** The stack file of a Swarm stack: 3 replicas through the registry, signed by staging and verified by prod. */
+function stackFile(stack: "staging" | "prod", hostPort: number, publicKey: string): Record<string, unknown> {
+  const service = { hostPort, orchestrator: "swarm", replicas: 3, update: { monitorSeconds: MONITOR_SECONDS }, env: { LOG_LEVEL: "INFO" } };
+  return registryStackFile(stack, { hostPort, project: p.project, repository: `${p.project}/backend`, registry, publicKey, extra: { service } });
+}
+
+/** The way users set a PEM: on `pulumi config set`'s stdin. */
+async function setFromStdin(stack: string, key: string, value: string, secret = false): Promise<void> {
+  const res = await p.pulumi(["config", "set", ...(secret ? ["--secret"] : []), "--path", key, "--stack", stack], { stdin: value });
+  expect(res.code, res.stderr).toBe(0);
+}
+
+/** A chain (leaf, then the CA) and its key for `domain`, signed by `ca`. */
+async function chainFor(ca: TestCa, domain: string, name: string): Promise<{ chain: string; key: string }> {
+  const made = await signServerCertificate(ca, name, { commonName: domain, dnsNames: [domain] });
+  const read = (file: string) => fs.readFileSync(file, "utf8").trim();
+  return { chain: `${read(made.certFile)}\n${read(ca.caFile)}`, key: read(made.keyFile) };
 }
 
 /** What is left of the project on a node: services, secrets, networks, volumes, containers. */
@@ -97,22 +116,15 @@ beforeAll(async () => {
   for (const image of [LOCAL_PYTHON_BASE, LOCAL_PROXY_IMAGE, LOCAL_REGISTRY_IMAGE]) await requireDockerEngine(image);
   swarm = await startSwarm();
   p = scratchProject();
-  [registry, pg] = await Promise.all([startRegistry({ address: swarm.managerAddress }), startPostgres({ alsoListenOn: swarm.managerAddress })]);
-  secrets.push(registry.password, pg.password);
+  let keys: CosignKeys;
+  [registry, pg, keys] = await Promise.all([startRegistry({ address: swarm.managerAddress }), startPostgres({ alsoListenOn: swarm.managerAddress }), makeCosignKeys()]);
+  secrets.push(registry.password, pg.password, keys.password, ...keys.privateKey.split("\n").filter((line) => line.length > 20));
   fs.mkdirSync(path.dirname(p.passphraseFile), { recursive: true });
   fs.writeFileSync(p.passphraseFile, randomBytes(24).toString("base64url"), { mode: 0o600 });
   const databaseUrl = `postgresql://${pg.user}:${pg.password}@${swarm.managerAddress}:${pg.port}/${pg.database}`;
-  for (const stack of ["staging", "prod"] as const) {
-    const port = await freePort();
-    const init = await p.pulumi(["stack", "init", stack]);
-    expect(init.code, init.stderr).toBe(0);
-    p.writeStackFile(stack, stackFile(stack, port));
-    const secretKey = randomBytes(32).toString("base64url");
-    secrets.push(databaseUrl, secretKey);
-    await p.setSecret(stack, "secrets.DATABASE_URL", databaseUrl);
-    await p.setSecret(stack, "secrets.SECRET_KEY", secretKey);
-    await p.setSecret(stack, "registryPassword", registry.password);
-  }
+  secrets.push(databaseUrl);
+  const files = { staging: stackFile("staging", await freePort(), keys.publicKey), prod: stackFile("prod", await freePort(), keys.publicKey) };
+  secrets.push(...(await initRegistryStacks(p, files, { databaseUrl: () => databaseUrl, registryPassword: registry.password, keys })));
   staging = await p.stack("staging");
   prod = await p.stack("prod");
 }, 5 * MINUTE);
@@ -306,6 +318,88 @@ describe("the Swarm target on a real two-node swarm", () => {
     const two = await runningTasks("staging");
     expect(two).toHaveLength(2);
     expect(two.every((t) => five.some((f) => f.container === t.container))).toBe(true);
+  }, 10 * MINUTE);
+
+  it("HTTPS at the proxy: certificate mode serves the chain with HSTS from the tasks, the tls output is what was served, a new certificate under HTTPS load loses no request", async () => {
+    const work = fs.mkdtempSync(path.join(os.tmpdir(), "bd-swarm-tls-"));
+    try {
+      const domain = `staging.${randomBytes(3).toString("hex")}.test`;
+      const ca = await makeCa(work, "swarm e2e");
+      const caPem = fs.readFileSync(ca.caFile, "utf8");
+      const httpsPort = await freePort();
+      const plainUrl = String((await outputsOf(staging)).url);
+      const first = await chainFor(ca, domain, "first");
+      await p.setConfig("staging", "proxy.domain", domain);
+      await p.setConfig("staging", "proxy.httpsPort", String(httpsPort));
+      await p.setConfig("staging", "proxy.tls.mode", "certificate");
+      await setFromStdin("staging", "proxy.tls.certificate", first.chain);
+      await setFromStdin("staging", "tlsPrivateKey", first.key, true);
+      let text = "";
+      await staging.up({ onOutput: (out) => (text += out) });
+      let s = StackOutputs.parse(await outputsOf(staging));
+      expect(s.url).toBe(`https://${domain}:${httpsPort}`);
+      const answer = await httpsRequest(`${s.url}/version`, { ca: caPem, alpn: true });
+      expect([answer.status, answer.alpn, answer.der]).toEqual([200, "h2", leafDer(first.chain)]);
+      expect(answer.headers["strict-transport-security"]).toBe(HSTS);
+      // Plain HTTP on the stack's host port redirects.
+      const redirect = await httpRequest(`${plainUrl}/readyz`, { headers: { host: domain } });
+      expect([redirect.status, redirect.headers.location]).toEqual([308, `https://${domain}:${httpsPort}/readyz`]);
+      const served = factsOfDer(answer.der);
+      expect(s.tls).toEqual({ mode: "certificate", domain, issuer: "CN=throwaway test CA for swarm e2e", notAfter: served.notAfter, fingerprint: served.fingerprint });
+      const tasks = await runningTasks("staging");
+      expect(tasks.map((t) => t.container.slice(0, 12))).toContain((JSON.parse(answer.body) as { release: string }).release);
+
+      // A new chain and key: the proxy loads them in place, the tasks keep serving, no request is lost.
+      const second = await chainFor(ca, domain, "second");
+      await setFromStdin("staging", "proxy.tls.certificate", second.chain);
+      await setFromStdin("staging", "tlsPrivateKey", second.key, true);
+      // A client that resends a GET reset on a reused connection, as browsers do: Caddy's reload closes its idle connections.
+      const load = startLoad(`${s.url}/version`, { rps: 20, maxSeconds: 300, ca: caPem, connectTo: "127.0.0.1", resendReset: true });
+      try {
+        await staging.up({ onOutput: (out) => (text += out) });
+      } finally {
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+      }
+      const report = await load.stop();
+      expect(report.failed, JSON.stringify(report.failed.slice(0, 5))).toEqual([]);
+      expect(report.sent).toBeGreaterThan(20);
+      console.log(`certificate replaced under load: ${report.sent} requests, ${report.failed.length} failed, ${report.resent} resent after a reset`);
+      const renewed = await httpsRequest(`${s.url}/healthz`, { ca: caPem });
+      expect(renewed.der).toBe(leafDer(second.chain));
+      s = StackOutputs.parse(await outputsOf(staging));
+      expect(s.tls).toMatchObject({ mode: "certificate", fingerprint: renewed.fingerprint });
+      expect((await runningTasks("staging")).map((t) => t.container).sort()).toEqual(tasks.map((t) => t.container).sort());
+      // The first key's file went with the first certificate.
+      expect((await docker(["exec", `${p.project}-staging-proxy`, "ls", "/data/tls"])).stdout.trim().split("\n")).toHaveLength(2);
+
+      // Nothing left to change; the program's start looked through the Swarm proxy, and the comment says what it serves.
+      const preview = await p.pulumi(["preview", "--json", "--expect-no-changes", "--stack", "staging"]);
+      expect(preview.code, preview.stderr).toBe(0);
+      const messages = ((JSON.parse(preview.stdout) as { diagnostics?: { message?: string }[] }).diagnostics ?? []).map((d) => d.message ?? "");
+      expect(readTlsStatus(messages)).toMatchObject({ mode: "certificate", domain, served: { fingerprint: renewed.fingerprint }, configured: { fingerprint: renewed.fingerprint } });
+      const document = path.join(p.dir, "staging-tls.json");
+      fs.writeFileSync(document, preview.stdout);
+      const comment = await run("npx", ["tsx", path.join(p.dir, "scripts", "pr-comment.ts"), `--stack=staging=${document}`, "--dry-run"], { cwd: p.dir, env: p.env });
+      expect(comment.code, comment.stderr).toBe(0);
+      expect(comment.stdout).toMatch(new RegExp(`\\*\\*TLS\\*\\*: \`certificate\` for \`${domain.replace(/\./g, "\\.")}\` — serves a certificate from \`CN=throwaway test CA for swarm e2e\`, valid [01]\\.\\d more days`));
+      // The keys in clear text nowhere: updates' output, state, outputs, the preview, the comment, the proxy's and the service's inspect.
+      const keyLines = [first.key, second.key].flatMap((key) => key.split("\n").filter((line) => !line.startsWith("-----")));
+      const inspect = (await docker(["inspect", `${p.project}-staging-proxy`])).stdout + (await docker(["service", "inspect", serviceName("staging")])).stdout;
+      // Where in the state a key line sits, by resource and property, so a leak names its source.
+      const leaks: string[] = [];
+      const walk = (v: unknown, at: string): void => {
+        if (typeof v === "string") {
+          if (keyLines.some((line) => v.includes(line))) leaks.push(at);
+        } else if (v !== null && typeof v === "object") for (const [k, x] of Object.entries(v)) walk(x, `${at}.${k}`);
+      };
+      for (const r of (JSON.parse(p.stateFile("staging")) as { checkpoint: { latest: { resources: { urn: string }[] } } }).checkpoint.latest.resources) walk(r, r.urn);
+      expect(leaks, "a line of the private key in the state").toEqual([]);
+      for (const [where, content] of Object.entries({ output: text, state: p.stateFile("staging"), outputs: JSON.stringify(await staging.outputs()), preview: preview.stdout, comment: comment.stdout, inspect })) {
+        for (const line of keyLines) expect(content.includes(line), `a line of the private key appears in ${where}`).toBe(false);
+      }
+    } finally {
+      fs.rmSync(work, { recursive: true, force: true });
+    }
   }, 10 * MINUTE);
 
   it("destroy: no service, secret, network, volume or container of the project on either node", async () => {

@@ -282,18 +282,27 @@ describe("the Swarm target under mocks", () => {
     });
   });
 
-  it("points the proxy at tasks.<service> and checks the rollout on the proxy and the stack's network", async () => {
-    const { mocks } = await run(swarmSetup());
-    expect(mocks.byName(`${PREFIX}-proxy-config`, DYNAMIC).inputs).toMatchObject({ proxyContainerId: fakeDigest(`container-${PREFIX}-proxy`).slice(7), service: `${PREFIX}-app`, port: 8000, hsts: true });
-    expect(mocks.byName(`${PREFIX}-rollout`, DYNAMIC).inputs).toMatchObject({
-      service: `${PREFIX}-app`,
-      network: `${PREFIX}-network`,
-      replicas: 2,
+  it("checks the rollout on the stack's network, then points the proxy at tasks.<service> and looks through it from a probe of the release", async () => {
+    const { mocks, outputs } = await run(swarmSetup());
+    const rollout = mocks.byName(`${PREFIX}-rollout`, DYNAMIC).inputs;
+    expect(rollout).toMatchObject({ service: `${PREFIX}-app`, network: `${PREFIX}-network`, replicas: 2, path: "/readyz", hostHeader: "127.0.0.1", user: "10001:10001" });
+    // The rollout check no longer waits for the proxy: the proxy's configuration waits for it.
+    expect(rollout.proxyConfiguredAt).toBeUndefined();
+    const config = mocks.byName(`${PREFIX}-proxy-config`, DYNAMIC).inputs;
+    expect(config.tls).toBeUndefined();
+    expect(config).toMatchObject({
       proxyContainer: `${PREFIX}-proxy`,
-      path: "/readyz",
+      proxyContainerId: fakeDigest(`container-${PREFIX}-proxy`).slice(7),
+      service: `${PREFIX}-app`,
+      port: 8000,
+      hsts: true,
+      release: releaseOf(mocks),
+      readyAt: FAKE_CHECKED_AT,
+      probe: { image: fakeDigest(`${PREFIX}-image`), network: `${PREFIX}-network`, user: rollout.user, hostConfig: rollout.hostConfig, labels: rollout.labels },
       hostHeader: "127.0.0.1",
-      user: "10001:10001",
     });
+    expect(rollout.labels).toEqual({ "backend-delivery.stack": "staging", "backend-delivery.environment": "staging", "backend-delivery.role": "probe" });
+    expect(outputs.tls).toEqual({ mode: "off" });
   });
 });
 

@@ -4,20 +4,17 @@
 // pull-request comment reads; and prod's gate holding the certificate against
 // promotion.minCertificateDays. The look through the proxy at the program's start is stubbed here
 // (test/proxyTls.docker.test.ts and the end-to-end suite make it for real).
-import * as fs from "node:fs";
-import * as os from "node:os";
-import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import type { Observation } from "../components/proxy/observe";
 import { factsOfDer } from "../components/proxy/certificates";
-import { leafDer } from "../components/proxy/tlsProbe";
 import { readTlsStatus } from "../components/proxy/tlsStatus";
 import { readVerdict } from "../components/promotion/reasons";
 import { canaryDatabaseUrl } from "../support/canary";
 import { asSeenByEngine, awaitOutput, PROJECT, removeStackFiles, settle, setUpStack, stagingSetup, type RecordingMocks, type StackSetup } from "../support/mocks";
 import { stagingRecord } from "../support/stagingRecord";
-import { makeCa, signServerCertificate } from "../support/throwawayCa";
+import { spyOnInfoLog } from "../support/programLog";
+import { programCertificates, type ProgramCertificates } from "../support/throwawayCa";
 
 afterAll(removeStackFiles);
 
@@ -32,38 +29,17 @@ vi.mock("../components/proxy/observe", () => ({
 }));
 
 const DOMAIN = "api.example.test";
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bd-tls-program-"));
-afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 /** Chains (PEM) and keys, and the DER of their leaves, valid for 30 and for 3 days. */
-const made = { chain: "", key: "", der: "", shortChain: "", shortKey: "", shortDer: "", otherDer: "" };
+const made: ProgramCertificates = { chain: "", key: "", der: "", shortChain: "", shortKey: "", shortDer: "", otherDer: "" };
 
-beforeAll(async () => {
-  const ca = await makeCa(dir, "tls program tests");
-  const read = (file: string) => fs.readFileSync(file, "utf8").trim();
-  const long = await signServerCertificate(ca, "long", { commonName: DOMAIN, dnsNames: [DOMAIN], days: 30 });
-  const short = await signServerCertificate(ca, "short", { commonName: DOMAIN, dnsNames: [DOMAIN], days: 3 });
-  const other = await signServerCertificate(ca, "other", { commonName: DOMAIN, dnsNames: [DOMAIN], days: 30 });
-  Object.assign(made, {
-    chain: `${read(long.certFile)}\n${read(ca.caFile)}`,
-    key: read(long.keyFile),
-    der: leafDer(read(long.certFile)),
-    shortChain: read(short.certFile),
-    shortKey: read(short.keyFile),
-    shortDer: leafDer(read(short.certFile)),
-    otherDer: leafDer(read(other.certFile)),
-  });
-}, 60_000);
+beforeAll(async () => void Object.assign(made, await programCertificates("tls program tests", DOMAIN)), 60_000);
 
-let info: ReturnType<typeof vi.spyOn>;
+const logged = spyOnInfoLog();
 beforeEach(() => {
   look.observation = undefined;
   look.calls.length = 0;
-  info = vi.spyOn(pulumi.log, "info").mockImplementation(() => Promise.resolve());
 });
-afterEach(() => {
-  info.mockRestore();
-  delete process.env.BACKEND_DELIVERY_STACK_FILE;
-});
+afterEach(() => void delete process.env.BACKEND_DELIVERY_STACK_FILE);
 
 type Outputs = Record<string, pulumi.Output<unknown>>;
 const DYNAMIC = "pulumi-nodejs:dynamic:Resource";
@@ -86,7 +62,7 @@ function staging(proxy: Record<string, unknown>, extra: Record<string, unknown> 
   return { ...setup, ...options, mocks: { servedCertificate: made.der, ...options.mocks } };
 }
 
-const loggedStatus = () => readTlsStatus(info.mock.calls.map((call: unknown[]) => String(call[0])));
+const loggedStatus = () => readTlsStatus(logged());
 const S = "backend-delivery-staging";
 
 describe("staging with TLS at the proxy", () => {
@@ -115,7 +91,7 @@ describe("staging with TLS at the proxy", () => {
     const route = asSeenByEngine(mocks.byName(`${S}-route`, DYNAMIC).inputs.tls);
     expect(route).toEqual({ secret: true, value: { mode: "certificate", domain: DOMAIN, httpsPort: 443, certificate: made.chain, privateKey: made.key } });
     expect(await awaitOutput(outputs.url!)).toBe(`https://${DOMAIN}`);
-    const everything = JSON.stringify([await Promise.all(Object.values(outputs).map((o) => awaitOutput(o))), info.mock.calls]);
+    const everything = JSON.stringify([await Promise.all(Object.values(outputs).map((o) => awaitOutput(o))), logged()]);
     for (const line of made.key.split("\n").filter((l) => !l.startsWith("-----"))) expect(everything).not.toContain(line);
     for (const output of Object.values(outputs)) expect(await pulumi.isSecret(pulumi.output(output))).toBe(false);
     expect(loggedStatus()?.configured?.fingerprint).toBe(factsOfDer(made.der).fingerprint);
@@ -166,7 +142,7 @@ describe("prod's gate and its certificate", () => {
     expect(error).toBeInstanceOf(pulumi.RunError);
     return error!.message;
   };
-  const verdict = () => readVerdict(info.mock.calls.map((call: unknown[]) => String(call[0])));
+  const verdict = () => readVerdict(logged());
 
   it("refuses a chain of the user's that expires within promotion.minCertificateDays, naming the commands that replace it", async () => {
     const message = await refusal(prod({ domain: DOMAIN, tls: { mode: "certificate", certificate: made.shortChain } }, { tlsPrivateKey: made.shortKey }));

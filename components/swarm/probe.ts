@@ -7,7 +7,7 @@
  */
 import type Docker from "dockerode";
 import type { Hardening, Readiness } from "../contract";
-import type { EngineHostConfig } from "../hardening";
+import { hardeningProfile, toHostConfig, type EngineHostConfig } from "../hardening";
 import { IMAGE_PYTHON } from "../readiness/dockerView";
 import type { ContainerView, Prober } from "../readiness/probe";
 import type { SwarmView } from "./converge";
@@ -27,6 +27,11 @@ export interface ProbeContainerSpec {
   user: string;
   hostConfig: EngineHostConfig;
   labels: Record<string, string>;
+}
+
+/** The probe's user and engine settings: the backend's hardening profile, with small limits of its own. */
+export function probeConfinement(): { user: string; hostConfig: EngineHostConfig } {
+  return { user: hardeningProfile.user, hostConfig: toHostConfig({ ...hardeningProfile, resources: { memoryMb: 128, cpus: 1, pids: 64 } }, "") };
 }
 
 /** Removes the probe containers of `service` that an earlier, interrupted run left behind. */
@@ -56,6 +61,16 @@ export async function startProbe(docker: Docker, spec: ProbeContainerSpec): Prom
     throw new Error(`the probe container ${name} did not start: ${(error as Error).message}`, { cause: error });
   }
   return container.id;
+}
+
+/** Runs `work` with a probe container of `spec`'s, removed after it whatever happens. */
+export async function withProbe<T>(docker: Docker, spec: ProbeContainerSpec, work: (probe: string) => Promise<T>): Promise<T> {
+  const probe = await startProbe(docker, spec);
+  try {
+    return await work(probe);
+  } finally {
+    await docker.getContainer(probe).remove({ force: true }).catch(() => undefined);
+  }
 }
 
 /** What `GET /hardening` answers (backend/app/api/routes/health.py). */

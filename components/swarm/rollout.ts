@@ -2,9 +2,10 @@
  * `SwarmRollout`: after the Docker provider has handed Swarm a new service spec (it does not wait:
  * see swarmService.ts), waits for Swarm's own rollout to converge or roll back (converge.ts),
  * proves every task of the release ready at its own address through a probe on the manager
- * (probe.ts), checks through the front proxy that the release answers there, and records the
- * `readiness` output with how many replicas were ready. A dynamic resource: every change of the
- * release, the replica count or the readiness settings runs it again; delete has nothing to remove.
+ * (probe.ts), and records the `readiness` output with how many replicas were ready; the proxy's
+ * configuration (proxyConfig.ts) then proves, through the proxy, that the release answers there. A
+ * dynamic resource: every change of the release, the replica count or the readiness settings runs it
+ * again; delete has nothing to remove.
  *
  * Pulumi serializes the provider with what it references: plain functions and `require`d packages.
  */
@@ -12,13 +13,12 @@ import * as pulumi from "@pulumi/pulumi";
 import type { Readiness } from "../contract";
 import { dockerClient } from "../docker/client";
 import type { EngineHostConfig } from "../hardening";
-import { PROXY_LISTEN_PORT } from "../proxy/caddyConfig";
 import { execProber } from "../readiness/dockerView";
-import { joinUrl, probeReadiness, type Prober } from "../readiness/probe";
+import { joinUrl, probeReadiness } from "../readiness/probe";
 import { checkedRecord } from "../readiness/check";
 import { awaitConvergence, type SwarmView } from "./converge";
-import { combineRecords, removeProbes, startProbe, taskContainerView } from "./probe";
-import { forgetPreviousSpec, inspectService, listServiceTasks, taskLogs, type TaskView } from "./tasks";
+import { combineRecords, removeProbes, taskContainerView, withProbe } from "./probe";
+import { forgetPreviousSpec, inspectService, listServiceTasks, taskLogs } from "./tasks";
 
 /** The resolved inputs of a rollout check. */
 export interface SwarmRolloutInputs {
@@ -50,10 +50,6 @@ export interface SwarmRolloutInputs {
   intervalMs: number;
   successThreshold: number;
   hostHeader: string;
-  /** The front proxy's container name; the release must answer through it. */
-  proxyContainer: string;
-  /** When the proxy was last configured for the service (a new proxy or configuration means a new check). */
-  proxyConfiguredAt: string;
   dockerHost?: string;
   dockerSshOpts?: string[];
 }
@@ -71,34 +67,11 @@ export interface SwarmRolloutOutputs extends SwarmRolloutInputs {
   tasks: ProvenTask[];
 }
 
-/** How long the release may take to answer through the proxy once every task is ready. */
-const PROXY_VERIFY_SECONDS = 20;
-
 /** `work` on every item, at most `size` at a time, the results in the items' order. */
 async function inBatches<T, R>(items: readonly T[], size: number, work: (item: T) => Promise<R>): Promise<R[]> {
   const results: R[] = [];
   for (let i = 0; i < items.length; i += size) results.push(...(await Promise.all(items.slice(i, i + size).map(work))));
   return results;
-}
-
-/** `/version` through the front proxy must come from a task of the release. */
-async function verifyThroughProxy(prober: Prober, proxyContainer: string, tasks: readonly TaskView[]): Promise<void> {
-  const url = `http://${proxyContainer}:${PROXY_LISTEN_PORT}/version`;
-  const releases = new Set(tasks.map((t) => (t.containerId ?? "").slice(0, 12)));
-  const deadline = Date.now() + PROXY_VERIFY_SECONDS * 1000;
-  let last = "no answer yet";
-  while (Date.now() < deadline) {
-    try {
-      const answer = await prober.get(url, 5000);
-      const release = answer.status === 200 ? (JSON.parse(answer.body) as { release?: unknown }).release : undefined;
-      if (typeof release === "string" && releases.has(release)) return;
-      last = `HTTP ${answer.status}, release ${JSON.stringify(release)}`;
-    } catch (error) {
-      last = (error as Error).message;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-  throw new Error(`every task is ready, but ${url} did not answer from one of them within ${PROXY_VERIFY_SECONDS} s (last: ${last})`);
 }
 
 async function runRollout(inputs: SwarmRolloutInputs): Promise<SwarmRolloutOutputs> {
@@ -117,15 +90,8 @@ async function runRollout(inputs: SwarmRolloutInputs): Promise<SwarmRolloutOutpu
   });
 
   await removeProbes(docker, inputs.service);
-  const probe = await startProbe(docker, {
-    service: inputs.service,
-    image: inputs.probeImage,
-    network: inputs.network,
-    user: inputs.user,
-    hostConfig: inputs.hostConfig,
-    labels: inputs.labels,
-  });
-  try {
+  const spec = { service: inputs.service, image: inputs.probeImage, network: inputs.network, user: inputs.user, hostConfig: inputs.hostConfig, labels: inputs.labels };
+  return withProbe(docker, spec, async (probe) => {
     const prober = execProber(probe, { host: inputs.dockerHost, sshOpts: inputs.dockerSshOpts }, inputs.hostHeader);
     // Two at a time: each probe is a Python started inside the one small probe container.
     const records = await inBatches(tasks, 2, async (task) => {
@@ -151,22 +117,19 @@ async function runRollout(inputs: SwarmRolloutInputs): Promise<SwarmRolloutOutpu
       }
     });
     const readiness = combineRecords(records, joinUrl(`http://tasks.${inputs.service}:${inputs.port}`, inputs.path), Number(inputs.replicas));
-    await verifyThroughProxy(prober, inputs.proxyContainer, tasks);
     await forgetPreviousSpec(docker, inputs.service);
     return {
       ...inputs,
       readiness,
       tasks: tasks.map((t) => ({ slot: t.slot, node: t.nodeId, container: (t.containerId ?? "").slice(0, 12) })),
     };
-  } finally {
-    await docker.getContainer(probe).remove({ force: true }).catch(() => undefined);
-  }
+  });
 }
 
 /** Inputs whose change is a new rollout to watch; how to connect (`dockerSshOpts`) is not. */
 const WATCHED = [
   "service", "serviceId", "release", "revision", "replicas", "network", "timeoutSeconds", "probeImage", "port", "path", "imageDigest",
-  "readinessTimeoutSeconds", "intervalMs", "successThreshold", "hostHeader", "proxyContainer", "proxyConfiguredAt", "dockerHost",
+  "readinessTimeoutSeconds", "intervalMs", "successThreshold", "hostHeader", "dockerHost",
 ] as const;
 
 /** The dynamic provider; see the module comment. */

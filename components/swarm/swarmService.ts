@@ -1,14 +1,15 @@
 import { createHash } from "node:crypto";
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
-import type { BackendServiceArgs } from "../backendService";
 import type { SwarmSettings } from "../config/schema";
-import { terminatesTls, type Readiness, type TlsRecord } from "../contract";
+import { proxyContainerName, type BackendServiceArgs } from "../backendService";
+import type { Readiness, TlsRecord } from "../contract";
 import { endpointInputs } from "../docker/client";
 import { plainSettings } from "../envMapping";
-import { hardeningProfile, toHostConfig, withResources } from "../hardening";
+import { hardeningProfile, proxyProfile, withResources } from "../hardening";
 import { FrontProxy } from "../proxy/frontProxy";
-import { tlsRecord } from "../proxy/tlsStatus";
+import { routeTls, stackUrl, terminatedAtProxy, tlsOutput } from "../proxy/stackTls";
+import { probeConfinement } from "./probe";
 import { SwarmProxyConfig } from "./proxyConfig";
 import { SwarmRollout } from "./rollout";
 import {
@@ -39,6 +40,11 @@ export interface SwarmServiceArgs extends BackendServiceArgs {
   registryAuth?: { server: string; username: string; password: pulumi.Input<string> };
 }
 
+/** The names of the Swarm objects of the service component `name`: its service (`tasks.<service>` on the network) and overlay network. */
+export function swarmNames(name: string): { service: string; network: string } {
+  return { service: `${name}-app`, network: `${name}-network` };
+}
+
 /** The `Host` the probes name: the backend always accepts the loopback address (envMapping.ts). */
 const PROBE_HOST = "127.0.0.1";
 
@@ -47,8 +53,10 @@ const PROBE_HOST = "127.0.0.1";
  * the rollout: an overlay network, the stack's secrets as Swarm secrets (one per value: a new value
  * is a new secret, mounted under /run/secrets at the same file name), the service (endpoint mode
  * `dnsrr`, start-first updates gated by the image's health check and rolled back on failure), the
- * front proxy on the manager that `docker:host` names, forwarding to `tasks.<service>`, and the
- * rollout check that waits for Swarm and proves every task ready.
+ * front proxy on the manager that `docker:host` names, the rollout check that waits for Swarm and
+ * proves every task ready, and then the proxy's configuration, forwarding to `tasks.<service>` (over
+ * HTTPS with TLS at the proxy, as on one host), loaded when it changes and looked through on every
+ * rollout.
  *
  * The Docker provider's `convergeConfig` is left unset on purpose: a create that does not converge
  * would delete the service, and its tasks' logs with it, and the provider's own wait reports a
@@ -56,26 +64,26 @@ const PROBE_HOST = "127.0.0.1";
  * failed task's error line.
  */
 export class SwarmService extends pulumi.ComponentResource {
-  /** Base URL on the manager, e.g. `http://127.0.0.1:8080`. */
+  /** What clients use: `http://127.0.0.1:<hostPort>` on the manager, or `https://<domain>[:<port>]` with TLS (at the proxy or in front). */
   public readonly url: pulumi.Output<string>;
   /** What the rollout check observed of every task of the release that serves. */
   public readonly readiness: pulumi.Output<Readiness>;
   /** The Swarm service's name; its tasks answer at `tasks.<name>` on the stack's network. */
   public readonly serviceName: pulumi.Output<string>;
-  /** What the stack serves over TLS. */
+  /** What the stack serves over TLS, observed through the proxy. */
   public readonly tls: pulumi.Output<TlsRecord>;
 
   constructor(name: string, args: SwarmServiceArgs, opts: pulumi.ComponentResourceOptions = {}) {
     super("backend-delivery:index:SwarmService", name, {}, opts);
-    if (args.tls !== undefined && terminatesTls(args.tls.mode)) {
-      throw new Error(`SwarmService ${name}: TLS at the proxy (tls.mode ${args.tls.mode}) is not built for the Swarm target yet; end TLS upstream`);
-    }
+    const tls = args.tls;
+    const atProxy = terminatedAtProxy(`SwarmService ${name}`, tls);
+    const names = swarmNames(name);
     const profile = withResources(hardeningProfile, args.resources);
     const labels = { ...args.labels, "backend-delivery.component": name };
     const host = endpointInputs(args.docker);
 
     // Attachable: the front proxy and the probe are plain containers on the manager.
-    const network = new docker.Network(`${name}-network`, { name: `${name}-network`, driver: "overlay", attachable: true }, { parent: this });
+    const network = new docker.Network(`${name}-network`, { name: names.network, driver: "overlay", attachable: true }, { parent: this });
     const mounts: (SecretMount & { tag: string })[] = Object.entries(args.secrets)
       .sort(([a], [b]) => a.localeCompare(b))
       .map(([setting, value]) => {
@@ -110,7 +118,12 @@ export class SwarmService extends pulumi.ComponentResource {
           );
     // The plain settings as a file (a Swarm config, immutable like a secret: a change is a new one);
     // the environment holds PORT alone (see serviceSpec.ts for why).
-    const { PORT: port = String(args.containerPort), ...settings } = plainSettings({ appEnv: args.appEnv, port: args.containerPort, env: args.env ?? {} });
+    const { PORT: port = String(args.containerPort), ...settings } = plainSettings({
+      appEnv: args.appEnv,
+      port: args.containerPort,
+      env: args.env ?? {},
+      ...(tls?.domain === undefined ? {} : { publicHost: tls.domain }),
+    });
     const settingsText = settingsFileText(settings);
     const settingsConfig = new docker.ServiceConfig(
       `${name}-settings-${createHash("sha256").update(settingsText).digest("hex").slice(0, 12)}`,
@@ -127,7 +140,7 @@ export class SwarmService extends pulumi.ComponentResource {
     const service = new docker.Service(
       `${name}-service`,
       serviceArgs({
-        name: `${name}-app`,
+        name: names.service,
         image: args.serviceImage,
         env,
         secrets: mounts,
@@ -141,15 +154,17 @@ export class SwarmService extends pulumi.ComponentResource {
     );
 
     const proxy = new FrontProxy(
-      `${name}-proxy`,
-      { image: args.proxyImage, hostPort: args.hostPort, network: network.name, labels: { ...args.labels, "backend-delivery.role": "proxy" } },
+      proxyContainerName(name),
+      {
+        image: args.proxyImage,
+        hostPort: args.hostPort,
+        network: network.name,
+        labels: { ...args.labels, "backend-delivery.role": "proxy" },
+        ...(atProxy === undefined ? {} : { tls: { domain: atProxy.domain, httpsPort: atProxy.httpsPort } }),
+      },
       { parent: this },
     );
-    const proxyConfig = new SwarmProxyConfig(
-      `${name}-proxy-config`,
-      { proxyContainerId: proxy.containerId, service: service.name, port: args.containerPort, hsts: args.appEnv !== "development", ...host },
-      { parent: this },
-    );
+    const probe = { image: args.image, network: network.name, ...probeConfinement(), labels: { ...args.labels, "backend-delivery.role": "probe" } };
     const rollout = new SwarmRollout(
       `${name}-rollout`,
       {
@@ -161,10 +176,10 @@ export class SwarmService extends pulumi.ComponentResource {
         network: network.name,
         timeoutSeconds: rolloutTimeoutSeconds(args.swarm, args.readiness.timeoutSeconds),
         ...(args.readiness.timeoutHint === undefined ? {} : { timeoutHint: args.readiness.timeoutHint }),
-        probeImage: args.image,
-        user: profile.user,
-        hostConfig: toHostConfig({ ...profile, resources: { memoryMb: 128, cpus: 1, pids: 64 } }, ""),
-        labels: { ...args.labels, "backend-delivery.role": "probe" },
+        probeImage: probe.image,
+        user: probe.user,
+        hostConfig: probe.hostConfig,
+        labels: probe.labels,
         port: args.containerPort,
         path: args.readiness.path,
         imageDigest: args.imageDigest,
@@ -172,19 +187,35 @@ export class SwarmService extends pulumi.ComponentResource {
         intervalMs: args.readiness.intervalMs,
         successThreshold: args.readiness.successThreshold,
         hostHeader: PROBE_HOST,
+        ...host,
+      },
+      { parent: this },
+    );
+    // After the rollout check, as the single-host route comes after the readiness check: the proxy is
+    // (re)configured and looked through once every task of the release is proven.
+    const proxyConfig = new SwarmProxyConfig(
+      `${name}-proxy-config`,
+      {
         proxyContainer: proxy.containerName,
-        proxyConfiguredAt: proxyConfig.configuredAt,
+        proxyContainerId: proxy.containerId,
+        service: service.name,
+        port: args.containerPort,
+        hsts: args.appEnv !== "development",
+        release,
+        readyAt: rollout.readiness.apply((r) => r.checkedAt),
+        probe: pulumi.output(probe),
+        hostHeader: PROBE_HOST,
+        ...(atProxy === undefined ? {} : { tls: routeTls(atProxy), proxyUser: proxyProfile.user, tlsTimeoutSeconds: args.readiness.timeoutSeconds }),
         ...host,
       },
       { parent: this },
     );
 
-    const tls = args.tls;
-    // TLS ended by a load balancer in front: clients use the public name, over HTTPS.
-    this.url = tls?.mode === "upstream" && tls.domain !== undefined ? pulumi.output(`https://${tls.domain}`) : proxy.url;
-    this.readiness = rollout.readiness;
+    this.url = stackUrl(tls, proxy.url);
+    // The record goes out only once the release answers through the proxy.
+    this.readiness = pulumi.all([rollout.readiness, proxyConfig.configuredAt]).apply(([readiness]) => readiness);
     this.serviceName = service.name;
-    this.tls = pulumi.output(tlsRecord(tls?.mode ?? "off", tls?.domain, undefined));
+    this.tls = tlsOutput(tls, atProxy, proxyConfig.configuredAt, proxyConfig.servedCertificate);
     this.registerOutputs({ url: this.url, readiness: this.readiness, serviceName: this.serviceName, tls: this.tls });
   }
 }
