@@ -9,6 +9,7 @@ import { plainSettings } from "../envMapping";
 import { hardeningProfile, toHostConfig, withResources } from "../hardening";
 import { FrontProxy } from "../proxy/frontProxy";
 import { tlsRecord } from "../proxy/tlsStatus";
+import { SwarmImages } from "./nodeImages";
 import { SwarmProxyConfig } from "./proxyConfig";
 import { SwarmRollout } from "./rollout";
 import {
@@ -178,6 +179,16 @@ export class SwarmService extends pulumi.ComponentResource {
       },
       { parent: this },
     );
+
+    if (args.retention !== undefined) {
+      const { project, repository, keepImages, previous, planned } = args.retention;
+      // After the rollout check only: an update that Swarm rolled back, or that failed the check, removes nothing.
+      new SwarmImages(
+        `${name}-images`,
+        { project, repository, keepImages, service: service.name, serving: args.serviceImage, ...(previous === undefined ? {} : { previous }), planned, labels: { ...args.labels }, ...host },
+        { parent: this, dependsOn: [rollout] },
+      );
+    }
 
     const tls = args.tls;
     // TLS ended by a load balancer in front: clients use the public name, over HTTPS.
