@@ -99,12 +99,13 @@ function liveRun(id: string): string | undefined {
   return engine !== undefined && alive(engine) ? `its worker engine (pid ${engine}) is running, and it names no owner` : undefined;
 }
 
-/** Whether the host engine is in a swarm, and whether that swarm is one of ours. */
-async function hostSwarm(): Promise<{ active: boolean; ours: boolean }> {
+/** Whether the host engine is in a swarm, whether that swarm is one of ours, and which (its id). */
+async function hostSwarm(): Promise<{ active: boolean; ours: boolean; id?: string }> {
   const state = (await docker(["info", "--format", "{{.Swarm.LocalNodeState}}"])).stdout.trim();
   if (state !== "active" && state !== "pending" && state !== "error" && state !== "locked") return { active: false, ours: false };
   const labels = await docker(["node", "inspect", "self", "--format", "{{json .Spec.Labels}}"], { allowFailure: true });
-  return { active: true, ours: labels.code === 0 && labels.stdout.includes(TEST_SWARM_LABEL) };
+  const id = labels.code === 0 ? (JSON.parse(labels.stdout.trim() || "{}") as Record<string, string> | null)?.[TEST_SWARM_LABEL] : undefined;
+  return { active: true, ours: id !== undefined, ...(id === undefined ? {} : { id }) };
 }
 
 /** Stops the worker engine whose pidfile is in `dir`, and waits until it is gone. */
@@ -156,7 +157,11 @@ export async function removeLeftoverSwarms(): Promise<void> {
     }
   }
   const host = await hostSwarm();
-  if (host.active && host.ours) await docker(["swarm", "leave", "--force"], { allowFailure: true, timeoutMs: 60_000 });
+  if (host.active && host.ours) {
+    const why = host.id === undefined ? undefined : liveRun(host.id);
+    if (why !== undefined) throw new Error(`this machine's Docker engine is in another run's test swarm ${PREFIX}-${host.id} (${why}); it is left alone: run these tests again once it is done`);
+    await docker(["swarm", "leave", "--force"], { allowFailure: true, timeoutMs: 60_000 });
+  }
   for (const id of ids) await removeWorker(id);
 }
 
@@ -194,8 +199,9 @@ export async function startSwarm(): Promise<TestSwarm> {
     if (stopped) return;
     stopped = true;
     await removeWorker(id);
+    // Only this run's own swarm: another run may have taken the engine over since (see liveRun).
     const after = await hostSwarm();
-    if (after.active && after.ours) await docker(["swarm", "leave", "--force"], { allowFailure: true, timeoutMs: 60_000 });
+    if (after.active && after.id === id) await docker(["swarm", "leave", "--force"], { allowFailure: true, timeoutMs: 60_000 });
     if (!hadGatewayBridge) await docker(["network", "rm", "docker_gwbridge"], { allowFailure: true });
   };
 

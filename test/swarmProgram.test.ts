@@ -192,6 +192,7 @@ describe("the Swarm target under mocks", () => {
     // PORT alone in the environment (the provider writes it in a random order); the rest in a settings file.
     expect(spec.env).toEqual({ PORT: "8000" });
     const config = mocks.byName(settingsName(), "docker:index/serviceConfig:ServiceConfig").inputs;
+    expect(config.labels).toEqual([{ label: "backend-delivery.component", value: PREFIX }]);
     expect(Buffer.from(String(config.data), "base64").toString("utf8")).toBe(SETTINGS_TEXT);
     expect(config.name).toBeUndefined();
     expect((spec.configs as Record<string, unknown>[]).map((c) => ({ ...c, configId: undefined, configName: undefined }))).toEqual([

@@ -114,8 +114,9 @@ export function jobSpec(inputs: SwarmImagesInputs, name: string, exclude: readon
         // Root, and only for the socket: it is root:docker 0660, and the docker group's id differs
         // from node to node, so no fixed non-root uid:gid can open it everywhere. Root with every
         // capability dropped still opens it (it owns it); nothing else is left to it: a read-only
-        // root, no capabilities, no network, small memory and process limits, and the script sets
-        // no-new-privileges on itself first (a Swarm service cannot set it before API 1.44).
+        // root, no capabilities, no published port (Swarm offers a service no `none` network), small
+        // memory and process limits, and the script sets no-new-privileges on itself first (a Swarm
+        // service cannot set it before API 1.46).
         User: "0:0",
         ReadOnly: true,
         CapabilityDrop: ["ALL"],

@@ -115,7 +115,8 @@ export class SwarmService extends pulumi.ComponentResource {
     const settingsText = settingsFileText(settings);
     const settingsConfig = new docker.ServiceConfig(
       `${name}-settings-${createHash("sha256").update(settingsText).digest("hex").slice(0, 12)}`,
-      { data: Buffer.from(settingsText, "utf8").toString("base64") },
+      // Labelled like the secrets: `docker config ls --filter label=backend-delivery.component=<name>` lists the stack's.
+      { data: Buffer.from(settingsText, "utf8").toString("base64"), labels: [{ label: "backend-delivery.component", value: name }] },
       { parent: this },
     );
     const configs: ConfigMount[] = [{ configId: settingsConfig.id, configName: settingsConfig.name, fileName: SETTINGS_FILE }];
