@@ -21,7 +21,7 @@ import { UNSIGNED_WITHOUT_REGISTRY } from "./components/promotion/signature";
 import { observeServedCertificate, type Observation } from "./components/proxy/observe";
 import { formatTlsStatus, tlsStatusOf } from "./components/proxy/tlsStatus";
 import { keptRollback, nextPreviousImageRef, planRollback, readReleaseHistory, type ReleaseHistory } from "./components/release/history";
-import { logPlannedRemovals, plannedRemovals } from "./components/release/retention";
+import { logPlannedRemovals, logSwarmPlannedRemovals, plannedRemovals } from "./components/release/retention";
 import { publicKeyFingerprint } from "./components/supplyChain/keys";
 import { ImageSignature } from "./components/supplyChain/signature";
 import { verifyImage } from "./components/supplyChain/verify";
@@ -90,11 +90,13 @@ async function retention(config: BackendConfig, history: ReleaseHistory, next: p
   const keepImages = config.release.keepImages;
   const host = await readHostRetention(config.docker, config.project, config.stack, [history.imageRef, history.previousImageRef, typeof next === "string" ? next : undefined]);
   const where = config.docker.host ?? "the local Docker engine";
+  // Under Swarm the same rules hold on every node that ran the service's tasks; the manager is the one the program sees.
+  const log = config.service.swarm === undefined ? logPlannedRemovals : logSwarmPlannedRemovals;
   if (typeof next === "string") {
-    logPlannedRemovals(config.stack, where, plannedRemovals(host, next, typeof previous === "string" ? previous : undefined, keepImages), keepImages);
+    log(config.stack, where, plannedRemovals(host, next, typeof previous === "string" ? previous : undefined, keepImages), keepImages);
   } else {
     // The image is not built yet: what goes if it is a new one (a rerun or a rotation removes less).
-    logPlannedRemovals(config.stack, where, plannedRemovals(host, "", history.imageRef, keepImages), keepImages, "(if it builds a new image)");
+    log(config.stack, where, plannedRemovals(host, "", history.imageRef, keepImages), keepImages, "(if it builds a new image)");
   }
   return {
     project: config.project,

@@ -3,8 +3,9 @@
  *
  * One screen from the stack's outputs (never a secret: `pulumi stack output` without
  * --show-secrets), its Docker host (`docker:host` from the stack's config: the release that serves
- * and since when, Swarm replicas, the images the stack keeps there) and the record of its last drift
- * check (the stack tag `npm run drift` writes). `--json` prints the same for scripts.
+ * and since when, Swarm replicas, the images the stack keeps there; for a Swarm stack what each node
+ * kept, from the state's record of image retention, `pulumi stack export`) and the record of its last
+ * drift check (the stack tag `npm run drift` writes). `--json` prints the same for scripts.
  *
  * Exit codes: 0 shown; 1 shown in part: a `pulumi` command or the Docker host failed (its part says
  * why); 2 bad command line; 3 refused (no backend, no such stack).
@@ -19,7 +20,7 @@ import { CliError, ExitCode, runMain } from "./lib/cli";
 import { DRIFT_TAG, readDriftRecord } from "./lib/drift";
 import { pulumiFailure, projectDir, stackExists, type PulumiCli } from "./lib/pulumiCli";
 import { describeSession, openSession } from "./lib/session";
-import { renderStatus, stackStatus, type HostView } from "./lib/status";
+import { renderStatus, stackStatus, swarmRetentionRecord, type HostView, type NodeImagesRecord } from "./lib/status";
 
 const USAGE = "Usage: npm run status -- <stack> [--json]   e.g. npm run status -- prod";
 
@@ -87,8 +88,14 @@ async function main(): Promise<number> {
   const tag = await cli.capture(["stack", "tag", "get", DRIFT_TAG, "--stack", args.stack, "--non-interactive"]);
   const drift = tag.code === 0 ? readDriftRecord(tag.stdout.trim()) : undefined;
 
+  // A Swarm stack's nodes are not reachable from here: what its image retention recorded in the state says what each keeps.
+  let nodeImages: NodeImagesRecord[] | undefined;
+  if (view.reachable && view.replicas !== undefined) {
+    const exported = await cli.capture(["stack", "export", "--stack", args.stack, "--non-interactive"]);
+    nodeImages = exported.code === 0 ? swarmRetentionRecord(JSON.parse(exported.stdout || "{}") as unknown, project, args.stack) : undefined;
+  }
   const now = new Date();
-  const status = stackStatus(args.stack, outputs, view, drift, now);
+  const status = stackStatus(args.stack, outputs, view, drift, now, nodeImages);
   process.stdout.write(args.json ? `${JSON.stringify(status, null, 2)}\n` : `${renderStatus(status, now).join("\n")}\n`);
   return view.reachable ? ExitCode.ok : ExitCode.pulumiFailed;
 }

@@ -14,6 +14,8 @@ step "workflows: actionlint, zizmor"; bash scripts/lint-workflows.sh
 step "secret scan";      npm run --silent secretlint
 step "backend: ruff, mypy"
 (cd backend && uv run --frozen ruff check . && uv run --frozen ruff format --check . && uv run --frozen mypy)
+step "Swarm node script: ruff, mypy (the backend's rules)"
+(cd backend && uv run --frozen ruff check --config pyproject.toml ../components/swarm/node_images.py && uv run --frozen ruff format --config pyproject.toml --check ../components/swarm/node_images.py && uv run --frozen mypy --strict ../components/swarm/node_images.py)
 step "backend: pytest"
 (cd backend && uv run --frozen pytest -q --junitxml="$results/pytest.xml")
 step "backend: API fuzzer (schemathesis against the real server and PostgreSQL)"

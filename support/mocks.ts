@@ -103,6 +103,8 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
           return { id, state: { ...inputs, ...signed, publicKey: "-----BEGIN PUBLIC KEY-----\nfake\n-----END PUBLIC KEY-----", publicKeyFingerprint: fakeDigest("public-key") } };
         }
         if ("imageRef" in inputs && "server" in inputs) return { id, state: { ...inputs, imageId: fakeDigest(`pulled-${String(inputs.imageRef)}`) } };
+        // Image retention on every Swarm node: no node ran a task under mocks.
+        if ("keepImages" in inputs && "service" in inputs) return { id, state: { ...inputs, nodes: [], unreached: [] } };
         // Image retention: it removes what the program planned.
         if ("keepImages" in inputs) return { id, state: { ...inputs, kept: [], removed: inputs.planned } };
         // The Swarm target's proxy configuration and rollout check.
@@ -205,6 +207,28 @@ export function registeredUrns(): string[] {
   return [...monitor.getRegisteredResources().keys()];
 }
 
+/** The resources each resource was registered to wait for (`dependsOn` and its inputs' resources), by name: their URNs. */
+const dependencies = new Map<string, string[]>();
+
+/** The URNs the resource named `name` depends on, as the program registered it. */
+export function registeredDependencies(name: string): string[] {
+  const found = dependencies.get(name);
+  if (found === undefined) throw new Error(`no resource named ${name} was registered`);
+  return found;
+}
+
+/** Records every registration's dependencies (the mock engine keeps none) for {@link registeredDependencies}. */
+function recordDependencies(): void {
+  dependencies.clear();
+  type Request = { getName(): string; getDependenciesList(): string[] };
+  const monitor = pulumi.runtime.getMonitor() as unknown as { registerResource(req: Request, callback: unknown): unknown };
+  const register = monitor.registerResource.bind(monitor);
+  monitor.registerResource = (req, callback) => {
+    dependencies.set(req.getName(), req.getDependenciesList());
+    return register(req, callback);
+  };
+}
+
 /** The type of the parent of the resource named `name`, or undefined for a top-level resource. */
 export function parentTypeOf(name: string): string | undefined {
   const urns = registeredUrns().filter((urn) => urn.endsWith(`::${name}`));
@@ -275,6 +299,7 @@ export async function setUpStack(setup: StackSetup): Promise<{ mocks: RecordingM
   const self = `organization/${PROJECT}/${setup.stack}`;
   const mocks = new RecordingMocks({ ...setup.mocks, stacks: { [self]: {}, ...setup.mocks?.stacks } });
   await pulumi.runtime.setMocks(mocks, PROJECT, setup.stack, setup.preview ?? false);
+  recordDependencies();
   return { mocks, stackFile };
 }
 

@@ -6,13 +6,18 @@
  * /sys and hide the cgroup mounts). It shares the host's file system, so it reads the registry CAs
  * in /etc/docker/certs.d like the host's engine does, and reaches the host at the manager's address.
  * Its storage driver is overlay2 on a data root under the system temp dir (`TEST_SWARM_STORAGE_DRIVER`
- * names another, e.g. vfs where the temp dir cannot hold overlay mounts).
+ * names another, e.g. vfs where the temp dir cannot hold overlay mounts). It runs in a mount namespace
+ * of its own too, where its socket is bound at /var/run/docker.sock: a container on the worker that
+ * mounts the node's socket (the image retention job) reaches the worker's engine, as on a real node,
+ * not the host's.
  *
  * Everything it makes is named `bdsw-<hex>` (the manager node also carries the label
  * `backend-delivery.test-swarm`), which is how {@link removeLeftoverSwarms} finds what a crashed run
  * left, and `stop()` undoes all of it: both nodes leave the swarm, the engine stops, the namespace,
  * the veth pair and the folders go. The host's engine is never left in swarm mode by a swarm of ours,
- * and one that is in a swarm of someone else's is refused, never touched.
+ * and one that is in a swarm of someone else's is refused, never touched. Nor is a test swarm whose
+ * run is still going (another worktree's, on a shared machine): its folder names the process that
+ * started it, and while that process lives, {@link startSwarm} refuses and says to retry later.
  */
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -65,33 +70,52 @@ const stateDir = (id: string) => path.join(os.tmpdir(), `${PREFIX}-${id}`);
 const netnsOf = (id: string) => `${PREFIX}-${id}`;
 const hostVeth = (id: string) => `${PREFIX}${id}h`;
 
-/** Whether the host engine is in a swarm, and whether that swarm is one of ours. */
-async function hostSwarm(): Promise<{ active: boolean; ours: boolean }> {
+/** Whether process `pid` exists. */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** The pid in a pidfile, or undefined. */
+function pidIn(file: string): number | undefined {
+  const pid = fs.existsSync(file) ? Number(fs.readFileSync(file, "utf8").trim()) : NaN;
+  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+}
+
+/**
+ * Why the test swarm `id` is another run's that is still going, or undefined when it is a crashed
+ * run's leftover: the process that started it lives (its `owner.pid`), or, for a swarm started by a
+ * version of this harness that wrote none, its worker engine still runs.
+ */
+function liveRun(id: string): string | undefined {
+  const dir = stateDir(id);
+  const owner = pidIn(path.join(dir, "owner.pid"));
+  if (owner !== undefined) return owner !== process.pid && alive(owner) ? `started by process ${owner}, which is still running` : undefined;
+  const engine = pidIn(path.join(dir, "docker.pid"));
+  return engine !== undefined && alive(engine) ? `its worker engine (pid ${engine}) is running, and it names no owner` : undefined;
+}
+
+/** Whether the host engine is in a swarm, whether that swarm is one of ours, and which (its id). */
+async function hostSwarm(): Promise<{ active: boolean; ours: boolean; id?: string }> {
   const state = (await docker(["info", "--format", "{{.Swarm.LocalNodeState}}"])).stdout.trim();
   if (state !== "active" && state !== "pending" && state !== "error" && state !== "locked") return { active: false, ours: false };
   const labels = await docker(["node", "inspect", "self", "--format", "{{json .Spec.Labels}}"], { allowFailure: true });
-  return { active: true, ours: labels.code === 0 && labels.stdout.includes(TEST_SWARM_LABEL) };
+  const id = labels.code === 0 ? (JSON.parse(labels.stdout.trim() || "{}") as Record<string, string> | null)?.[TEST_SWARM_LABEL] : undefined;
+  return { active: true, ours: id !== undefined, ...(id === undefined ? {} : { id }) };
 }
 
 /** Stops the worker engine whose pidfile is in `dir`, and waits until it is gone. */
 async function stopEngine(dir: string): Promise<void> {
-  const pidFile = path.join(dir, "docker.pid");
-  if (!fs.existsSync(pidFile)) return;
-  const pid = Number(fs.readFileSync(pidFile, "utf8").trim());
-  if (!Number.isInteger(pid) || pid <= 0) return;
-  const alive = () => {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  if (!alive()) return;
+  const pid = pidIn(path.join(dir, "docker.pid"));
+  if (pid === undefined || !alive(pid)) return;
   process.kill(pid, "SIGTERM");
-  for (let i = 0; i < 150 && alive(); i++) await new Promise((r) => setTimeout(r, 100));
-  if (alive()) process.kill(pid, "SIGKILL");
-  for (let i = 0; i < 50 && alive(); i++) await new Promise((r) => setTimeout(r, 100));
+  for (let i = 0; i < 150 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+  if (alive(pid)) process.kill(pid, "SIGKILL");
+  for (let i = 0; i < 50 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
 }
 
 /** Removes a folder an engine ran from, unmounting what it may have left mounted below it. */
@@ -123,11 +147,21 @@ async function removeWorker(id: string): Promise<void> {
  * start one swarm at a time).
  */
 export async function removeLeftoverSwarms(): Promise<void> {
-  const host = await hostSwarm();
-  if (host.active && host.ours) await docker(["swarm", "leave", "--force"], { allowFailure: true, timeoutMs: 60_000 });
   const namespaces = (await run("ip", ["netns", "list"], true)).stdout.split("\n").map((l) => l.split(" ")[0] ?? "");
   const dirs = fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith(`${PREFIX}-`));
   const ids = new Set([...namespaces, ...dirs].filter((n) => n.startsWith(`${PREFIX}-`)).map((n) => n.slice(PREFIX.length + 1)));
+  for (const id of ids) {
+    const why = liveRun(id);
+    if (why !== undefined) {
+      throw new Error(`another run's test swarm ${PREFIX}-${id} is up on this machine (${why}); it is left alone: run these tests again once it is done`);
+    }
+  }
+  const host = await hostSwarm();
+  if (host.active && host.ours) {
+    const why = host.id === undefined ? undefined : liveRun(host.id);
+    if (why !== undefined) throw new Error(`this machine's Docker engine is in another run's test swarm ${PREFIX}-${host.id} (${why}); it is left alone: run these tests again once it is done`);
+    await docker(["swarm", "leave", "--force"], { allowFailure: true, timeoutMs: 60_000 });
+  }
   for (const id of ids) await removeWorker(id);
 }
 
@@ -165,14 +199,17 @@ export async function startSwarm(): Promise<TestSwarm> {
     if (stopped) return;
     stopped = true;
     await removeWorker(id);
+    // Only this run's own swarm: another run may have taken the engine over since (see liveRun).
     const after = await hostSwarm();
-    if (after.active && after.ours) await docker(["swarm", "leave", "--force"], { allowFailure: true, timeoutMs: 60_000 });
+    if (after.active && after.id === id) await docker(["swarm", "leave", "--force"], { allowFailure: true, timeoutMs: 60_000 });
     if (!hadGatewayBridge) await docker(["network", "rm", "docker_gwbridge"], { allowFailure: true });
   };
 
   try {
     fs.mkdirSync(path.join(dir, "data"), { recursive: true, mode: 0o700 });
     fs.mkdirSync(path.join(dir, "exec"), { recursive: true, mode: 0o700 });
+    // Whose swarm this is, for as long as this process runs (see liveRun).
+    fs.writeFileSync(path.join(dir, "owner.pid"), `${process.pid}\n`);
     // Its own (empty) daemon.json: the host's may name sockets or settings that are the host engine's.
     fs.writeFileSync(path.join(dir, "daemon.json"), "{}\n");
     await run("ip", ["netns", "add", ns]);
@@ -187,19 +224,21 @@ export async function startSwarm(): Promise<TestSwarm> {
     await inNs(["ip", "route", "add", "default", "via", managerAddress]);
 
     const log = fs.openSync(path.join(dir, "dockerd.log"), "a");
-    const engine = spawn(
-      "nsenter",
-      [
-        `--net=/var/run/netns/${ns}`, "dockerd",
-        "--config-file", path.join(dir, "daemon.json"),
-        "--data-root", path.join(dir, "data"),
-        "--exec-root", path.join(dir, "exec"),
-        "-H", `unix://${socket}`,
-        "--pidfile", path.join(dir, "docker.pid"),
-        "--storage-driver", WORKER_STORAGE_DRIVER,
-      ],
-      { detached: true, stdio: ["ignore", log, log] },
-    );
+    const dockerd = [
+      "dockerd",
+      "--config-file", path.join(dir, "daemon.json"),
+      "--data-root", path.join(dir, "data"),
+      "--exec-root", path.join(dir, "exec"),
+      "-H", `unix://${socket}`,
+      "--pidfile", path.join(dir, "docker.pid"),
+      "--storage-driver", WORKER_STORAGE_DRIVER,
+    ].map((arg) => `'${arg}'`).join(" ");
+    // In a private mount namespace, once the engine listens, its socket is bound over
+    // /var/run/docker.sock there: the engine's containers see that one as the node's socket. The shell
+    // waits for the engine, which stop() ends by its pidfile, and the namespace goes with them.
+    const script = `${dockerd} & pid=$!; while [ ! -S '${socket}' ] && kill -0 $pid 2>/dev/null; do sleep 0.1; done; ` +
+      `mount --bind '${socket}' /var/run/docker.sock; wait $pid`;
+    const engine = spawn("nsenter", [`--net=/var/run/netns/${ns}`, "unshare", "--mount", "--propagation", "private", "sh", "-c", script], { detached: true, stdio: ["ignore", log, log] });
     engine.unref();
     fs.closeSync(log);
     const worker = (args: readonly string[], options: DockerOptions = {}) => docker(["-H", `unix://${socket}`, ...args], options);

@@ -5,7 +5,7 @@
  */
 import * as fs from "node:fs";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { renderStatus, stackStatus, type HostView } from "../scripts/lib/status";
+import { renderStatus, stackStatus, swarmRetentionRecord, type HostView } from "../scripts/lib/status";
 import { createFakePulumi, makeProjectDirWithLocalState, runScript, type FakePulumi } from "../support/fakePulumi";
 import { stagingRecord } from "../support/stagingRecord";
 
@@ -66,6 +66,35 @@ describe("stackStatus and renderStatus", () => {
     const down = stackStatus("staging", record(), { reachable: false, error: "connect ECONNREFUSED /var/run/docker.sock" }, undefined, NOW);
     expect(renderStatus(down, NOW)).toContain("  Docker host:   did not answer: connect ECONNREFUSED /var/run/docker.sock");
     expect(down.serving?.since).toBeUndefined();
+  });
+
+  it("a Swarm stack shows what image retention kept on each node, from its record in the state", () => {
+    const exported = {
+      version: 3,
+      deployment: {
+        resources: [
+          { urn: "urn:pulumi:staging::bd::pulumi:providers:docker::default", outputs: {} },
+          {
+            urn: "urn:pulumi:staging::bd::backend-delivery:index:SwarmService$pulumi-nodejs:dynamic:Resource::bd-staging-images",
+            outputs: { nodes: [{ node: "q8065jf6t5hbkl25hxi8w4uxg", kept: [DIGEST, PREVIOUS], removed: [`sha256:${"e".repeat(64)}`], held: [] }, { node: "l57btqbh556d8d9ktl46v5q9x", kept: [DIGEST], removed: [], held: [] }] },
+          },
+        ],
+      },
+    };
+    const nodes = swarmRetentionRecord(exported, "bd", "staging");
+    expect(nodes).toEqual([
+      { node: "q8065jf6t5hbkl25hxi8w4uxg", kept: [DIGEST, PREVIOUS], removed: [`sha256:${"e".repeat(64)}`] },
+      { node: "l57btqbh556d8d9ktl46v5q9x", kept: [DIGEST], removed: [] },
+    ]);
+    const lines = renderStatus(stackStatus("staging", { ...record(), environment: "staging" }, { ...host, replicas: { running: 3, desired: 3 } }, undefined, NOW, nodes), NOW);
+    expect(lines.slice(lines.findIndex((l) => l.startsWith("  Images kept:")), -1)).toEqual([
+      `  Images kept:   2: ${"d".repeat(12)}, ${"c".repeat(12)}`,
+      `  On each node:  q8065jf6t5hb: 2: ${"d".repeat(12)}, ${"c".repeat(12)} (the last run removed 1)`,
+      `                 l57btqbh556d: 1: ${"d".repeat(12)}`,
+    ]);
+    // A single-host stack, or a record of another shape: none.
+    expect(swarmRetentionRecord({ deployment: { resources: [{ urn: "urn:...::bd-staging-images", outputs: { kept: [], removed: [] } }] } }, "bd", "staging")).toBeUndefined();
+    expect(swarmRetentionRecord({}, "bd", "staging")).toBeUndefined();
   });
 
   it("a stack never deployed, or outputs out of shape, is said so without showing them", () => {

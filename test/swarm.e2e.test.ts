@@ -6,12 +6,16 @@
  * swarm, the registry and both stacks: staging and prod as 3-replica services with tasks on both
  * nodes, hardened as observed on the tasks, idempotent; a secret rotation, a promotion and a
  * rollback under load through the proxy with no failed request; a release the backend refuses,
- * rolled back by Swarm with the cause and the old digest on every task; a killed task and a drained
- * worker under load; scaling 3 -> 5 -> 2 without restarting the kept tasks; HTTPS at the proxy in
- * `certificate` mode (a CA the test makes), its certificate replaced under HTTPS load, what the proxy
- * serves seen at the program's start and in the pull-request comment; destroy leaving nothing on
- * either node. Fails (never skips) without the Pulumi CLI, the engine, the images, `ip` and `nsenter`,
- * openssl, cosign and syft, or PostgreSQL's binaries.
+ * rolled back by Swarm with the cause and the old digest on every task; image retention on both
+ * nodes (`release.keepImages` 1: at most 2 images of a stack on a node after three releases, an old
+ * image of the stack and the container of a finished task of it removed from each node, another
+ * stack's images left alone), and a rollback to a target removed from the worker by hand, which the
+ * worker pulls again; a killed task and a drained worker under load; scaling 3 -> 5 -> 2 without
+ * restarting the kept tasks; HTTPS at the proxy in `certificate` mode (a CA the test makes), its
+ * certificate replaced under HTTPS load, what the proxy serves seen at the program's start and in the
+ * pull-request comment; destroy leaving nothing (no retention job either) on either node. Fails
+ * (never skips) without the Pulumi CLI, the engine, the images, `ip` and `nsenter`, openssl, cosign
+ * and syft, or PostgreSQL's binaries.
  */
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
@@ -23,7 +27,9 @@ import { ProdOutputs, StackOutputs } from "../components/contract";
 import { factsOfDer } from "../components/proxy/certificates";
 import { leafDer } from "../components/proxy/tlsProbe";
 import { readTlsStatus } from "../components/proxy/tlsStatus";
-import { LOCAL_PROXY_IMAGE, LOCAL_PYTHON_BASE, docker, requireDockerEngine } from "../support/docker";
+import { PROJECT_LABEL, stackImageRepository, stackImageTag } from "../components/release/images";
+import { JOB_LABEL, type NodeImages } from "../components/swarm/nodeImages";
+import { LOCAL_PROXY_IMAGE, LOCAL_PYTHON_BASE, docker, requireDockerEngine, type DockerOptions, type DockerResult } from "../support/docker";
 import { requirePulumiCli, run, scratchProject, type ScratchProject } from "../support/engine";
 import { startLoad } from "../support/load";
 import { startPostgres, type PostgresCluster } from "../support/postgres";
@@ -47,6 +53,10 @@ let staging: Stack;
 let prod: Stack;
 /** Every secret value the stacks ever held; none may show up in clear text anywhere. */
 const secrets: string[] = [];
+/** The images staging released, in order (`<registry>/<name>@sha256:...`). */
+const stagingReleases: string[] = [];
+/** What each stack keeps on a node besides the serving image and the rollback target. */
+const KEEP_IMAGES = 1;
 
 function expectNoSecret(text: string, where: string): void {
   for (const value of secrets) expect(text.includes(value), `a secret value appears in ${where}`).toBe(false);
@@ -63,6 +73,38 @@ const runningTasks = (stack: string) => tasksOf(serviceName(stack));
 /** `docker` on the node the task runs on. */
 function onNode(task: RunningTask, args: string[]) {
   return task.node === swarm.workerNodeId ? swarm.worker(args) : docker(args);
+}
+
+/** `docker` on one node: the manager's engine (this machine's) or the worker's. */
+type OnNode = (args: readonly string[], options?: DockerOptions) => Promise<DockerResult>;
+
+/** Image ids on a node: those carrying the stack's own tag (its images there), or every image of the project. */
+async function imagesOn(run: OnNode, stack?: "staging" | "prod"): Promise<string[]> {
+  const filter = stack === undefined ? `label=${PROJECT_LABEL}=${p.project}` : `reference=${stackImageRepository(p.project, stack)}:*`;
+  return [...new Set((await run(["image", "ls", "-q", "--no-trunc", "--filter", filter])).stdout.split("\n").filter(Boolean))].sort();
+}
+
+/** The image id of a reference, the same on every node (a digest of the image's config). */
+async function imageId(ref: string): Promise<string> {
+  return (await docker(["image", "inspect", "--format", "{{.Id}}", ref])).stdout.trim();
+}
+
+/** The Swarm secrets and configs labelled as the stack's are exactly those its service mounts: no leftover. */
+async function expectOnlyMountedSwarmObjects(stack: "staging" | "prod"): Promise<void> {
+  const labelled = async (kind: "secret" | "config") =>
+    (await docker([kind, "ls", "--format", "{{.Name}}", "--filter", `label=backend-delivery.component=${p.project}-${stack}`])).stdout.split("\n").filter(Boolean).sort();
+  const spec = JSON.parse((await docker(["service", "inspect", serviceName(stack), "--format", "{{json .Spec.TaskTemplate.ContainerSpec}}"])).stdout) as {
+    Secrets: { SecretName: string }[];
+    Configs: { ConfigName: string }[];
+  };
+  expect(await labelled("secret")).toEqual(spec.Secrets.map((x) => x.SecretName).sort());
+  expect(await labelled("config")).toEqual(spec.Configs.map((x) => x.ConfigName).sort());
+}
+
+/** What the stack's image retention recorded for each node in its last run (the state, as `pulumi stack export` has it). */
+async function retentionRecord(stack: Stack): Promise<NodeImages[]> {
+  const resources = ((await stack.exportStack()).deployment as { resources?: { urn: string; outputs?: { nodes?: NodeImages[] } }[] }).resources ?? [];
+  return resources.find((r) => r.urn.endsWith(`::${p.project}-${stack.name}-images`))?.outputs?.nodes ?? [];
 }
 
 /** Runs `work` under a steady load through the proxy (20 requests a second) and asserts that not one failed. */
@@ -125,12 +167,18 @@ beforeAll(async () => {
   secrets.push(databaseUrl);
   const files = { staging: stackFile("staging", await freePort(), keys.publicKey), prod: stackFile("prod", await freePort(), keys.publicKey) };
   secrets.push(...(await initRegistryStacks(p, files, { databaseUrl: () => databaseUrl, registryPassword: registry.password, keys })));
+  for (const stack of ["staging", "prod"]) await p.setConfig(stack, "release.keepImages", String(KEEP_IMAGES));
   staging = await p.stack("staging");
   prod = await p.stack("prod");
 }, 5 * MINUTE);
 
 afterAll(async () => {
   for (const stack of [prod, staging]) await stack?.destroy().catch(() => undefined);
+  // The stacks' own tags on this machine's engine (the images themselves are the registry's pulls).
+  if (p !== undefined) {
+    const refs = (await docker(["image", "ls", "--format", "{{.Repository}}:{{.Tag}}", "--filter", `reference=${p.project}-*`], { allowFailure: true })).stdout.split("\n").filter(Boolean);
+    if (refs.length > 0) await docker(["image", "rm", ...refs], { allowFailure: true });
+  }
   p?.cleanup();
   // The swarm goes first: its services' tasks may still hold a connection to the database.
   await swarm?.stop();
@@ -142,6 +190,7 @@ describe("the Swarm target on a real two-node swarm", () => {
     let text = "";
     await staging.up({ onOutput: (out) => (text += out) });
     const s = StackOutputs.parse(await outputsOf(staging));
+    stagingReleases.push(s.imageRef);
     expect(s.imageRef).toBe(`${registry.server}/${p.project}/backend@${s.imageDigest}`);
     expect(s.readiness).toMatchObject({ ready: true, imageDigest: s.imageDigest, url: `http://tasks.${serviceName("staging")}:8000/readyz`, replicas: { desired: 3, ready: 3 } });
     expect(s.readiness.hardening).toEqual({ user: "10001:10001", readOnlyRootFilesystem: true, capabilitiesDropped: ["ALL"], noNewPrivileges: true });
@@ -166,6 +215,12 @@ describe("the Swarm target on a real two-node swarm", () => {
     const answered = new Set<string>();
     for (let i = 0; i < 30 && answered.size < 3; i++) answered.add((JSON.parse((await httpRequest(`${s.url}/version`)).body) as { release: string }).release);
     expect(answered).toEqual(new Set(tasks.map((t) => t.container.slice(0, 12))));
+    // Image retention ran on both nodes after the rollout: each tagged the image it serves as the stack's.
+    const first = await imageId(s.imageRef);
+    expect((await retentionRecord(staging)).map((n) => [n.node, n.kept, n.removed])).toEqual(
+      [swarm.managerNodeId, swarm.workerNodeId].sort().map((node) => [node, [first], []]),
+    );
+    for (const run of [docker, swarm.worker]) expect(await imagesOn(run, "staging")).toEqual([first]);
     await staging.preview({ expectNoChanges: true, diff: true });
 
     await prod.up();
@@ -213,6 +268,8 @@ describe("the Swarm target on a real two-node swarm", () => {
     const secretsAfter = (await docker(["secret", "ls", "--format", "{{.Name}}", "--filter", `name=${p.project}-staging`])).stdout.split("\n").filter(Boolean).sort();
     expect(secretsAfter).toHaveLength(2);
     expect(secretsAfter.filter((n) => secretsBefore.includes(n))).toEqual([]);
+    // Pulumi's create-before-delete removed the rotated-out secrets: nothing is left for a pruning step.
+    await expectOnlyMountedSwarmObjects("staging");
     // The task reads the new value from its secret file.
     const task = after.find((t) => t.node === swarm.managerNodeId) ?? after[0]!;
     expect((await onNode(task, ["exec", task.container, "cat", "/run/secrets/SECRET_KEY"])).stdout.trim()).toBe(rotated);
@@ -226,6 +283,7 @@ describe("the Swarm target on a real two-node swarm", () => {
     fs.appendFileSync(path.join(p.dir, "backend", "app", "__init__.py"), `# release ${randomBytes(4).toString("hex")}\n`);
     await staging.up();
     const second = String((await outputsOf(staging)).imageRef);
+    stagingReleases.push(second);
     expect(second).not.toBe(first);
 
     await underLoad(prod, () => prod.up());
@@ -233,12 +291,19 @@ describe("the Swarm target on a real two-node swarm", () => {
     expect([o.imageRef, o.previousImageRef]).toEqual([second, first]);
     expect(new Set((await runningTasks("prod")).map((t) => t.image))).toEqual(new Set([second]));
 
+    // The rollback target, removed from the worker by hand (with the containers of finished tasks
+    // still naming it: forced), comes back: the worker pulls it by digest, as the tasks are rescheduled.
+    expect((await swarm.worker(["image", "rm", "-f", await imageId(first)])).stdout).toContain("Deleted:");
+    expect((await swarm.worker(["image", "inspect", first], { allowFailure: true })).code).not.toBe(0);
     const { result: res } = await underLoad(prod, () => p.npm("rollback", ["prod", "--", "--yes"]));
     expect(res.code, res.stdout + res.stderr).toBe(0);
     o = await outputsOf(prod);
     expect([o.imageRef, o.previousImageRef]).toEqual([first, second]);
     expect(o.rollback).toMatchObject({ fromImageRef: second });
-    expect(new Set((await runningTasks("prod")).map((t) => t.image))).toEqual(new Set([first]));
+    const back = await runningTasks("prod");
+    expect(new Set(back.map((t) => t.image))).toEqual(new Set([first]));
+    expect(back.some((t) => t.node === swarm.workerNodeId)).toBe(true);
+    expect(await imagesOn(swarm.worker, "prod")).toEqual([await imageId(first), await imageId(second)].sort());
   }, 15 * MINUTE);
 
   it("a release the backend refuses: Swarm rolls it back, `pulumi up` fails with the task's error line, outputs unchanged, the old digest on every task", async () => {
@@ -266,8 +331,48 @@ describe("the Swarm target on a real two-node swarm", () => {
     } finally {
       await p.setConfig("staging", "service.env.LOG_LEVEL", "INFO");
     }
+    // The next release is a new image too. Before it, an older image of the stack is planted on each
+    // node (built there from the serving one, tagged as the stack's), and on the worker a container of
+    // a finished task of the service that ran it.
+    const planted = new Map<OnNode, string>();
+    for (const run of [docker, swarm.worker]) {
+      const built = await run(["build", "-q", "--label", "backend-delivery.planted=1", "-"], { input: `FROM ${stagingReleases.at(-1)}\n` });
+      const id = built.stdout.trim();
+      await run(["tag", id, stackImageTag(stackImageRepository(p.project, "staging"), id)]);
+      planted.set(run, id);
+    }
+    await swarm.worker(["run", "--name", `${p.project}-planted`, "--network", "none", "--label", `com.docker.swarm.service.name=${serviceName("staging")}`, planted.get(swarm.worker)!, "/opt/venv/bin/python", "-c", "pass"]);
+    fs.appendFileSync(path.join(p.dir, "backend", "app", "__init__.py"), `# release ${randomBytes(4).toString("hex")}\n`);
     await underLoad(staging, () => staging.up());
     expect((await outputsOf(staging)).readiness).toMatchObject({ ready: true, replicas: { desired: 3, ready: 3 } });
+    stagingReleases.push(String((await outputsOf(staging)).imageRef));
+    // Three releases, keepImages 1: each node keeps the serving image and the rollback target, no more.
+    const [first, second, third] = await Promise.all(stagingReleases.map(imageId));
+    for (const run of [docker, swarm.worker]) {
+      expect(await imagesOn(run, "staging")).toEqual([second!, third!].sort());
+      expect((await run(["image", "inspect", planted.get(run)!], { allowFailure: true })).code, "the planted image is gone").not.toBe(0);
+      // The first release lost staging's tag; prod, which runs it, holds it there.
+      expect(await imagesOn(run, "prod")).toContain(first);
+    }
+    expect((await swarm.worker(["ps", "-a", "-q", "--filter", `name=${p.project}-planted`])).stdout.trim()).toBe("");
+    // On the worker no image of the project is left that neither stack keeps.
+    const keptByStacks = new Set([...(await imagesOn(swarm.worker, "staging")), ...(await imagesOn(swarm.worker, "prod"))]);
+    expect((await imagesOn(swarm.worker)).filter((id) => !keptByStacks.has(id))).toEqual([]);
+    // What the resource recorded: on the manager the first release is held by prod; the worker lost it
+    // by hand before the rollback, and got it back for prod only.
+    const kept = [second!, third!].sort();
+    expect(await retentionRecord(staging)).toEqual(
+      [
+        { node: swarm.managerNodeId, kept, removed: [planted.get(docker)], held: [first] },
+        { node: swarm.workerNodeId, kept, removed: [planted.get(swarm.worker)], held: [] },
+      ].sort((a, b) => a.node.localeCompare(b.node)),
+    );
+    // `npm run status` shows the same per node, read from the state.
+    const status = await p.npm("status", ["staging", "--json"]);
+    expect(status.code, status.stderr).toBe(0);
+    expect((JSON.parse(status.stdout) as { nodeImages?: unknown }).nodeImages).toEqual((await retentionRecord(staging)).map(({ node, kept, removed }) => ({ node, kept, removed })));
+    // A changed setting, a Swarm rollback and a new release later: the stack's secrets and configs are what the service mounts.
+    await expectOnlyMountedSwarmObjects("staging");
   }, 15 * MINUTE);
 
   it("a killed task and a drained worker, under load: no failed request, and Swarm restores 3 replicas", async () => {
@@ -402,9 +507,10 @@ describe("the Swarm target on a real two-node swarm", () => {
     }
   }, 10 * MINUTE);
 
-  it("destroy: no service, secret, network, volume or container of the project on either node", async () => {
+  it("destroy: no service (no retention job either), secret, network, volume or container of the project on either node", async () => {
     await prod.destroy();
     await staging.destroy();
+    expect((await docker(["service", "ls", "-q", "--filter", `label=${JOB_LABEL}`])).stdout.trim()).toBe("");
     await waitFor(async () => ((await leftovers(swarm.worker, false)).length === 0 ? true : undefined), { timeoutMs: 60_000, intervalMs: 500, what: "the worker to let go of the project" }).catch(() => undefined);
     expect(await leftovers(docker, true)).toEqual([]);
     expect(await leftovers(swarm.worker, false)).toEqual([]);

@@ -11,6 +11,8 @@ import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
 import { hardeningProfile } from "../components/hardening";
 import { createHash } from "node:crypto";
 import { specRelease } from "../components/swarm/tasks";
+import { POLICIES, type ResourceValidationArgs } from "../policy/rules";
+import { kindOf } from "../policy/workloads";
 import {
   asSeenByEngine,
   fakeDigest,
@@ -20,7 +22,9 @@ import {
   removeStackFiles,
   setUpStack,
   settle,
+  registeredDependencies,
   stagingSetup,
+  type FakeHostImages,
   type RecordingMocks,
   type RegistryCheckCall,
   type StackSetup,
@@ -29,7 +33,9 @@ import {
 afterAll(removeStackFiles);
 
 const registryChecks = vi.hoisted(() => [] as RegistryCheckCall[]);
-vi.mock("../components/docker/preflight", async (importOriginal) => (await import("../support/mocks")).recordingPreflight(importOriginal, registryChecks));
+/** What the manager holds of the stack's images at the program's start (nothing unless a test says). */
+const managerImages = vi.hoisted(() => ({ reads: [] }) as FakeHostImages);
+vi.mock("../components/docker/preflight", async (importOriginal) => (await import("../support/mocks")).recordingPreflight(importOriginal, registryChecks, {}, managerImages));
 // The manager check asks a real engine (test/swarm.e2e.test.ts does); here it records, or refuses when told.
 const swarmChecks = vi.hoisted(() => ({ calls: [] as unknown[][], refuse: undefined as string | undefined }));
 vi.mock("../components/swarm/preflight", async (importOriginal) => ({
@@ -51,6 +57,22 @@ function swarmSetup(service: Record<string, unknown> = {}, more: Partial<StackSe
   setup.config.service = { hostPort: 8080, env: { LOG_LEVEL: "info" }, orchestrator: "swarm", ...service };
   setup.config.secrets = { DATABASE_URL: PG, SECRET_KEY: KEY };
   Object.assign(setup.config, more);
+  return setup;
+}
+
+/** A Swarm stack through a registry, as a swarm of several nodes needs. */
+function registrySwarmSetup(): StackSetup {
+  const setup = swarmSetup(
+    {},
+    {
+      image: { name: "team/backend", registry: { server: "registry.example.com", username: "ci" } },
+      registryPassword: "canary-registry-pass-7f3a",
+      // Staging signs what it pushes (issue 19's supply chain); the Swarm target changes nothing there.
+      cosignPrivateKey: "canary-cosign-key-7f3a-encrypted-pem",
+      cosignPassword: "canary-cosign-pass-7f3a",
+    },
+  );
+  setup.encrypted = [...setup.encrypted!, "registryPassword", "cosignPrivateKey", "cosignPassword"];
   return setup;
 }
 
@@ -114,9 +136,10 @@ describe("the Swarm target under mocks", () => {
         ["docker:index/container:Container", `${PREFIX}-proxy`],
         [DYNAMIC, `${PREFIX}-proxy-config`],
         [DYNAMIC, `${PREFIX}-rollout`],
+        [DYNAMIC, `${PREFIX}-images`],
       ].sort(),
     );
-    for (const child of ["network", `DATABASE_URL-${tag("DATABASE_URL", PG)}`, "service", "rollout"]) expect(parentTypeOf(`${PREFIX}-${child}`)).toBe("backend-delivery:index:SwarmService");
+    for (const child of ["network", `DATABASE_URL-${tag("DATABASE_URL", PG)}`, "service", "rollout", "images"]) expect(parentTypeOf(`${PREFIX}-${child}`)).toBe("backend-delivery:index:SwarmService");
     expect(mocks.byName(`${PREFIX}-network`).inputs).toEqual({ name: `${PREFIX}-network`, driver: "overlay", attachable: true });
     expect(mocks.byName(`${PREFIX}`, "backend-delivery:index:SwarmService").inputs).toEqual({});
   });
@@ -169,6 +192,7 @@ describe("the Swarm target under mocks", () => {
     // PORT alone in the environment (the provider writes it in a random order); the rest in a settings file.
     expect(spec.env).toEqual({ PORT: "8000" });
     const config = mocks.byName(settingsName(), "docker:index/serviceConfig:ServiceConfig").inputs;
+    expect(config.labels).toEqual([{ label: "backend-delivery.component", value: PREFIX }]);
     expect(Buffer.from(String(config.data), "base64").toString("utf8")).toBe(SETTINGS_TEXT);
     expect(config.name).toBeUndefined();
     expect((spec.configs as Record<string, unknown>[]).map((c) => ({ ...c, configId: undefined, configName: undefined }))).toEqual([
@@ -240,18 +264,7 @@ describe("the Swarm target under mocks", () => {
   });
 
   it("with a registry: the tasks run the pushed digest and pull it with the stack's credentials; the probe uses the manager's copy", async () => {
-    const setup = swarmSetup(
-      {},
-      {
-        image: { name: "team/backend", registry: { server: "registry.example.com", username: "ci" } },
-        registryPassword: "canary-registry-pass-7f3a",
-        // Staging signs what it pushes (issue 19's supply chain); the Swarm target changes nothing there.
-        cosignPrivateKey: "canary-cosign-key-7f3a-encrypted-pem",
-        cosignPassword: "canary-cosign-pass-7f3a",
-      },
-    );
-    setup.encrypted = [...setup.encrypted!, "registryPassword", "cosignPrivateKey", "cosignPassword"];
-    const { mocks, outputs } = await run(setup);
+    const { mocks, outputs } = await run(registrySwarmSetup());
     expect(swarmChecks.calls).toEqual([[{}, "staging", true]]);
     const service = serviceOf(mocks);
     const pushed = `registry.example.com/team/backend@${fakeDigest(`${PREFIX}-image`)}`;
@@ -310,3 +323,82 @@ describe("the Swarm target under mocks", () => {
 function mocks(run: { mocks: RecordingMocks }): RecordingMocks {
   return run.mocks;
 }
+
+describe("image retention under Swarm, under mocks", () => {
+  const STAGING = `organization/backend-delivery/staging`;
+  const id = (n: number) => `sha256:${String(n).repeat(64).slice(0, 64)}`;
+  /** The manager holds images 1..4 of the stack, an hour apart; 4 is what staging serves. */
+  const holdOnManager = (n: number) => {
+    managerImages.reads.length = 0;
+    managerImages.images = Array.from({ length: n }, (_, i) => ({ id: id(i + 1), created: new Date(Date.UTC(2030, 0, 1, i)).toISOString() }));
+    managerImages.hostIds = n === 0 ? {} : { [id(n)]: id(n) };
+  };
+  let info: ReturnType<typeof vi.spyOn>;
+  afterEach(() => {
+    info?.mockRestore();
+    holdOnManager(0);
+  });
+  const infoLines = (): string[] => info.mock.calls.map((call: unknown[]) => String(call[0]));
+
+  function registrySetup(keepImages?: number): StackSetup {
+    const setup = registrySwarmSetup();
+    setup.mocks = { stacks: { [STAGING]: { imageRef: id(4) } } };
+    if (keepImages !== undefined) setup.config.release = { keepImages };
+    return setup;
+  }
+
+  it("prunes every node that ran the service's tasks, after the rollout check: the serving digest, the rollback target, the plan for the manager", async () => {
+    holdOnManager(4);
+    info = vi.spyOn(pulumi.log, "info").mockImplementation(() => Promise.resolve());
+    const { mocks } = await run(registrySetup(2));
+    const { __provider: provider, ...inputs } = mocks.byName(`${PREFIX}-images`, DYNAMIC).inputs;
+    // The serialized provider carries the node script itself: the job needs no file of ours on any node.
+    expect(String(provider)).toContain("def prune_plan(");
+    const pushed = `registry.example.com/team/backend@${fakeDigest(`${PREFIX}-image`)}`;
+    expect(inputs).toEqual({
+      project: "backend-delivery",
+      repository: "backend-delivery-staging-images",
+      keepImages: 2,
+      service: `${PREFIX}-app`,
+      // What every task runs, by digest, which each node resolves itself (the manager's copy is the probe's).
+      serving: pushed,
+      previous: id(4),
+      // The fake build is new to the manager: 4 stays as the target, one place is the new image's.
+      planned: [id(1), id(2), id(3)],
+      labels: { "backend-delivery.stack": "staging", "backend-delivery.environment": "staging" },
+      nodes: undefined,
+      unreached: undefined,
+    });
+    expect(parentTypeOf(`${PREFIX}-images`)).toBe("backend-delivery:index:SwarmService");
+    // Registered to wait for the rollout check: an update that Swarm rolled back prunes nothing.
+    expect(registeredDependencies(`${PREFIX}-images`).filter((urn) => urn.endsWith(`::${PREFIX}-rollout`))).toHaveLength(1);
+    expect(managerImages.reads).toEqual([[{}, "backend-delivery", "staging", [id(4), undefined, undefined]]]);
+    expect(infoLines()).toContainEqual(
+      "stack staging keeps its serving image, its rollback target and its 2 newest on every Swarm node that ran its tasks; once the new release serves, " +
+        `this update (if it builds a new image) removes the older ones there (on the manager, the local Docker engine: 3 older image(s): ${[1, 2, 3].map((n) => String(n).repeat(12)).join(", ")})`,
+    );
+  });
+
+  it("says so in every preview, also when the manager holds nothing to remove (a worker may)", async () => {
+    holdOnManager(1);
+    info = vi.spyOn(pulumi.log, "info").mockImplementation(() => Promise.resolve());
+    const { mocks } = await run(registrySetup());
+    expect(mocks.byName(`${PREFIX}-images`, DYNAMIC).inputs).toMatchObject({ keepImages: 3, planned: [] });
+    expect(infoLines()).toContainEqual(
+      "stack staging keeps its serving image, its rollback target and its 3 newest on every Swarm node that ran its tasks; once the new release serves, " +
+        "this update (if it builds a new image) removes the older ones there (on the manager, the local Docker engine: none)",
+    );
+  });
+
+  it("is no workload to the policy pack: every rule lets its inputs through", async () => {
+    const { mocks } = await run(registrySetup());
+    const props = mocks.byName(`${PREFIX}-images`, DYNAMIC).inputs;
+    expect(kindOf(DYNAMIC, props)).toBeUndefined();
+    for (const policy of POLICIES) {
+      const violations: string[] = [];
+      const args = { type: DYNAMIC, name: `${PREFIX}-images`, urn: "urn", props, opts: {}, notApplicable: () => undefined } as unknown as ResourceValidationArgs;
+      (policy.validateResource as (a: ResourceValidationArgs, report: (message: string) => void) => void)(args, (message) => violations.push(message));
+      expect(violations, policy.name).toEqual([]);
+    }
+  });
+});

@@ -35,9 +35,24 @@ export function plannedRemovals(host: HostRetention, next: string, previous: str
  */
 export function logPlannedRemovals(stack: string, where: string, removals: readonly string[], keepImages: number, condition = ""): void {
   if (removals.length === 0) return;
-  const ids = removals.map((id) => id.replace(/^sha256:/, "").slice(0, 12)).join(", ");
   void pulumi.log.info(
     `stack ${stack} keeps its serving image, its rollback target and its ${keepImages} newest on ${where}; ` +
-      `once the new release serves, this update${condition === "" ? "" : ` ${condition}`} removes ${removals.length} older image(s): ${ids}`,
+      `once the new release serves, this update${condition === "" ? "" : ` ${condition}`} removes ${removals.length} older image(s): ${shortIds(removals)}`,
+  );
+}
+
+/** Image ids as the line names them: their first 12 hex digits. */
+const shortIds = (ids: readonly string[]): string => ids.map((id) => id.replace(/^sha256:/, "").slice(0, 12)).join(", ");
+
+/**
+ * The line a Swarm stack's preview (and update) prints, always: the same rules hold on every node
+ * that ran the service's tasks, but only each node knows what it holds; `removals` is the plan for
+ * the manager's own images (read at the program's start), the one node the program can ask.
+ */
+export function logSwarmPlannedRemovals(stack: string, manager: string, removals: readonly string[], keepImages: number, condition = ""): void {
+  const there = `on the manager, ${manager}: ${removals.length === 0 ? "none" : `${removals.length} older image(s): ${shortIds(removals)}`}`;
+  void pulumi.log.info(
+    `stack ${stack} keeps its serving image, its rollback target and its ${keepImages} newest on every Swarm node that ran its tasks; ` +
+      `once the new release serves, this update${condition === "" ? "" : ` ${condition}`} removes the older ones there (${there})`,
   );
 }

@@ -9,6 +9,7 @@ import { plainSettings } from "../envMapping";
 import { hardeningProfile, proxyProfile, withResources } from "../hardening";
 import { FrontProxy } from "../proxy/frontProxy";
 import { routeTls, stackUrl, terminatedAtProxy, tlsOutput } from "../proxy/stackTls";
+import { SwarmImages } from "./nodeImages";
 import { probeConfinement } from "./probe";
 import { SwarmProxyConfig } from "./proxyConfig";
 import { SwarmRollout } from "./rollout";
@@ -127,7 +128,8 @@ export class SwarmService extends pulumi.ComponentResource {
     const settingsText = settingsFileText(settings);
     const settingsConfig = new docker.ServiceConfig(
       `${name}-settings-${createHash("sha256").update(settingsText).digest("hex").slice(0, 12)}`,
-      { data: Buffer.from(settingsText, "utf8").toString("base64") },
+      // Labelled like the secrets: `docker config ls --filter label=backend-delivery.component=<name>` lists the stack's.
+      { data: Buffer.from(settingsText, "utf8").toString("base64"), labels: [{ label: "backend-delivery.component", value: name }] },
       { parent: this },
     );
     const configs: ConfigMount[] = [{ configId: settingsConfig.id, configName: settingsConfig.name, fileName: SETTINGS_FILE }];
@@ -210,6 +212,17 @@ export class SwarmService extends pulumi.ComponentResource {
       },
       { parent: this },
     );
+
+    if (args.retention !== undefined) {
+      const { project, repository, keepImages, previous, planned } = args.retention;
+      // After the rollout check and the look through the proxy only: an update that Swarm rolled
+      // back, or that failed either check, removes nothing.
+      new SwarmImages(
+        `${name}-images`,
+        { project, repository, keepImages, service: service.name, serving: args.serviceImage, ...(previous === undefined ? {} : { previous }), planned, labels: { ...args.labels }, ...host },
+        { parent: this, dependsOn: [rollout, proxyConfig] },
+      );
+    }
 
     this.url = stackUrl(tls, proxy.url);
     // The record goes out only once the release answers through the proxy.

@@ -4,8 +4,25 @@
  * one screen, or as JSON for scripts. Pure: no I/O. Never a secret: outputs the engine marks secret
  * are never read, and nothing here holds a configuration value.
  */
+import { z } from "zod";
 import { ProdOutputs, type TlsRecord } from "../../components/contract";
 import type { DriftRecord } from "./drift";
+
+/** What Swarm image retention did on one node in its last run, as the stack's state records it (components/swarm/nodeImages.ts). */
+const NodeImagesRecord = z.object({ node: z.string(), kept: z.array(z.string()), removed: z.array(z.string()) });
+export type NodeImagesRecord = z.infer<typeof NodeImagesRecord>;
+
+/**
+ * The per-node record of the stack's Swarm image retention (the resource `<project>-<stack>-images`)
+ * in a `pulumi stack export` document; undefined when there is none (a single host, or nothing deployed).
+ */
+export function swarmRetentionRecord(exported: unknown, project: string, stack: string): NodeImagesRecord[] | undefined {
+  const resources = (exported as { deployment?: { resources?: unknown } } | undefined)?.deployment?.resources;
+  if (!Array.isArray(resources)) return undefined;
+  const resource = (resources as { urn?: unknown; outputs?: { nodes?: unknown } }[]).find((r) => typeof r.urn === "string" && r.urn.endsWith(`::${project}-${stack}-images`));
+  const nodes = z.array(NodeImagesRecord).safeParse(resource?.outputs?.nodes);
+  return nodes.success ? nodes.data.map(({ node, kept, removed }) => ({ node, kept, removed })) : undefined;
+}
 
 /** What the Docker host reported, or why it could not. */
 export type HostView =
@@ -33,6 +50,8 @@ export interface StackStatus {
   tls?: { mode: string; issuer?: string; notAfter?: string; daysLeft?: number };
   replicas?: { running: number; desired: number };
   keptImages?: { id: string; created: string }[];
+  /** Swarm: what image retention kept on each node that ran the service's tasks, in its last run. */
+  nodeImages?: NodeImagesRecord[];
   drift?: DriftRecord;
   host: HostView;
   /** Outputs that did not keep the contract: named, never shown. */
@@ -53,7 +72,7 @@ function tlsOf(tls: TlsRecord | undefined, now: Date): StackStatus["tls"] | unde
 }
 
 /** Builds the status from the stack's outputs (`pulumi stack output --json`), the host's view and the drift record. */
-export function stackStatus(stack: string, outputs: Record<string, unknown>, host: HostView, drift: DriftRecord | undefined, now: Date): StackStatus {
+export function stackStatus(stack: string, outputs: Record<string, unknown>, host: HostView, drift: DriftRecord | undefined, now: Date, nodeImages?: NodeImagesRecord[]): StackStatus {
   const parsed = ProdOutputs.partial().safeParse(outputs);
   const problems = parsed.success ? [] : [...new Set(parsed.error.issues.map((i) => String(i.path[0] ?? "(outputs)")))];
   const o = parsed.success ? parsed.data : {};
@@ -73,6 +92,7 @@ export function stackStatus(stack: string, outputs: Record<string, unknown>, hos
     ...(tls === undefined ? {} : { tls }),
     ...(host.reachable && host.replicas !== undefined ? { replicas: host.replicas } : {}),
     ...(host.reachable ? { keptImages: host.keptImages } : {}),
+    ...(nodeImages === undefined ? {} : { nodeImages }),
     ...(drift === undefined ? {} : { drift }),
     host,
     problems,
@@ -120,6 +140,11 @@ export function renderStatus(s: StackStatus, now: Date): string[] {
     const kept = s.host.keptImages;
     row("Images kept", kept.length === 0 ? "none tagged by this stack" : `${kept.length}: ${kept.map((i) => short(i.id)).join(", ")}`);
   }
+  (s.nodeImages ?? []).forEach((n, i) => {
+    const text = `${short(n.node)}: ${n.kept.length}: ${n.kept.map(short).join(", ")}${n.removed.length === 0 ? "" : ` (the last run removed ${n.removed.length})`}`;
+    if (i === 0) row("On each node", text);
+    else lines.push(`  ${"".padEnd(15)}${text}`);
+  });
   if (s.drift === undefined) row("Drift", "never checked (npm run drift -- <stack>)");
   else {
     const what = { none: "none", drift: `DRIFT in ${s.drift.changes} resource(s)`, unknown: "the last check could not decide" }[s.drift.status];
