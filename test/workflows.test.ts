@@ -147,13 +147,18 @@ describe("pull-request.yml", () => {
     expect(Object.values(wf.jobs).map((j) => j.name)).toEqual([...REQUIRED_CHECKS]);
   });
 
-  it("tests with the README's command and audits dependencies", () => {
+  it("tests through .ci/run (everything the tests need, then the README's command) and audits dependencies first", () => {
     const script = runs(wf.jobs.test!);
-    expect(script).toContain("npm run test:all");
     expect(script).toContain("npm audit --audit-level=high");
     expect(script).toMatch(/uvx pip-audit==\d+\.\d+\.\d+ --disable-pip --requirement/);
-    expect(script).toContain("postgresql");
-    expect(script).toContain("scripts/build-base-image.sh");
+    expect(script.indexOf("pip-audit")).toBeLessThan(script.indexOf("bash .ci/run"));
+    expect(script).toContain("sudo --preserve-env=PATH,HOME,NODE_EXTRA_CA_CERTS bash .ci/run");
+    // The end-to-end suite needs the Pulumi CLI: the same pinned action as the preview job.
+    const pulumi = (job: (typeof wf.jobs)[string]) => job.steps.find((s) => s.uses?.startsWith("pulumi/actions@"));
+    expect(pulumi(wf.jobs.test!)).toEqual(pulumi(wf.jobs.preview!));
+    const ci = fs.readFileSync(path.join(__dirname, "../.ci/run"), "utf8");
+    expect(ci.trimEnd().split("\n").at(-1)).toBe("exec npm run test:all");
+    for (const needed of ["postgresql", "scripts/build-base-image.sh", "scripts/build-proxy-image.sh", "pebble", "install-supply-chain-tools.sh"]) expect(ci).toContain(needed);
   });
 
   it("previews staging and prod after the tests, capturing each exit code", () => {
@@ -178,8 +183,10 @@ describe("pull-request.yml", () => {
   });
 
   it("installs the policy pack, and cosign for the gate's verification and the comment's SBOMs", () => {
-    for (const id of ["test", "preview"]) expect(runs(wf.jobs[id]!)).toContain("npm ci --prefix policy --no-audit --no-fund");
-    expect(runs(wf.jobs.test!)).toContain('bash scripts/install-supply-chain-tools.sh >> "$GITHUB_PATH"');
+    // The test job through .ci/run, which installs the policy pack, cosign and syft.
+    const ci = fs.readFileSync(path.join(__dirname, "../.ci/run"), "utf8");
+    for (const script of [runs(wf.jobs.preview!), ci]) expect(script).toContain("npm ci --prefix policy --no-audit --no-fund");
+    expect(ci).toContain("bash scripts/install-supply-chain-tools.sh");
     expect(runs(wf.jobs.test!)).toContain("npm audit --audit-level=high --prefix policy");
     const job = wf.jobs.preview!;
     const names = job.steps.map((s) => s.name);
