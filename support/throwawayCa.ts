@@ -4,6 +4,7 @@
  * tests has; Node's crypto cannot sign certificates).
  */
 import { execFile } from "node:child_process";
+import { createPublicKey } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -138,4 +139,18 @@ async function signedFor(ca: TestCa, domain: string): Promise<ProgramCertificate
     shortDer: der(short.certFile),
     otherDer: der(other.certFile),
   };
+}
+
+/**
+ * The lines of a PEM private key that carry private material: every base64 line of its body but
+ * those made only of bytes of its public key (an EC key's last line is its public point, which the
+ * certificate carries too, so finding it there says nothing). What a no-key-in-clear-text check looks for.
+ */
+export function privateKeyLines(pem: string): string[] {
+  const publicDer = createPublicKey(pem).export({ type: "spki", format: "der" });
+  return pem
+    .split("\n")
+    .map((line) => line.trim())
+    .filter((line) => line.length > 0 && !line.startsWith("-----"))
+    .filter((line) => !publicDer.includes(Buffer.from(line, "base64")));
 }

@@ -28,7 +28,7 @@ import { REPO, requirePulumiCli, run, scratchProject, type ScratchProject } from
 import { startLoad } from "../support/load";
 import { startPebble, type Pebble } from "../support/pebble";
 import { startPostgres, type PostgresCluster } from "../support/postgres";
-import { makeCa, signServerCertificate, type TestCa } from "../support/throwawayCa";
+import { makeCa, privateKeyLines, signServerCertificate, type TestCa } from "../support/throwawayCa";
 import { freePort, httpRequest, httpsRequest } from "../support/wait";
 
 const MINUTE = 60_000;
@@ -62,7 +62,7 @@ async function certificate(name: string): Promise<{ chain: string; key: string }
   const made = await signServerCertificate(ca, name, { commonName: STAGING_DOMAIN, dnsNames: [STAGING_DOMAIN] });
   const key = read(made.keyFile);
   // Every line of the key's body: not one may appear anywhere.
-  keyLines.push(...key.split("\n").filter((line) => !line.startsWith("-----")));
+  keyLines.push(...privateKeyLines(key));
   return { chain: `${read(made.certFile)}\n${read(ca.caFile)}`, key };
 }
 
