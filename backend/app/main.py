@@ -81,6 +81,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.database = database
+    app.state.metrics = recorded
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(items.router)

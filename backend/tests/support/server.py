@@ -49,7 +49,12 @@ class Server:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", *(args or ("app",))],
             cwd=BACKEND_DIR,
-            env={"PATH": os.environ.get("PATH", ""), **env, "PORT": str(self.port), "METRICS_PORT": str(self.metrics_port)},
+            env={
+                "PATH": os.environ.get("PATH", ""),
+                **env,
+                "PORT": str(self.port),
+                "METRICS_PORT": str(self.metrics_port),
+            },
             stdout=self._out,
             stderr=self._err,
             text=True,
