@@ -112,9 +112,14 @@ export class SwarmService extends pulumi.ComponentResource {
     // the environment holds PORT alone (see serviceSpec.ts for why).
     const { PORT: port = String(args.containerPort), ...settings } = plainSettings({ appEnv: args.appEnv, port: args.containerPort, env: args.env ?? {} });
     const settingsText = settingsFileText(settings);
+    // With the image's digest (IMAGE_DIGEST), known only once staging has built it, so not in the name:
+    // a new image makes a new config all the same (`data` replaces it, create-before-delete).
+    const settingsData = pulumi
+      .output(args.imageDigest)
+      .apply((digest) => Buffer.from(settingsFileText({ ...settings, IMAGE_DIGEST: digest }), "utf8").toString("base64"));
     const settingsConfig = new docker.ServiceConfig(
       `${name}-settings-${createHash("sha256").update(settingsText).digest("hex").slice(0, 12)}`,
-      { data: Buffer.from(settingsText, "utf8").toString("base64") },
+      { data: settingsData },
       { parent: this },
     );
     const configs: ConfigMount[] = [{ configId: settingsConfig.id, configName: settingsConfig.name, fileName: SETTINGS_FILE }];
