@@ -13,7 +13,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
@@ -112,8 +112,8 @@ def request_id_for(header: bytes | None) -> str:
 class RequestMetrics(Protocol):
     """What the layer tells the metrics (app/core/metrics.py ``Metrics``) of each request."""
 
-    #: A request has arrived (an attribute, bound once: it is called on every request).
-    request_started: Callable[[], None]
+    def request_started(self) -> None:
+        """A request has arrived."""
 
     def request_finished(self, scope: Scope, method: str, status: int, seconds: float) -> None:
         """The request was answered with ``status``; ``scope`` is the one the router saw."""

@@ -7,7 +7,9 @@ server in tests/test_metrics_server.py.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Iterator
 
 import pytest
 from fastapi import FastAPI
@@ -16,7 +18,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from starlette.types import Message, Receive, Scope, Send
 
 from app.core import metrics as metrics_module
-from app.core.metrics import DURATION_BUCKETS, UNMATCHED, Metrics, status_class
+from app.core.metrics import DURATION_BUCKETS, FLUSH_SECONDS, UNMATCHED, Metrics, status_class
 from app.core.middleware import SecurityMiddleware
 from app.main import create_app
 from tests.conftest import FAST_BACKOFF, TEST_SECRET_KEY, ClientFactory, SettingsFactory
@@ -33,6 +35,29 @@ def scrape(registry: CollectorRegistry) -> Scrape:
 @pytest.fixture
 def registry() -> CollectorRegistry:
     return CollectorRegistry()
+
+
+def handed_over(metrics: Metrics, route: str) -> tuple[float, float]:
+    """What prometheus_client holds (read without a flush): ``route``'s GET 2xx count, and in flight."""
+    count = next(
+        (
+            s.value
+            for family in metrics.requests.collect()
+            for s in family.samples
+            if s.name == REQUESTS and s.labels == {"route": route, "method": "GET", "status": "2xx"}
+        ),
+        0.0,
+    )
+    in_flight = next(s.value for family in metrics.in_flight.collect() for s in family.samples)
+    return count, in_flight
+
+
+@pytest.fixture
+def unregistered_app(make_settings: SettingsFactory) -> Iterator[tuple[TestClient, Metrics]]:
+    """The app with metrics of its own that no registry reads (so nothing flushes them but the app)."""
+    app = create_app(make_settings(), backoff=FAST_BACKOFF)
+    with TestClient(app, base_url="http://localhost") as client:
+        yield client, app.state.metrics
 
 
 def test_requests_are_counted_and_timed_by_route_template_method_and_status_class(
@@ -155,6 +180,57 @@ def test_in_flight_counts_a_request_while_it_runs(registry: CollectorRegistry) -
 
     assert asyncio.run(run()) == (1, 0)
     assert scrape(registry).value(REQUESTS, route=UNMATCHED, status="2xx") == 1
+
+
+def test_a_request_is_handed_to_prometheus_client_at_the_next_flush_not_at_once(
+    unregistered_app: tuple[TestClient, Metrics],
+) -> None:
+    client, metrics = unregistered_app
+    assert client.get("/healthz").status_code == 200
+    answered = time.monotonic()
+    # Noted, not yet handed over: that is what keeps prometheus_client's calls off the request path.
+    assert handed_over(metrics, "/healthz") == (0, 0)
+    while handed_over(metrics, "/healthz")[0] != 1:
+        # A second, and as much again for a loaded machine.
+        assert time.monotonic() - answered < 2 * FLUSH_SECONDS, "the request was not flushed within a second"
+        time.sleep(0.02)
+    assert handed_over(metrics, "/healthz") == (1, 0)
+
+
+def test_the_app_flushes_at_shutdown_what_it_noted_since_the_last_flush(
+    make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No timed flush in this test: only the one at the lifespan's end can hand the requests over.
+    monkeypatch.setattr(metrics_module, "FLUSH_SECONDS", 3600.0)
+    app = create_app(make_settings(), backoff=FAST_BACKOFF)
+    metrics: Metrics = app.state.metrics
+    with TestClient(app, base_url="http://localhost") as client:
+        for _ in range(3):
+            assert client.get("/healthz").status_code == 200
+        assert handed_over(metrics, "/healthz") == (0, 0)
+    assert handed_over(metrics, "/healthz") == (3, 0)
+    count = next(s.value for f in metrics.duration.collect() for s in f.samples if s.name.endswith("_count"))
+    assert count == 3
+
+
+def test_a_failed_flush_is_logged_not_raised_and_the_next_one_hands_the_requests_over(
+    registry: CollectorRegistry, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    metrics = Metrics(registry=registry)
+    metrics.request_started()
+    metrics.request_finished({"route": None}, "GET", 200, 0.001)
+
+    def full(_value: float) -> None:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(metrics.in_flight, "set", full)
+        with caplog.at_level(logging.ERROR, logger="app.metrics"):
+            metrics.flush_or_log()
+    assert [r.getMessage() for r in caplog.records] == ["metrics flush failed"]
+    metrics.request_started()
+    metrics.request_finished({"route": None}, "GET", 200, 0.001)
+    assert scrape(registry).value(REQUESTS, route=UNMATCHED) == 2
 
 
 def test_readiness_is_what_the_last_check_found(make_client: ClientFactory, registry: CollectorRegistry) -> None:
