@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import signal
@@ -58,6 +59,9 @@ class Server:
             stdout=self._out,
             stderr=self._err,
             text=True,
+            # A group of its own: stop() ends its worker processes too, which a SIGKILL of the
+            # supervisor alone would leave running (still holding the port).
+            start_new_session=True,
         )
 
     def get(self, path: str) -> http.client.HTTPResponse:
@@ -93,9 +97,9 @@ class Server:
         return self.output()
 
     def stop(self) -> tuple[str, str]:
-        """Kill it if it still runs; its output so far."""
-        if self.proc.poll() is None:
-            self.proc.kill()
+        """Kill it and its workers if they still run; its output so far."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=10)
         return self.output()
 
