@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 
+from app.core.metrics import FLUSH_SECONDS
 from app.metrics_server import MAX_CONNECTIONS, directory_for
 from tests.conftest import TEST_SECRET_KEY
 from tests.support.metrics import Scrape
@@ -78,6 +79,14 @@ def load(server: Server, paths: list[str], workers: int) -> int:
     pytest.fail(f"{sent} requests, and not every one of the {workers} workers answered one")
 
 
+def two_workers_loaded(make_server: type[Server], server_env: dict[str, str]) -> tuple[Server, int]:
+    """A server of two workers, both started, that both answered /healthz requests; how many were sent."""
+    server = make_server({**server_env, "WEB_CONCURRENCY": "2"})
+    server.wait_healthy()
+    wait_until(lambda: len(worker_files(server, "gauge_livesum")) == 2, "both workers started")
+    return server, load(server, ["/healthz"] * 40, 2)
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_every_request_is_counted_once_whichever_worker_answered(
     make_server: type[Server], server_env: dict[str, str], workers: int
@@ -86,13 +95,17 @@ def test_every_request_is_counted_once_whichever_worker_answered(
     server.wait_healthy()
     rounds = load(server, [f"/api/v1/items/{900000 + i}" for i in range(20)] + ["/healthz"] * 20, workers) // 40
 
-    # A worker counts a request once its answer is sent: a scrape right after may be a moment early.
-    wait_until(
-        lambda: scrape(server).value(REQUESTS, route="/healthz", method="GET", status="2xx") == 20 * rounds,
-        "every /healthz request counted",
-    )
+    # A worker hands its counts to the metrics port once a second: a scrape right after may be early.
+    def counted() -> bool:
+        seen = scrape(server)
+        items = seen.value(REQUESTS, route="/api/v1/items/{item_id}", method="GET", status="4xx")
+        return items == seen.value(REQUESTS, route="/healthz", method="GET", status="2xx") == 20 * rounds
+
+    wait_until(counted, "every request counted")
+    # And no request counted twice: a flush later, still the same.
+    time.sleep(FLUSH_SECONDS * 1.5)
+    assert counted()
     seen = scrape(server)
-    assert seen.value(REQUESTS, route="/api/v1/items/{item_id}", method="GET", status="4xx") == 20 * rounds
     assert seen.value("backend_http_request_duration_seconds_count", route="/healthz", status="2xx") == 20 * rounds
     # wait_healthy asked /readyz: one of the workers checked, and the set says what the last check found.
     assert seen.value("backend_ready") == 1
@@ -109,10 +122,7 @@ def test_every_request_is_counted_once_whichever_worker_answered(
 def test_a_worker_that_dies_is_replaced_and_its_counts_are_kept(
     make_server: type[Server], server_env: dict[str, str]
 ) -> None:
-    server = make_server({**server_env, "WEB_CONCURRENCY": "2"})
-    server.wait_healthy()
-    wait_until(lambda: len(worker_files(server, "gauge_livesum")) == 2, "both workers started")
-    sent = load(server, ["/healthz"] * 40, 2)
+    server, sent = two_workers_loaded(make_server, server_env)
     wait_until(lambda: scrape(server).value(REQUESTS, route="/healthz") == sent, "every request counted")
     victim = min(worker_files(server, "gauge_livesum"))
     os.kill(victim, signal.SIGKILL)
@@ -123,9 +133,42 @@ def test_a_worker_that_dies_is_replaced_and_its_counts_are_kept(
     assert victim not in worker_files(server, "gauge_livesum")
     assert seen.value(REQUESTS, route="/healthz") == sent
     assert seen.value("backend_http_requests_in_flight") == 0
-    assert seen.value("backend_db_pool_max_connections") == 30
+    # The new worker samples its pool as its lifespan starts, a moment after its files appear.
+    wait_until(lambda: scrape(server).value("backend_db_pool_max_connections") == 30, "the new worker's pool")
     assert get_on_a_new_connection(server.port, "/healthz") == 200
     wait_until(lambda: scrape(server).value(REQUESTS, route="/healthz") == sent + 1, "the next request counted")
+
+
+def test_a_request_shows_in_a_scrape_within_about_a_second(
+    make_server: type[Server], server_env: dict[str, str]
+) -> None:
+    server = make_server(server_env)
+    server.wait_healthy()
+    assert get_on_a_new_connection(server.port, "/healthz") == 200
+    answered = time.monotonic()
+    # The worker flushes once a second; a second more for a loaded machine and the scrapes' own time.
+    wait_until(lambda: scrape(server).value(REQUESTS, route="/healthz") == 1, "the request scraped", FLUSH_SECONDS + 1)
+    assert time.monotonic() - answered <= FLUSH_SECONDS + 1
+
+
+def test_a_worker_stopped_by_sigterm_flushes_its_counts_first(
+    make_server: type[Server], server_env: dict[str, str]
+) -> None:
+    # Both workers answer some; the last of these were answered within the second before the
+    # signal, after their worker's last timed flush: only the flush at shutdown hands them over.
+    server, sent = two_workers_loaded(make_server, server_env)
+    stopped = worker_files(server, "gauge_livesum")
+    for pid in stopped:
+        os.kill(pid, signal.SIGTERM)
+
+    # uvicorn starts new workers; the stopped ones' counts are in their files, and in the set.
+    wait_until(lambda: len(worker_files(server, "gauge_livesum") - stopped) == 2, "new workers started", 30)
+    assert stopped <= worker_files(server, "counter")
+    seen = scrape(server)
+    assert not worker_files(server, "gauge_livesum") & stopped, "a scrape drops the stopped workers' live gauges"
+    assert seen.value(REQUESTS, route="/healthz") == sent
+    assert seen.value("backend_http_request_duration_seconds_count", route="/healthz") == sent
+    assert seen.value("backend_http_requests_in_flight") == 0
 
 
 def test_what_the_http_protocol_answers_itself_is_counted_not_timed(
