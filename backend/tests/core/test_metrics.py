@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from starlette.types import Message, Receive, Scope, Send
 
 from app.core import metrics as metrics_module
@@ -211,6 +211,52 @@ def test_the_app_flushes_at_shutdown_what_it_noted_since_the_last_flush(
     assert handed_over(metrics, "/healthz") == (3, 0)
     count = next(s.value for f in metrics.duration.collect() for s in f.samples if s.name.endswith("_count"))
     assert count == 3
+
+
+# On and around the bucket bounds, below the first and above the last.
+EDGE_DURATIONS = [0.0, 0.0005, 0.001, 0.0010001, 0.0025, 0.003, 0.05, 0.7, 1.0, 9.99, 10.0, 10.5, 0.001, 0.2]
+
+
+def test_a_flush_adds_what_observe_would_have_added_value_by_value(registry: CollectorRegistry) -> None:
+    metrics = Metrics(registry=registry)
+    for seconds in EDGE_DURATIONS:
+        metrics.request_started()
+        metrics.request_finished({"route": None}, "GET", 200, seconds)
+    reference_registry = CollectorRegistry()
+    reference = Histogram(
+        "backend_http_request_duration_seconds",
+        "reference",
+        ["route", "method", "status"],
+        buckets=DURATION_BUCKETS,
+        registry=reference_registry,
+    )
+    for seconds in EDGE_DURATIONS:
+        reference.labels(UNMATCHED, "GET", "2xx").observe(seconds)
+
+    def histogram(seen: Scrape) -> dict[tuple[str, str], float]:
+        return {
+            (name, labels.get("le", "")): value
+            for name, labels, value in seen.samples()
+            if name.startswith("backend_http_request_duration_seconds") and not name.endswith("_created")
+        }
+
+    ours, theirs = histogram(scrape(registry)), histogram(scrape(reference_registry))
+    total = ("backend_http_request_duration_seconds_sum", "")
+    assert ours.pop(total) == pytest.approx(theirs.pop(total), rel=1e-12)
+    assert ours == theirs
+    assert ours[("backend_http_request_duration_seconds_bucket", "0.001")] == 4
+
+
+def test_without_prometheus_clients_inner_values_a_flush_observes_value_by_value() -> None:
+    observed: list[float] = []
+
+    class OnlyObserve:
+        def observe(self, amount: float) -> None:
+            observed.append(amount)
+
+    timed = metrics_module._Timed(OnlyObserve())  # type: ignore[arg-type]
+    timed.observe_all(EDGE_DURATIONS)
+    assert observed == EDGE_DURATIONS
 
 
 def test_a_failed_flush_is_logged_not_raised_and_the_next_one_hands_the_requests_over(
