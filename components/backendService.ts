@@ -149,6 +149,7 @@ export class BackendService extends pulumi.ComponentResource {
           env: args.env ?? {},
           secrets: args.secrets,
           ...(tls?.domain === undefined ? {} : { publicHost: tls.domain }),
+          imageDigest: args.imageDigest,
         }),
         labels: { ...labels, "backend-delivery.component": name, "backend-delivery.role": "release" },
         profile,

@@ -22,6 +22,11 @@ export interface ContainerEnvArgs {
   secrets: Readonly<Record<string, pulumi.Input<string>>>;
   /** The public host name clients send as `Host` (`proxy.domain`), which the backend must accept. */
   publicHost?: string;
+  /**
+   * The digest of the image the container runs (`IMAGE_DIGEST`), which the backend's metrics report:
+   * an image cannot hold its own digest, so whoever runs it says which one it is.
+   */
+  imageDigest?: pulumi.Input<string>;
 }
 
 /**
@@ -29,22 +34,32 @@ export interface ContainerEnvArgs {
  * a diff. Secret entries are built with `pulumi.interpolate`, so the whole list is secret in state.
  */
 export function containerEnv(args: ContainerEnvArgs): pulumi.Output<string[]> {
-  const plain = plainSettings(args);
-  const names = [...new Set([...Object.keys(plain), ...Object.keys(args.secrets)])].sort();
-  const entries = names.map((name) => {
-    const secret = args.secrets[name];
-    return secret === undefined ? pulumi.output(`${name}=${plain[name]}`) : pulumi.interpolate`${name}=${secret}`;
+  return pulumi.output(args.imageDigest).apply((imageDigest) => {
+    const plain = plainSettings({ ...args, imageDigest });
+    const names = [...new Set([...Object.keys(plain), ...Object.keys(args.secrets)])].sort();
+    const entries = names.map((name) => {
+      const secret = args.secrets[name];
+      return secret === undefined ? pulumi.output(`${name}=${plain[name]}`) : pulumi.interpolate`${name}=${secret}`;
+    });
+    return pulumi.all(entries);
   });
-  return pulumi.all(entries);
 }
 
+/** Inputs to {@link plainSettings}: {@link ContainerEnvArgs} without the secrets, the digest resolved. */
+export type PlainSettingsArgs = Omit<ContainerEnvArgs, "secrets" | "imageDigest"> & { imageDigest?: string };
+
 /**
- * The plain settings as the backend reads them: config's own, `APP_ENV` and `PORT` set by the
- * program, `ALLOWED_HOSTS` with the stack's public name and the loopback host the probes name. A target that mounts the secrets
+ * The plain settings as the backend reads them: config's own, `APP_ENV`, `PORT` and `IMAGE_DIGEST`
+ * set by the program, `ALLOWED_HOSTS` with the stack's public name and the loopback host the probes name. A target that mounts the secrets
  * as files (Swarm) puts only these in the environment.
  */
-export function plainSettings(args: Omit<ContainerEnvArgs, "secrets">): Record<string, string> {
-  const plain: Record<string, string> = { ...args.env, APP_ENV: args.appEnv, PORT: String(args.port) };
+export function plainSettings(args: PlainSettingsArgs): Record<string, string> {
+  const plain: Record<string, string> = {
+    ...args.env,
+    APP_ENV: args.appEnv,
+    PORT: String(args.port),
+    ...(args.imageDigest === undefined ? {} : { IMAGE_DIGEST: args.imageDigest }),
+  };
   if (args.publicHost !== undefined) plain.ALLOWED_HOSTS = withPublicHost(plain.ALLOWED_HOSTS, args.publicHost);
   if (plain.ALLOWED_HOSTS !== undefined) plain.ALLOWED_HOSTS = withLoopbackHost(plain.ALLOWED_HOSTS);
   return plain;

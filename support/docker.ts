@@ -242,6 +242,8 @@ export interface ContainerInspect {
     NanoCpus: number;
     Tmpfs: Record<string, string> | null;
   };
+  /** The container's ports: each exposed one, with the host ports that publish it (null: none). */
+  NetworkSettings: { Ports?: Record<string, { HostIp: string; HostPort: string }[] | null> };
 }
 
 /** `docker container inspect` of one container, parsed. */

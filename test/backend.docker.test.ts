@@ -189,7 +189,8 @@ describe("the hardened container against PostgreSQL", () => {
     base = `http://127.0.0.1:${port}`;
     await runHardened(
       name,
-      { APP_ENV: "staging", PORT: String(port), LOG_LEVEL: "INFO", SHUTDOWN_TIMEOUT_SECONDS: "20" },
+      // On the host network: a metrics port of its own, so that none other on this machine is in the way.
+      { APP_ENV: "staging", PORT: String(port), METRICS_PORT: String(await freePort()), LOG_LEVEL: "INFO", SHUTDOWN_TIMEOUT_SECONDS: "20" },
       { DATABASE_URL: pg.url(), SECRET_KEY: CANARY },
     );
   }, 60_000);
@@ -317,6 +318,51 @@ describe("/version", () => {
     );
     expect(JSON.parse(body)).toMatchObject({ version: "1.2.3-test", gitSha: BUILD_ARGS.GIT_SHA, release: id.slice(0, 12) });
   }, 60_000);
+});
+
+describe("the metrics port", () => {
+  it("answers inside the container with one set from two workers, under the read-only root, and is published nowhere", async () => {
+    const name = `${PREFIX}-metrics`;
+    containers.push(name);
+    const digest = (await inspectImage(TAG)).Id;
+    const unreachable = ["postgresql://app:", randomBytes(12).toString("hex"), "@127.0.0.1:1/app"].join("");
+    // The app's port published on loopback, as someone might; the metrics port (default 9000) is not, and cannot be by -P either.
+    await docker(
+      ["run", "--detach", "--name", name, ...toDockerRunArgs(PROFILE), "--publish", "127.0.0.1::8000", "--env", "APP_ENV=staging",
+        "--env", "WEB_CONCURRENCY=2", "--env", `IMAGE_DIGEST=${digest}`, "--env", "DATABASE_URL", "--env", "SECRET_KEY", TAG],
+      { env: { DATABASE_URL: unreachable, SECRET_KEY: CANARY } },
+    );
+    const fetchIn = (url: string) =>
+      docker(["exec", name, "/opt/venv/bin/python", "-c", `import urllib.request; print(urllib.request.urlopen('${url}', timeout=5).read().decode())`], { allowFailure: true });
+    // Two requests to the app first, so that the workers have something to count.
+    await waitFor(async () => ((await fetchIn("http://127.0.0.1:8000/healthz")).code === 0 ? true : undefined), { timeoutMs: 30_000, what: "the app to answer inside the container" });
+    expect((await fetchIn("http://127.0.0.1:8000/version")).code).toBe(0);
+    const text = await waitFor(
+      async () => {
+        const r = await fetchIn("http://127.0.0.1:9000/metrics");
+        return r.code === 0 && /backend_http_requests_total\{method="GET",route="\/version",status="2xx"\} 1\.0/.test(r.stdout) ? r.stdout : undefined;
+      },
+      { timeoutMs: 15_000, what: "the metrics port to count the requests" },
+    );
+    expect(text).toContain(`backend_build_info{git_sha="${BUILD_ARGS.GIT_SHA}",image_digest="${digest}",version="1.2.3-test"} 1.0`);
+    expect(text).toContain("backend_workers 2.0");
+    expect(text).toContain("backend_db_pool_max_connections 20.0");
+    expect(text).not.toMatch(/pid="/);
+    expect(text).not.toContain(CANARY);
+    // Each worker's files on the tmpfs /tmp, the only writable path besides /data.
+    const files = await docker(["exec", name, "/opt/venv/bin/python", "-c", "import os; print(' '.join(sorted(os.listdir('/tmp/backend-metrics-9000'))))"]);
+    expect(new Set(files.stdout.trim().split(" ").filter((f) => f.startsWith("gauge_livesum_"))).size).toBe(2);
+
+    const state = await inspectContainer(name);
+    expect(Object.keys(state.NetworkSettings.Ports ?? {}).sort()).toEqual(["8000/tcp"]);
+    const published = state.NetworkSettings.Ports?.["8000/tcp"]?.[0]?.HostPort;
+    expect(published).toBeDefined();
+    expect((await docker(["port", name])).stdout.trim().split("\n")).toEqual([`8000/tcp -> 127.0.0.1:${published}`]);
+    // Through the published port, only the app answers, and it has no /metrics.
+    const throughApp = await httpRequest(`http://127.0.0.1:${published}/metrics`);
+    expect(throughApp.status).toBe(404);
+    expect(throughApp.body).not.toContain("backend_build_info");
+  }, 90_000);
 });
 
 describe("configuration errors", () => {

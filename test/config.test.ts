@@ -90,6 +90,12 @@ const cases: BadCase[] = [
     fix: `pulumi config rm --stack staging --path 'service.env.stripe_api_key'\n         then ${S} --secret --path 'secrets.stripe_api_key'${SECRET_HINT}`,
   },
   { name: "PORT in env", mutate: (c) => (env(c).PORT = "9000"), at: "service.env.PORT", fix: "pulumi config rm --stack staging --path 'service.env.PORT'" },
+  {
+    name: "IMAGE_DIGEST in env",
+    mutate: (c) => (env(c).IMAGE_DIGEST = `sha256:${"0".repeat(64)}`),
+    at: "service.env.IMAGE_DIGEST",
+    fix: "pulumi config rm --stack staging --path 'service.env.IMAGE_DIGEST'",
+  },
   { name: "invalid env name", mutate: (c) => (env(c)["1BAD"] = "x"), at: "service.env.1BAD", fix: "pulumi config rm --stack staging --path 'service.env.1BAD'" },
   { name: "env value an object", mutate: (c) => (env(c).LOG_LEVEL = { level: "info" }), at: "service.env.LOG_LEVEL", fix: `${S} --path 'service.env.LOG_LEVEL' <value>` },
   { name: "env value a list", mutate: (c) => (env(c).ALLOWED_HOSTS = ["a.example", "b.example"]), at: "service.env.ALLOWED_HOSTS", fix: `${S} --path 'service.env.ALLOWED_HOSTS' <value>` },

@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { describe, expect, it } from "vitest";
-import { appEnvFor, containerEnv, withLoopbackHost, withPublicHost } from "../components/envMapping";
+import { appEnvFor, containerEnv, plainSettings, withLoopbackHost, withPublicHost } from "../components/envMapping";
 import { awaitOutput } from "../support/mocks";
 
 describe("withLoopbackHost", () => {
@@ -44,5 +44,25 @@ describe("containerEnv", () => {
       "SECRET_KEY=canary-key-value",
     ]);
     expect(await pulumi.isSecret(env)).toBe(true);
+  });
+
+  it("hands the container the digest of the image it runs (IMAGE_DIGEST), resolved from an Output", async () => {
+    const digest = `sha256:${"c".repeat(64)}`;
+    const env = containerEnv({ appEnv: "staging", port: 8000, env: {}, secrets: {}, imageDigest: pulumi.output(digest) });
+    expect(await awaitOutput(env)).toEqual(["APP_ENV=staging", `IMAGE_DIGEST=${digest}`, "PORT=8000"]);
+    expect(await pulumi.isSecret(env)).toBe(false);
+  });
+});
+
+describe("plainSettings", () => {
+  it("sets APP_ENV, PORT and, when known, IMAGE_DIGEST over config's own", () => {
+    const digest = `sha256:${"d".repeat(64)}`;
+    expect(plainSettings({ appEnv: "production", port: 8000, env: { LOG_LEVEL: "info" }, imageDigest: digest })).toEqual({
+      LOG_LEVEL: "info",
+      APP_ENV: "production",
+      PORT: "8000",
+      IMAGE_DIGEST: digest,
+    });
+    expect(plainSettings({ appEnv: "staging", port: 8000, env: {} })).toEqual({ APP_ENV: "staging", PORT: "8000" });
   });
 });

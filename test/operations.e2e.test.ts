@@ -3,8 +3,9 @@
  * retention over six real releases (the preview says what goes, the host keeps at most
  * `release.keepImages` + 1 of the stack's images, rollback still works, a target removed by hand is
  * refused with the fix), drift (`npm run drift`: none, then a release container removed by hand,
- * then none again after `pulumi up`), `npm run status` (text and JSON), and destroy. One staging
- * stack, in order. Needs the Pulumi CLI, the Docker engine and the local base and proxy images;
+ * then none again after `pulumi up`), `npm run status` (text and JSON), the release's metrics port
+ * (answering inside the release and on the stack's network, not through the proxy nor on any host
+ * port), and destroy. One staging stack, in order. Needs the Pulumi CLI, the Docker engine and the local base and proxy images;
  * fails (never skips) without them.
  *
  * `CAPTURE_FIXTURES=1` also writes the drift previews it sees to test/fixtures/preview/.
@@ -16,7 +17,7 @@ import type { Stack } from "@pulumi/pulumi/automation";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { StackOutputs } from "../components/contract";
 import { PROJECT_LABEL, stackImageRepository } from "../components/release/images";
-import { LOCAL_PROXY_IMAGE, LOCAL_PYTHON_BASE, docker, requireDockerEngine } from "../support/docker";
+import { LOCAL_PROXY_IMAGE, LOCAL_PYTHON_BASE, docker, inspectContainer, requireDockerEngine } from "../support/docker";
 import { fixtureText, requirePulumiCli, scratchProject, type ScratchProject } from "../support/engine";
 import { freePort, httpRequest } from "../support/wait";
 
@@ -57,6 +58,9 @@ async function releases(): Promise<string[]> {
   const { stdout } = await docker(["ps", "-a", "--format", "{{.Names}}", "--filter", `name=^${p.project}-staging-app-`]);
   return stdout.split("\n").filter((l) => l !== "");
 }
+
+/** A Python one-liner that prints what `url` answers (the release image and the base both have Python). */
+const fetchScript = (url: string): string => `import urllib.request; print(urllib.request.urlopen('${url}', timeout=5).read().decode())`;
 
 /** `pulumi preview --refresh --expect-no-changes --json` captured as a fixture, when asked to. */
 async function captureDriftPreview(name: string): Promise<void> {
@@ -120,6 +124,27 @@ describe("operations with the real Pulumi engine", () => {
     expect(text.stdout).toMatch(/Drift: +none, checked /);
     for (const value of secrets) expect(status.stdout + text.stdout + drift.stdout + drift.stderr).not.toContain(value);
   }, 10 * MINUTE);
+
+  it("metrics: the release answers on its metrics port inside and on the stack's network, naming its digest; not through the proxy, on no host port", async () => {
+    const [release] = await releases();
+    const o = await outputs();
+    const metricsUrl = "http://127.0.0.1:9000/metrics";
+    const inside = await docker(["exec", release!, "/opt/venv/bin/python", "-c", fetchScript(metricsUrl)]);
+    expect(inside.stdout).toContain(`image_digest="${o.imageDigest}"`);
+    expect(inside.stdout).toMatch(/^backend_ready 1\.0$/m);
+    // The readiness check's own requests, straight to the release.
+    expect(inside.stdout).toMatch(/^backend_http_requests_total\{method="GET",route="\/readyz",status="2xx"\} [1-9]/m);
+    // Where Prometheus would scrape it: another container on the stack's network, by the release's name.
+    const peer = await docker(["run", "--rm", "--network", `${p.project}-staging-network`, LOCAL_PYTHON_BASE, "python3", "-c", fetchScript(`http://${release!}:9000/metrics`)]);
+    expect(peer.stdout).toContain(`image_digest="${o.imageDigest}"`);
+    // Through the proxy, the only way in from the host: the app's own 404, no metrics.
+    const viaProxy = await httpRequest(`http://127.0.0.1:${port}/metrics`);
+    expect(viaProxy.status).toBe(404);
+    expect(viaProxy.body).not.toContain("backend_");
+    // The image exposes the app's port alone, and the release publishes none.
+    expect((await inspectContainer(release!)).NetworkSettings.Ports ?? {}).toEqual({ "8000/tcp": null });
+    for (const value of secrets) expect(inside.stdout + peer.stdout).not.toContain(value);
+  }, 2 * MINUTE);
 
   it("drift: a release container removed by hand is found (exit 1, named), status says so, and `pulumi up` puts it back", async () => {
     const [release] = await releases();

@@ -5,7 +5,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { PROJECT, RecordingMocks, awaitOutput, fakeDigest, removeStackFiles, settleRegistrations, setUpStack, type RegistryCheckCall } from "../support/mocks";
+import { PROJECT, RecordingMocks, asSeenByEngine, awaitOutput, fakeDigest, removeStackFiles, settleRegistrations, setUpStack, type RegistryCheckCall } from "../support/mocks";
 import { canaryDatabaseUrl } from "../support/canary";
 import { stagingRecord, without } from "../support/stagingRecord";
 import { readVerdict, type PromotionVerdict } from "../components/promotion/reasons";
@@ -213,6 +213,8 @@ describe("prod: a valid staging record is promoted", () => {
     expect(mocks.ofType(CONTAINER).map((c) => c.name)).toEqual([`${PROJECT}-${STACK}-proxy`]);
     expect(releaseOf().image).toBe(DIGEST);
     expect(mocks.byName(`${PROJECT}-${STACK}-readiness`).inputs.imageDigest).toBe(DIGEST);
+    // What the release's metrics report as the digest it runs (an image cannot know its own).
+    expect((asSeenByEngine(releaseOf().env).value as string[]).filter((e) => e.startsWith("IMAGE_DIGEST="))).toEqual([`IMAGE_DIGEST=${DIGEST}`]);
     expect(mocks.resources.some((r) => r.type.startsWith("docker:index/image") || r.type === "docker-build:index:Image")).toBe(false);
     expect(warn).not.toHaveBeenCalled();
     expect(loggedVerdict()).toEqual({

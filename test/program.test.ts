@@ -1,6 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { hardeningProfile, proxyProfile, toHostConfig } from "../components/hardening";
+import { caddyConfig } from "../components/proxy/caddyConfig";
 import { UNSIGNED_WITHOUT_REGISTRY } from "../components/promotion/signature";
 import {
   asSeenByEngine,
@@ -20,6 +21,7 @@ import {
   type RegistryCheckCall,
   type StackSetup,
 } from "../support/mocks";
+import { backendMetricsPortDefault, portsIn } from "../support/ports";
 
 afterAll(removeStackFiles);
 
@@ -140,13 +142,40 @@ describe("staging program under mocks", () => {
     expect(r.dockerHost).toBeUndefined();
   });
 
-  it("sets the release's env from config and secrets, sorted, secret as a whole", () => {
+  it("sets the release's env from config and secrets, sorted, secret as a whole, with the digest of the image it runs", async () => {
     const r = mocks.byName(`${PREFIX}-release`, DYNAMIC).inputs;
     const secrets = stagingSetup().config.secrets as Record<string, string>;
+    const digest = await awaitOutput(outputs.imageDigest!);
+    expect(digest).toBe(fakeDigest(`${PREFIX}-image`));
     expect(asSeenByEngine(r.env)).toEqual({
       secret: true,
-      value: ["APP_ENV=staging", `DATABASE_URL=${secrets.DATABASE_URL}`, "LOG_LEVEL=info", "PORT=8000", `SECRET_KEY=${secrets.SECRET_KEY}`],
+      value: [
+        "APP_ENV=staging",
+        `DATABASE_URL=${secrets.DATABASE_URL}`,
+        `IMAGE_DIGEST=${digest}`,
+        "LOG_LEVEL=info",
+        "PORT=8000",
+        `SECRET_KEY=${secrets.SECRET_KEY}`,
+      ],
     });
+  });
+
+  it("reaches the release on its app port alone: no route forwards the backend's metrics port and no host port publishes it", () => {
+    const metricsPort = backendMetricsPortDefault();
+    const route = mocks.byName(`${PREFIX}-route`, DYNAMIC).inputs;
+    expect(route).toMatchObject({ releaseName: RELEASE, releasePort: 8000 });
+    // What the route loads into the proxy for those inputs: one upstream, the release's app port.
+    const forwarded = portsIn(caddyConfig({ upstream: `${String(route.releaseName)}:${String(route.releasePort)}`, hsts: true }));
+    expect(forwarded.filter((p) => p.path.endsWith(".dial"))).toEqual([expect.objectContaining({ port: 8000 })]);
+    // The release publishes nothing; the one published port of the stack is the proxy's, on loopback.
+    const release = mocks.byName(`${PREFIX}-release`, DYNAMIC).inputs;
+    expect(Object.keys(release.hostConfig as object)).not.toContain("PortBindings");
+    expect(portsIn(release)).toEqual([]);
+    const published = mocks.ofType("docker:index/container:Container").filter((c) => c.inputs.ports !== undefined);
+    expect(published.map((c) => [c.name, c.inputs.ports])).toEqual([[`${PREFIX}-proxy`, [{ internal: 8080, external: 8080, ip: "127.0.0.1", protocol: "tcp" }]]]);
+    // And nothing the program registers names the metrics port (METRICS_PORT is the backend's default).
+    expect(metricsPort).not.toBe(8000);
+    expect(mocks.resources.flatMap((r) => portsIn(r.inputs)).filter((p) => p.port === metricsPort)).toEqual([]);
   });
 
   it("runs the front proxy hardened, owning the host port on loopback, resuming its last configuration", () => {

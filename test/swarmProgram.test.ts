@@ -10,6 +10,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
 import { hardeningProfile } from "../components/hardening";
 import { createHash } from "node:crypto";
+import { caddyConfig } from "../components/proxy/caddyConfig";
 import { specRelease } from "../components/swarm/tasks";
 import { POLICIES, type ResourceValidationArgs } from "../policy/rules";
 import { kindOf } from "../policy/workloads";
@@ -29,6 +30,7 @@ import {
   type RegistryCheckCall,
   type StackSetup,
 } from "../support/mocks";
+import { backendMetricsPortDefault, portsIn } from "../support/ports";
 
 afterAll(removeStackFiles);
 
@@ -104,7 +106,7 @@ function serviceOf(mocks: RecordingMocks) {
 }
 
 const releaseOf = (mocks: RecordingMocks) => mocks.byName(`${PREFIX}-rollout`, "pulumi-nodejs:dynamic:Resource").inputs.release as string;
-/** The settings file the tasks read, and the name of its Swarm config's resource. */
+/** The settings the tasks read (IMAGE_DIGEST aside), which name their Swarm config's resource. */
 const SETTINGS_TEXT = 'APP_ENV="staging"\nLOG_LEVEL="info"\n';
 const settingsName = (text = SETTINGS_TEXT) => `${PREFIX}-settings-${createHash("sha256").update(text).digest("hex").slice(0, 12)}`;
 const secretNames = (mocks: RecordingMocks) => mocks.ofType("docker:index/secret:Secret").map((s) => s.name).sort();
@@ -193,7 +195,8 @@ describe("the Swarm target under mocks", () => {
     expect(spec.env).toEqual({ PORT: "8000" });
     const config = mocks.byName(settingsName(), "docker:index/serviceConfig:ServiceConfig").inputs;
     expect(config.labels).toEqual([{ label: "backend-delivery.component", value: PREFIX }]);
-    expect(Buffer.from(String(config.data), "base64").toString("utf8")).toBe(SETTINGS_TEXT);
+    // The image's digest too (the tasks' metrics report it), which is not part of the config's name.
+    expect(Buffer.from(String(config.data), "base64").toString("utf8")).toBe(`APP_ENV="staging"\nIMAGE_DIGEST="${fakeDigest(`${PREFIX}-image`)}"\nLOG_LEVEL="info"\n`);
     expect(config.name).toBeUndefined();
     expect((spec.configs as Record<string, unknown>[]).map((c) => ({ ...c, configId: undefined, configName: undefined }))).toEqual([
       { fileName: "/run/configs/backend.env", fileUid: "10001", fileGid: "10001", fileMode: 0o400, configId: undefined, configName: undefined },
@@ -293,6 +296,20 @@ describe("the Swarm target under mocks", () => {
       hardening: { user: "10001:10001", readOnlyRootFilesystem: true, capabilitiesDropped: ["ALL"], noNewPrivileges: true },
       replicas: { desired: 3, ready: 3 },
     });
+  });
+
+  it("reaches the tasks on their app port alone: the proxy forwards no other, and the service publishes none", async () => {
+    const { mocks } = await run(swarmSetup());
+    const proxied = mocks.byName(`${PREFIX}-proxy-config`, DYNAMIC).inputs as { service: string; port: number };
+    // What the proxy configuration resource loads (swarm/proxyConfig.ts) for those inputs: the tasks' app port.
+    const forwarded = portsIn(caddyConfig({ upstream: { name: `tasks.${proxied.service}`, port: proxied.port }, hsts: true }));
+    expect(forwarded.filter((p) => p.path.includes("upstreams"))).toEqual([expect.objectContaining({ port: 8000 })]);
+    // dnsrr and no ports: Swarm publishes nothing of the tasks, neither through its mesh nor on a node.
+    expect(serviceOf(mocks).endpointSpec).toEqual({ mode: "dnsrr" });
+    // The one port the service names is where its tasks listen (PORT, for the image's health check).
+    expect(portsIn(serviceOf(mocks))).toEqual([{ path: "taskSpec.containerSpec.env.PORT", port: 8000 }]);
+    const metricsPort = backendMetricsPortDefault();
+    expect(mocks.resources.flatMap((r) => portsIn(r.inputs)).filter((p) => p.port === metricsPort)).toEqual([]);
   });
 
   it("checks the rollout on the stack's network, then points the proxy at tasks.<service> and looks through it from a probe of the release", async () => {

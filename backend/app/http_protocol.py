@@ -17,7 +17,8 @@ the connection forever. The subclasses here keep everything else of uvicorn's an
   of the head's end (else the app's read of it fails with 408, answered through the app as any
   error is, and the connection is closed);
 - its own answers (400, 408, 501) carry the security headers, an X-Request-ID, ``Cache-Control:
-  no-store`` and a JSON body, and leave one access line, like every answer of the app;
+  no-store`` and a JSON body, and leave one access line and count in the request metrics, like
+  every answer of the app;
 - the security layer's fixed headers are written as one block (:class:`SecureCycle`).
 """
 
@@ -36,7 +37,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from app.core.config import get_settings
 from app.core.logging import log_access
-from app.core.middleware import HEADER_BLOCK, Header, request_id_for, security_headers
+from app.core.middleware import HEADER_BLOCK, Header, count_refusal, request_id_for, security_headers
 
 # The values live in http_deadlines.json beside this module, which the front proxy reads too: its
 # own timeouts are set around them (components/proxy/caddyConfig.ts).
@@ -284,9 +285,11 @@ class SecureHttpToolsProtocol(HttpToolsProtocol):
         self.transport.write(b"".join(content))
         self.transport.close()
         scope = self.scope  # None until the parser has seen a request start, then filled as it goes
+        method = scope.get("method", "-") if scope else "-"
+        count_refusal(method, status)
         log_access(
             request_id=request_id,
-            method=scope.get("method", "-") if scope else "-",
+            method=method,
             path=scope.get("path", "-") if scope else "-",
             status=status,
             duration=0.0,

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from prometheus_client import CollectorRegistry
 from starlette.middleware.cors import CORSMiddleware
 
 from app.api.errors import COMMON_RESPONSES, install_error_handlers
@@ -15,7 +16,8 @@ from app.api.routes import health, items
 from app.core.config import Settings, get_settings
 from app.core.db import Backoff, Database
 from app.core.logging import configure_logging
-from app.core.middleware import SecurityMiddleware
+from app.core.metrics import Metrics, sampling
+from app.core.middleware import SecurityMiddleware, use_request_metrics
 
 log = logging.getLogger("app")
 
@@ -27,15 +29,27 @@ def _operation_id(route: APIRoute) -> str:
     return route.name
 
 
-def create_app(settings: Settings, *, middleware: bool = True, backoff: Backoff | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    middleware: bool = True,
+    metrics: bool = True,
+    backoff: Backoff | None = None,
+    registry: CollectorRegistry | None = None,
+) -> FastAPI:
     """Build the app for ``settings``.
 
-    ``middleware=False`` leaves out the security, request-context and CORS middleware; it exists
-    only so the benchmark can measure their overhead (see ``app.bench``) and is not reachable
-    through ``python -m app``.
+    ``middleware=False`` leaves out the security, request-context, metrics and CORS middleware, and
+    ``metrics=False`` the metrics alone; they exist only so the benchmark can measure their overhead
+    (see ``app.bench``) and are not reachable through ``python -m app``. The metrics go to the
+    multiprocess files that the metrics port serves (app/metrics_server.py), and to ``registry``
+    too when one is given (a test reading them in its own process).
     """
     configure_logging(settings)
-    database = Database(settings.database_url, backoff=backoff)
+    recorded = Metrics(registry=registry) if middleware and metrics else None
+    database = Database(
+        settings.database_url, backoff=backoff, on_checked=None if recorded is None else recorded.readiness_checked
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -45,7 +59,8 @@ def create_app(settings: Settings, *, middleware: bool = True, backoff: Backoff 
         )
         database.start()
         try:
-            yield
+            async with sampling(recorded, database):
+                yield
         finally:
             await database.stop()
             log.info("stopped")
@@ -66,9 +81,13 @@ def create_app(settings: Settings, *, middleware: bool = True, backoff: Backoff 
     )
     app.state.settings = settings
     app.state.database = database
+    app.state.metrics = recorded
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(items.router)
+    if recorded is not None:
+        recorded.use_routes(app.routes)
+    use_request_metrics(recorded)
 
     if middleware:
         # add_middleware wraps: the last added runs first. CORS sits inside the security layer,
@@ -88,6 +107,7 @@ def create_app(settings: Settings, *, middleware: bool = True, backoff: Backoff 
             max_body_bytes=settings.MAX_BODY_BYTES,
             hsts=settings.hsts,
             docs_paths=DOCS_PATHS if docs else frozenset(),
+            metrics=recorded,
         )
     return app
 

@@ -18,6 +18,7 @@ from uvicorn.supervisors import Multiprocess
 from app.core.config import EX_CONFIG, Settings, misspelled_settings
 from app.core.logging import configure_logging
 from app.http_protocol import KEEP_ALIVE_SECONDS
+from app.metrics_server import METRICS_PATH, MetricsServer
 
 #: uvicorn's exit status when the server could not start for another reason than its port.
 STARTUP_FAILURE = 3
@@ -25,6 +26,7 @@ STARTUP_FAILURE = 3
 LISTEN_HOST = "0.0.0.0"  # noqa: S104
 
 log = logging.getLogger("app.config")
+metrics_log = logging.getLogger("app.metrics")
 
 
 class GracefulServer(uvicorn.Server):
@@ -68,7 +70,17 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
 
 
 class PortUnavailableError(Exception):
-    """The listening socket cannot be had; ``str()`` names PORT and what to do."""
+    """A listening socket cannot be had; ``str()`` names the setting (PORT, METRICS_PORT) and what to do."""
+
+
+def _unavailable(name: str, port: int, exc: OSError) -> PortUnavailableError:
+    if exc.errno == errno.EADDRINUSE:
+        reason = f"{name}={port} is already in use; stop what listens there or set {name} to a free port"
+    elif exc.errno == errno.EACCES:
+        reason = f"{name}={port} may not be bound by this user (ports below 1024 need privileges); use 1024 or above"
+    else:
+        reason = f"{name}={port} cannot be bound ({errno.errorcode.get(exc.errno or 0, 'error')})"
+    return PortUnavailableError(f"Configuration error: the backend cannot start: {reason}.")
 
 
 def bind_listener(port: int) -> socket.socket:
@@ -83,15 +95,17 @@ def bind_listener(port: int) -> socket.socket:
         sock.bind((LISTEN_HOST, port))
     except OSError as exc:
         sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            reason = f"PORT={port} is already in use; stop what listens there or set PORT to a free port"
-        elif exc.errno == errno.EACCES:
-            reason = f"PORT={port} may not be bound by this user (ports below 1024 need privileges); use 1024 or above"
-        else:
-            reason = f"PORT={port} cannot be bound ({errno.errorcode.get(exc.errno or 0, 'error')})"
-        raise PortUnavailableError(f"Configuration error: the backend cannot start: {reason}.") from None
+        raise _unavailable("PORT", port, exc) from None
     sock.set_inheritable(True)
     return sock
+
+
+def bind_metrics(port: int) -> MetricsServer:
+    """The metrics port's server (app/metrics_server.py), bound; a port in use names METRICS_PORT."""
+    try:
+        return MetricsServer(port, LISTEN_HOST)
+    except OSError as exc:
+        raise _unavailable("METRICS_PORT", port, exc) from None
 
 
 def serve(settings: Settings, factory: str) -> int:
@@ -109,6 +123,22 @@ def serve(settings: Settings, factory: str) -> int:
     except PortUnavailableError as exc:
         print(exc, file=sys.stderr, flush=True)
         return EX_CONFIG
+    try:
+        metrics = bind_metrics(settings.METRICS_PORT)
+    except PortUnavailableError as exc:
+        sock.close()
+        print(exc, file=sys.stderr, flush=True)
+        return EX_CONFIG
+    # Before uvicorn imports the app (and with it prometheus_client), and before any worker starts.
+    metrics.start(settings)
+    metrics_log.info("metrics on %s:%d%s", LISTEN_HOST, settings.METRICS_PORT, METRICS_PATH)
+    try:
+        return _run(settings, factory, sock)
+    finally:
+        metrics.close()
+
+
+def _run(settings: Settings, factory: str, sock: socket.socket) -> int:
     config = uvicorn.Config(factory, **uvicorn_options(settings))
     if settings.WEB_CONCURRENCY > 1:
         # What uvicorn.run does for workers, with the socket bound above. The supervisor forwards

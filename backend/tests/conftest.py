@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
 from sqlalchemy import create_engine, text
 
 from app.core.config import EXPECTATIONS, Settings, get_settings, load_settings, misspelled_settings
@@ -65,8 +66,14 @@ def make_client(make_settings: SettingsFactory) -> Iterator[ClientFactory]:
     """Builds the app from env settings and enters its lifespan; every client is closed at the end."""
     opened: list[TestClient] = []
 
-    def factory(*, raise_server_exceptions: bool = True, wait_ready: bool = True, **env: str) -> TestClient:
-        app = create_app(make_settings(**env), backoff=FAST_BACKOFF)
+    def factory(
+        *,
+        raise_server_exceptions: bool = True,
+        wait_ready: bool = True,
+        registry: CollectorRegistry | None = None,
+        **env: str,
+    ) -> TestClient:
+        app = create_app(make_settings(**env), backoff=FAST_BACKOFF, registry=registry)
         client = TestClient(app, base_url="http://localhost", raise_server_exceptions=raise_server_exceptions)
         client.__enter__()
         opened.append(client)

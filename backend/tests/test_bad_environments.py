@@ -190,12 +190,15 @@ MATRIX = [
     bad("app-env-bad-secrets-valid", {"APP_ENV"}, "got 'prod'", APP_ENV="prod"),
     bad(
         "plain-ints-bad-secrets-valid",
-        {"PORT", "WEB_CONCURRENCY", "SHUTDOWN_TIMEOUT_SECONDS", "MAX_BODY_BYTES"},
+        {"PORT", "WEB_CONCURRENCY", "SHUTDOWN_TIMEOUT_SECONDS", "MAX_BODY_BYTES", "METRICS_PORT"},
         PORT="http",
         WEB_CONCURRENCY="0",
         SHUTDOWN_TIMEOUT_SECONDS="301",
         MAX_BODY_BYTES="-1",
+        METRICS_PORT="65536",
     ),
+    bad("metrics-on-the-app-port", {"METRICS_PORT"}, "the same port as PORT", PORT="8100", METRICS_PORT="8100"),
+    bad("image-digest-a-tag-and-key", {"IMAGE_DIGEST", "SECRET_KEY"}, IMAGE_DIGEST="latest", SECRET_KEY=canary(10)),
     bad(
         "wildcards-in-production",
         {"ALLOWED_HOSTS", "CORS_ORIGINS"},

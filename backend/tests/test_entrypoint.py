@@ -192,6 +192,23 @@ def test_bench_entry_serves_without_middleware(make_server: type[Server], server
     assert full_response.getheader("x-request-id") is not None
 
 
+def test_bench_entry_can_leave_out_the_metrics_alone(make_server: type[Server], server_env: dict[str, str]) -> None:
+    quiet = make_server(server_env, "app.bench", "--middleware", "on", "--metrics", "off")
+    counted = make_server(server_env, "app.bench", "--middleware", "on")
+    for server in (quiet, counted):
+        server.wait_healthy()
+        response = server.get("/healthz")
+        assert response.status == 200
+        assert response.getheader("x-request-id") is not None
+    deadline = time.monotonic() + 10
+    while "backend_http_requests_total{" not in counted.metrics():
+        assert time.monotonic() < deadline, "the bench entry with metrics counted nothing"
+        time.sleep(0.05)
+    # The port still answers (build info), with no request counted.
+    assert "backend_build_info{" in quiet.metrics()
+    assert "backend_http_requests_total{" not in quiet.metrics()
+
+
 def test_a_misspelled_setting_is_warned_about_by_name_and_the_app_serves(
     make_server: type[Server], server_env: dict[str, str]
 ) -> None:

@@ -24,7 +24,14 @@ const example = <T extends z.ZodType>(schema: T, value: string): T => schema.met
 const secret = <T extends z.ZodType>(schema: T): T => schema.meta({ secret: true } satisfies KeyMeta);
 
 /** Environment variables the program sets itself; config may not override them. */
-export const PROGRAM_MANAGED_ENV = ["APP_ENV", "PORT"] as const;
+export const PROGRAM_MANAGED_ENV = ["APP_ENV", "PORT", "IMAGE_DIGEST"] as const;
+
+/** Where the program takes each of {@link PROGRAM_MANAGED_ENV} from. */
+const MANAGED_FROM: Record<(typeof PROGRAM_MANAGED_ENV)[number], string> = {
+  APP_ENV: "from environment",
+  PORT: "from service.containerPort",
+  IMAGE_DIGEST: "from the digest of the image it runs",
+};
 
 /** What a container environment variable name must look like. */
 export const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -36,7 +43,7 @@ export { looksSecret };
 export function envNameProblem(name: string): string | undefined {
   if (!ENV_NAME.test(name)) return "not a valid environment variable name (letters, digits and _, not starting with a digit)";
   if ((PROGRAM_MANAGED_ENV as readonly string[]).includes(name)) {
-    return `is set by the program (${name === "PORT" ? "from service.containerPort" : "from environment"}); remove it`;
+    return `is set by the program (${MANAGED_FROM[name as (typeof PROGRAM_MANAGED_ENV)[number]]}); remove it`;
   }
   return undefined;
 }

@@ -126,10 +126,15 @@ export class SwarmService extends pulumi.ComponentResource {
       ...(tls?.domain === undefined ? {} : { publicHost: tls.domain }),
     });
     const settingsText = settingsFileText(settings);
+    // With the image's digest (IMAGE_DIGEST), known only once staging has built it, so not in the name:
+    // a new image makes a new config all the same (`data` replaces it, create-before-delete).
+    const settingsData = pulumi
+      .output(args.imageDigest)
+      .apply((digest) => Buffer.from(settingsFileText({ ...settings, IMAGE_DIGEST: digest }), "utf8").toString("base64"));
     const settingsConfig = new docker.ServiceConfig(
       `${name}-settings-${createHash("sha256").update(settingsText).digest("hex").slice(0, 12)}`,
       // Labelled like the secrets: `docker config ls --filter label=backend-delivery.component=<name>` lists the stack's.
-      { data: Buffer.from(settingsText, "utf8").toString("base64"), labels: [{ label: "backend-delivery.component", value: name }] },
+      { data: settingsData, labels: [{ label: "backend-delivery.component", value: name }] },
       { parent: this },
     );
     const configs: ConfigMount[] = [{ configId: settingsConfig.id, configName: settingsConfig.name, fileName: SETTINGS_FILE }];

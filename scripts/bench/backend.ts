@@ -4,8 +4,9 @@
  * - cold build time (`--no-cache`) and warm rebuild after one app file changed, as a ratio of the
  *   cold build (goal <= 0.15);
  * - container start to `/readyz` 200, median of 5 (goal <= 2 s), SQLite on the `/data` tmpfs;
- * - `wrk` throughput and p99 on `/healthz` and `GET /api/v1/items`, with and without the security
- *   and logging middleware, measured in this one run (goal: overhead <= 15 %).
+ * - `wrk` throughput and p99 on `/healthz` and `GET /api/v1/items`, with and without the security,
+ *   logging and metrics middleware, measured in this one run (goal: overhead <= 15 %, metrics on);
+ *   and the same comparison with the metrics left out (`metricsOff`), so the metrics' own share shows.
  * Works on a copy of backend/ in a temp dir; the repository is never touched. Loopback only.
  * Writes bench-results/backend.json and prints it.
  *
@@ -32,7 +33,7 @@ import { writeResults } from "./results";
 
 const ROOT = join(__dirname, "..", "..");
 const GOALS = { imageOverheadMb: 60, warmRebuildRatio: 0.15, startToReadyMs: 2000, middlewareOverhead: 0.15 };
-// Both variants run at the same time, each container pinned to core 0 with its own wrk (one
+// The two variants of a pair run at the same time, each container pinned to core 0 with its own wrk (one
 // thread each) on core 1. On this VM the speed of a core moves by ±20 % from second to second, so
 // measuring the variants one after the other compares two different machines; loaded together,
 // they share every slow and fast moment. The kernel splits core 0 evenly between the two busy
@@ -64,7 +65,13 @@ function copyBackend(): string {
  * fresh secret key handed over through the CLI's environment. Returns the container's base URL.
  */
 async function startContainer(image: string, name: string, command: string[] = [], pinned = false): Promise<string> {
+  return (await startServer(image, name, command, pinned)).base;
+}
+
+/** {@link startContainer}, with the metrics port too (on the host network each container needs its own). */
+async function startServer(image: string, name: string, command: string[] = [], pinned = false): Promise<{ base: string; metrics: string }> {
   const port = await freePort();
+  const metricsPort = await freePort();
   const entrypoint = command.length > 0 ? ["--entrypoint", "/opt/venv/bin/python"] : [];
   containers.push(name);
   await docker(
@@ -72,12 +79,12 @@ async function startContainer(image: string, name: string, command: string[] = [
       "run", "--detach", "--name", name, "--network", "host", ...toDockerRunArgs(PROFILE), ...entrypoint,
       ...(pinned ? ["--cpuset-cpus", WRK.serverCpu] : []),
       "--env", "APP_ENV=staging", "--env", "DATABASE_URL=sqlite:////data/app.db", "--env", "SECRET_KEY",
-      "--env", `PORT=${port}`, "--env", "LOG_LEVEL=INFO",
+      "--env", `PORT=${port}`, "--env", `METRICS_PORT=${metricsPort}`, "--env", "LOG_LEVEL=INFO",
       image, ...command,
     ],
     { env: { SECRET_KEY: randomBytes(32).toString("hex") } },
   );
-  return `http://127.0.0.1:${port}`;
+  return { base: `http://127.0.0.1:${port}`, metrics: `http://127.0.0.1:${metricsPort}/metrics` };
 }
 
 async function waitReady(base: string, timeoutMs: number): Promise<void> {
@@ -197,10 +204,11 @@ async function main(): Promise<void> {
     const starts: number[] = [];
     for (let i = 0; i < 5; i++) starts.push(await startToReady(tag, i));
 
-    console.log("wrk, middleware on and off ...");
-    const on = await startContainer(tag, `${PREFIX}-on`, [], true);
-    const off = await startContainer(tag, `${PREFIX}-off`, ["-m", "app.bench", "--middleware", "off"], true);
-    for (const url of [on, off]) {
+    console.log("wrk, middleware on (with and without metrics) and off ...");
+    const on = await startServer(tag, `${PREFIX}-on`, [], true);
+    const quiet = await startServer(tag, `${PREFIX}-quiet`, ["-m", "app.bench", "--middleware", "on", "--metrics", "off"], true);
+    const off = await startServer(tag, `${PREFIX}-off`, ["-m", "app.bench", "--middleware", "off"], true);
+    for (const { base: url } of [on, quiet, off]) {
       await waitReady(url, 30_000);
       for (let i = 0; i < 20; i++) {
         const created = await httpRequest(`${url}/api/v1/items`, {
@@ -211,59 +219,83 @@ async function main(): Promise<void> {
         if (created.status !== 201) throw new Error(`seeding ${url} answered ${created.status}: ${created.body}`);
       }
     }
-    // The middleware-off variant must really lack the middleware, or the ratio means nothing.
-    const [withHeaders, without] = await Promise.all([httpRequest(`${on}/healthz`), httpRequest(`${off}/healthz`)]);
-    if (withHeaders.headers["x-frame-options"] !== "DENY" || without.headers["x-frame-options"] !== undefined) {
-      throw new Error("the two variants do not differ in their security headers");
+    // The variants must really differ as named, or the ratios mean nothing: the middleware-off one
+    // lacks the security headers, and only the metrics-on one counts requests.
+    const [withHeaders, quietHeaders, without] = await Promise.all([on, quiet, off].map((v) => httpRequest(`${v.base}/healthz`)));
+    if (withHeaders!.headers["x-frame-options"] !== "DENY" || quietHeaders!.headers["x-frame-options"] !== "DENY" || without!.headers["x-frame-options"] !== undefined) {
+      throw new Error("the variants do not differ in their security headers as they should");
     }
+    // A worker hands its counts to the metrics port once a second (app/core/metrics.py FLUSH_SECONDS).
+    const countsRequests = async (v: { metrics: string }) => (await httpRequest(v.metrics)).body.includes("backend_http_requests_total{");
+    await waitFor(async () => ((await countsRequests(on)) ? true : undefined), { timeoutMs: 10_000, what: "the metrics-on variant to count the seeding requests" });
+    const counted = await Promise.all([on, quiet, off].map(countsRequests));
+    if (counted.join() !== "true,false,false") throw new Error(`only the metrics-on variant may count requests; counted: ${counted.join()}`);
 
-    const throughput: Record<string, Record<"on" | "off", WrkFigures[]>> = {};
-    const loadCpuBusy: Record<string, number[]> = {};
+    const variants = { on: `${PREFIX}-on`, quiet: `${PREFIX}-quiet`, off: `${PREFIX}-off` };
+    const urls = { on: on.base, quiet: quiet.base, off: off.base };
+    // Two pairs, each measured at once (see WRK): with metrics against without middleware (the
+    // figure the goal is about), then without metrics against without middleware.
+    const pairs = { metricsOn: "on", metricsOff: "quiet" } as const;
+    const throughput: Record<string, Record<keyof typeof pairs, Record<"on" | "off", WrkFigures[]>>> = {};
+    const loadCpuBusy: Record<string, Record<keyof typeof pairs, number[]>> = {};
     for (const path of ["/healthz", "/api/v1/items"]) {
-      throughput[path] = { on: [], off: [] };
-      loadCpuBusy[path] = [];
+      throughput[path] = { metricsOn: { on: [], off: [] }, metricsOff: { on: [], off: [] } };
+      loadCpuBusy[path] = { metricsOn: [], metricsOff: [] };
       for (let r = 0; r < WRK.rounds; r++) {
-        const before = coreTicks(WRK.loadCpu);
-        const [withIt, withoutIt] = await Promise.all([
-          runWrkOn(`${PREFIX}-on`, `${on}${path}`),
-          runWrkOn(`${PREFIX}-off`, `${off}${path}`),
-        ]);
-        const after = coreTicks(WRK.loadCpu);
-        const busy = round((after.busy - before.busy) / Math.max(1, after.total - before.total));
-        if (busy > WRK.maxLoadCpuBusy) {
-          throw new Error(
-            `core ${WRK.loadCpu} (wrk) was ${Math.round(busy * 100)} % busy in round ${r + 1} of ${path}: wrk, not the server, ` +
-              "may have set the pace; stop other work on this machine and run the benchmark again",
-          );
+        for (const [pair, variant] of Object.entries(pairs) as [keyof typeof pairs, "on" | "quiet"][]) {
+          const before = coreTicks(WRK.loadCpu);
+          const [withIt, withoutIt] = await Promise.all([
+            runWrkOn(variants[variant], `${urls[variant]}${path}`),
+            runWrkOn(variants.off, `${urls.off}${path}`),
+          ]);
+          const after = coreTicks(WRK.loadCpu);
+          const busy = round((after.busy - before.busy) / Math.max(1, after.total - before.total));
+          if (busy > WRK.maxLoadCpuBusy) {
+            throw new Error(
+              `core ${WRK.loadCpu} (wrk) was ${Math.round(busy * 100)} % busy in round ${r + 1} of ${path} (${pair}): wrk, not the server, ` +
+                "may have set the pace; stop other work on this machine and run the benchmark again",
+            );
+          }
+          throughput[path]![pair].on.push(withIt);
+          throughput[path]![pair].off.push(withoutIt);
+          loadCpuBusy[path]![pair].push(busy);
+          await sleep(500);
         }
-        throughput[path]!.on.push(withIt);
-        throughput[path]!.off.push(withoutIt);
-        loadCpuBusy[path]!.push(busy);
-        await sleep(500);
       }
     }
-    await removeContainers(`${PREFIX}-on`, `${PREFIX}-off`);
+    await removeContainers(variants.on, variants.quiet, variants.off);
 
     // Each round measures both variants at once; the overhead is the median of the rounds' ratios.
     const middle = (runs: WrkFigures[]): WrkFigures => {
       const sorted = [...runs].sort((a, b) => a.requestsPerSecond - b.requestsPerSecond);
       return sorted[Math.floor(sorted.length / 2)]!;
     };
+    const compare = (runs: Record<"on" | "off", WrkFigures[]>, busy: number[]) => {
+      const ratios = runs.on.map((on, r) => 1 - on.requestsPerSecond / runs.off[r]!.requestsPerSecond);
+      return {
+        withMiddleware: middle(runs.on),
+        withoutMiddleware: middle(runs.off),
+        overhead: round(median(ratios), 3),
+        roundOverheads: ratios.map((ratio) => round(ratio, 3)),
+        // The same comparison on CPU per request: 1 - off/on, the share of the on-variant's CPU
+        // that the middleware takes, which is the throughput it costs on a saturated core.
+        cpuOverhead: cpuOverhead(runs),
+        loadCpuBusy: busy,
+        allRuns: runs,
+      };
+    };
     const wrk = Object.fromEntries(
-      Object.entries(throughput).map(([path, variants]) => {
-        const ratios = variants.on.map((on, r) => 1 - on.requestsPerSecond / variants.off[r]!.requestsPerSecond);
+      Object.entries(throughput).map(([path, byPair]) => {
+        const withMetrics = compare(byPair.metricsOn, loadCpuBusy[path]!.metricsOn);
+        const withoutMetrics = compare(byPair.metricsOff, loadCpuBusy[path]!.metricsOff);
         return [
           path,
           {
-            withMiddleware: middle(variants.on),
-            withoutMiddleware: middle(variants.off),
-            overhead: round(median(ratios), 3),
-            roundOverheads: ratios.map((ratio) => round(ratio, 3)),
-            // The same comparison on CPU per request: 1 - off/on, the share of the on-variant's CPU
-            // that the middleware takes, which is the throughput it costs on a saturated core.
-            cpuOverhead: cpuOverhead(variants),
-            loadCpuBusy: loadCpuBusy[path],
-            allRuns: variants,
+            // With metrics on, as the backend ships: what the goal is about.
+            ...withMetrics,
+            // The security and logging layer alone; the difference is the metrics' own share.
+            metricsOff: withoutMetrics,
+            metricsShare: round(withMetrics.overhead - withoutMetrics.overhead, 3),
           },
         ];
       }),

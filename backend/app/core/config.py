@@ -57,6 +57,11 @@ EXPECTATIONS: dict[str, str] = {
     "MAX_BODY_BYTES": "an integer from 1 to 1073741824, the largest request body (default 1048576)",
     "APP_VERSION": "a non-empty version string (default 0.0.0-dev)",
     "GIT_SHA": "a non-empty commit id (default unknown)",
+    "METRICS_PORT": (
+        "an integer from 1 to 65535 other than PORT, where Prometheus metrics answer at /metrics inside the "
+        "stack's network, never published (default 9000)"
+    ),
+    "IMAGE_DIGEST": "sha256: and 64 hex digits, the image's digest, set by the delivering program (default unknown)",
 }
 
 # Values people leave in place of a real key. Matched as substrings of the lower-cased key, so
@@ -113,11 +118,22 @@ class Settings(BaseSettings):
     MAX_BODY_BYTES: int = Field(default=1024 * 1024, ge=1, le=1024 * 1024 * 1024)
     APP_VERSION: str = Field(default="0.0.0-dev", min_length=1, max_length=128)
     GIT_SHA: str = Field(default="unknown", min_length=1, max_length=64)
+    # After PORT: its validator compares the two.
+    METRICS_PORT: int = Field(default=9000, ge=1, le=65535)
+    # Not known inside the image (an image cannot hold its own digest): the program that runs it sets it.
+    IMAGE_DIGEST: str = Field(default="unknown", pattern=r"^(unknown|sha256:[0-9a-f]{64})$")
 
     @field_validator("LOG_LEVEL", mode="before")
     @classmethod
     def _upper_log_level(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("METRICS_PORT")
+    @classmethod
+    def _check_metrics_port(cls, port: int, info: ValidationInfo) -> int:
+        if port == info.data.get("PORT"):
+            raise ValueError(f"the same port as PORT ({port}); the metrics need a port of their own")
+        return port
 
     @field_validator("DATABASE_URL")
     @classmethod

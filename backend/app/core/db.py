@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, create_engine, text
@@ -26,6 +28,9 @@ log = logging.getLogger("app.db")
 CONNECT_TIMEOUT_SECONDS = 2
 #: Upper bound for one readiness probe, connection included.
 READINESS_TIMEOUT_SECONDS = 3.0
+#: A worker's pool, per database: (connections kept open, more opened under load). SQLite's are
+#: SQLAlchemy's defaults, spelled out so that the metrics can say the limit.
+POOL_SIZES = {"postgresql": (5, 5), "sqlite": (5, 10)}
 
 
 @dataclass(frozen=True)
@@ -37,25 +42,45 @@ class Backoff:
     factor: float = 2.0
 
 
+def _pool_size(url: URL) -> tuple[int, int]:
+    return POOL_SIZES["sqlite" if url.drivername == "sqlite" else "postgresql"]
+
+
 def make_engine(url: URL) -> Engine:
+    pool_size, max_overflow = _pool_size(url)
     if url.drivername == "sqlite":
         # One connection per thread is SQLite's default; FastAPI runs sync routes in a pool.
-        return create_engine(url, connect_args={"check_same_thread": False, "timeout": 5})
+        return create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 5},
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+        )
     return create_engine(
         url,
         pool_pre_ping=True,
-        pool_size=5,
-        max_overflow=5,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
         pool_timeout=5,
         connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS, "application_name": "backend"},
     )
 
 
 class Database:
-    """Owns the engine, knows whether the schema exists, and checks readiness."""
+    """Owns the engine, knows whether the schema exists, and checks readiness.
 
-    def __init__(self, url: URL, *, backoff: Backoff | None = None) -> None:
+    ``on_checked`` is told what each readiness check found (True: ready); the metrics record it.
+    """
+
+    def __init__(
+        self, url: URL, *, backoff: Backoff | None = None, on_checked: Callable[[bool], None] | None = None
+    ) -> None:
         self.engine = make_engine(url)
+        #: The most connections the pool may hold at once.
+        self.pool_limit = sum(_pool_size(url))
+        #: When readiness was last checked (``time.monotonic()``), None before the first check.
+        self.last_checked: float | None = None
+        self._on_checked = on_checked
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.backoff = backoff or Backoff()
         self._schema_ready = False
@@ -84,6 +109,13 @@ class Database:
 
     async def check(self) -> str | None:
         """None when ready, else a short reason that never contains the URL or credentials."""
+        reason = await self._check()
+        self.last_checked = time.monotonic()
+        if self._on_checked is not None:
+            self._on_checked(reason is None)
+        return reason
+
+    async def _check(self) -> str | None:
         try:
             await asyncio.wait_for(asyncio.to_thread(self._probe), READINESS_TIMEOUT_SECONDS)
         except TimeoutError:

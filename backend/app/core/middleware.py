@@ -1,9 +1,9 @@
-"""The security and request-logging middleware, as one pure ASGI layer.
+"""The security, request-logging and request-metrics middleware, as one pure ASGI layer.
 
 One layer instead of a stack of small ones (request id, trusted host, body limit, headers, access
-log, generic 500): every extra ASGI layer costs a closure and an await per message, and this one
-runs on every request. Pure ASGI (not ``BaseHTTPMiddleware``) also leaves streaming responses
-untouched.
+log, metrics, generic 500): every extra ASGI layer costs a closure and an await per message, and
+this one runs on every request. Pure ASGI (not ``BaseHTTPMiddleware``) also leaves streaming
+responses untouched.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Protocol
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -108,6 +109,37 @@ def request_id_for(header: bytes | None) -> str:
     return _getrandbits(128).to_bytes(16, "big").hex()
 
 
+class RequestMetrics(Protocol):
+    """What the layer tells the metrics (app/core/metrics.py ``Metrics``) of each request."""
+
+    def request_started(self) -> None:
+        """A request has arrived."""
+
+    def request_finished(self, scope: Scope, method: str, status: int, seconds: float) -> None:
+        """The request was answered with ``status``; ``scope`` is the one the router saw."""
+
+    def request_refused(self, method: str, status: int) -> None:
+        """The HTTP protocol answered the request itself, before the app (app/http_protocol.py)."""
+
+
+class _ProcessMetrics:
+    """The request metrics of this process, for the answers the HTTP protocol gives without the app."""
+
+    current: RequestMetrics | None = None
+
+
+def use_request_metrics(metrics: RequestMetrics | None) -> None:
+    """Count the HTTP protocol's own answers in ``metrics`` (the app factory calls it)."""
+    _ProcessMetrics.current = metrics
+
+
+def count_refusal(method: str, status: int) -> None:
+    """Count one answer the HTTP protocol gave itself (a malformed or late request)."""
+    metrics = _ProcessMetrics.current
+    if metrics is not None:
+        metrics.request_refused(method, status)
+
+
 class BodyTooLargeError(HTTPException):
     def __init__(self, limit: int) -> None:
         super().__init__(status_code=413, detail=f"Request body too large (limit {limit} bytes)")
@@ -169,6 +201,8 @@ class SecurityMiddleware:
     - One JSON access line per request: request id, method, path (never the query string),
       status, duration, client address. Headers are never logged, so neither ``Authorization``
       nor cookies can reach the log.
+    - With ``metrics``: the request in flight while it runs, then counted and timed by the route
+      the router matched (see app/core/metrics.py).
     """
 
     def __init__(
@@ -179,8 +213,12 @@ class SecurityMiddleware:
         max_body_bytes: int,
         hsts: bool,
         docs_paths: frozenset[str] = frozenset(),
+        metrics: RequestMetrics | None = None,
     ) -> None:
         self.app = app
+        # Bound methods kept, so that a request creates none.
+        self.request_started = None if metrics is None else metrics.request_started
+        self.request_finished = None if metrics is None else metrics.request_finished
         self.host_allowed = HostMatcher(allowed_hosts)
         self.max_body_bytes = max_body_bytes
         self.headers = security_headers(hsts=hsts)
@@ -195,6 +233,8 @@ class SecurityMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
+        if self.request_started is not None:
+            self.request_started()
         host = request_id = content_length = None
         chunked = False
         for name, value in scope["headers"]:
@@ -258,15 +298,19 @@ class SecurityMiddleware:
                 body = json.dumps({"detail": "Internal Server Error", "requestId": rid}).encode()
                 await _respond(send_secured, 500, body, b"application/json")
         finally:
+            duration = time.perf_counter() - start
             client = scope.get("client")
             log_access(
                 request_id=rid,
                 method=method,
                 path=scope["path"],
                 status=status,
-                duration=time.perf_counter() - start,
+                duration=duration,
                 client=client[0] if client else None,
             )
+            if self.request_finished is not None:
+                # app_scope: the router wrote the matched route into it.
+                self.request_finished(app_scope, method, status, duration)
 
 
 async def _respond(send: Send, code: int, body: bytes, content_type: bytes, *headers: Header) -> None:

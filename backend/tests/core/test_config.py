@@ -40,6 +40,8 @@ def test_valid_minimal_settings_take_documented_defaults(make_settings: Settings
     assert settings.MAX_BODY_BYTES == 1024 * 1024
     assert settings.APP_VERSION == "0.0.0-dev"
     assert settings.GIT_SHA == "unknown"
+    assert settings.METRICS_PORT == 9000
+    assert settings.IMAGE_DIGEST == "unknown"
 
 
 def test_secrets_are_hidden_in_repr(make_settings: SettingsFactory) -> None:
@@ -177,6 +179,10 @@ def test_low_variety_secret_key_refused(make_settings: SettingsFactory, monkeypa
         ("CORS_ORIGINS", "app.example.com", "invalid origin(s): 'app.example.com'"),
         ("CORS_ORIGINS", "https://app.example.com/path", "invalid origin(s)"),
         ("APP_VERSION", "", "at least 1 character"),
+        ("METRICS_PORT", "0", "greater than or equal to 1"),
+        ("METRICS_PORT", "8000", "the same port as PORT (8000); the metrics need a port of their own"),
+        ("IMAGE_DIGEST", "sha256:abc", "should match pattern"),
+        ("IMAGE_DIGEST", "SHA256:" + "A" * 64, "should match pattern"),
     ],
 )
 def test_invalid_plain_variables(
@@ -220,6 +226,11 @@ def test_several_problems_reported_in_one_block(
     assert text.startswith("Configuration error: the backend cannot start (4 problems):\n")
     assert text.count("\n  - ") == 4
     assert text.endswith("Set these environment variables and start the backend again.")
+
+
+def test_an_image_digest_is_taken_as_given(make_settings: SettingsFactory) -> None:
+    settings = make_settings(IMAGE_DIGEST="sha256:" + "0123456789abcdef" * 4)
+    assert settings.IMAGE_DIGEST == "sha256:" + "0123456789abcdef" * 4
 
 
 def test_settings_type_is_frozen(make_settings: SettingsFactory) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import signal
@@ -21,11 +22,11 @@ EX_CONFIG = 78
 
 
 def run_entry(env: dict[str, str], *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    """Run an entry point to its end with exactly ``env`` (plus PATH)."""
+    """Run an entry point to its end with exactly ``env`` (plus PATH, and a free METRICS_PORT unless set)."""
     return subprocess.run(
         [sys.executable, "-m", *(args or ("app",))],
         cwd=BACKEND_DIR,
-        env={"PATH": os.environ.get("PATH", ""), **env},
+        env={"PATH": os.environ.get("PATH", ""), "METRICS_PORT": str(free_port()), **env},
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -34,30 +35,47 @@ def run_entry(env: dict[str, str], *args: str, timeout: float = 30) -> subproces
 
 
 class Server:
-    """A real server process on a free loopback port.
+    """A real server process on a free loopback port, its metrics on another (unless ``env`` sets them).
 
     Its output goes to files, not pipes: a server under load writes more log lines than a pipe
     holds, and would stall on a full one while nobody reads it.
     """
 
     def __init__(self, env: dict[str, str], *args: str) -> None:
-        self.port = free_port()
+        self.port = int(env.get("PORT") or free_port())
+        self.metrics_port = int(env.get("METRICS_PORT") or free_port())
         # Anonymous files, gone with this object; read back by _output, as often as asked.
         self._out: IO[str] = tempfile.TemporaryFile("w+")  # noqa: SIM115
         self._err: IO[str] = tempfile.TemporaryFile("w+")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", *(args or ("app",))],
             cwd=BACKEND_DIR,
-            env={"PATH": os.environ.get("PATH", ""), "PORT": str(self.port), **env},
+            env={
+                "PATH": os.environ.get("PATH", ""),
+                **env,
+                "PORT": str(self.port),
+                "METRICS_PORT": str(self.metrics_port),
+            },
             stdout=self._out,
             stderr=self._err,
             text=True,
+            # A group of its own: stop() ends its worker processes too, which a SIGKILL of the
+            # supervisor alone would leave running (still holding the port).
+            start_new_session=True,
         )
 
     def get(self, path: str) -> http.client.HTTPResponse:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
         conn.request("GET", path)
         return conn.getresponse()
+
+    def metrics(self) -> str:
+        """What the metrics port answers at /metrics (Prometheus' text format)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.metrics_port, timeout=5)
+        conn.request("GET", "/metrics")
+        response = conn.getresponse()
+        assert response.status == 200, response.status
+        return response.read().decode()
 
     def wait_healthy(self, within: float = 20) -> None:
         deadline = time.monotonic() + within
@@ -79,9 +97,9 @@ class Server:
         return self.output()
 
     def stop(self) -> tuple[str, str]:
-        """Kill it if it still runs; its output so far."""
-        if self.proc.poll() is None:
-            self.proc.kill()
+        """Kill it and its workers if they still run; its output so far."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=10)
         return self.output()
 
