@@ -93,8 +93,8 @@ export function proxyContainerName(name: string): string {
   return `${name}-proxy`;
 }
 
-/** The `Host` the probes name: the port is published on loopback, so the backend always accepts it. */
-const PROBE_HOST = "127.0.0.1";
+/** The `Host` the probes of both targets name: the backend always accepts the loopback address (envMapping.ts). */
+export const PROBE_HOST = "127.0.0.1";
 
 /**
  * The backend as a stack runs it, with no request lost to a deploy: a network, a data volume, the

@@ -19,7 +19,7 @@ import { readVerdict } from "../components/promotion/reasons";
 import { LOCAL_PROXY_IMAGE, LOCAL_PYTHON_BASE, docker, dockerHostAddress, firstExitOf, namedAfter, removeNamedAfter, requireDockerEngine } from "../support/docker";
 import { fixtureText, requirePulumiCli, run, scratchProject, type ScratchProject } from "../support/engine";
 import { startPostgres, type PostgresCluster } from "../support/postgres";
-import { startLoad, type LoadReport } from "../support/load";
+import { underLoad } from "../support/underLoad";
 import { freePort, httpRequest } from "../support/wait";
 
 const MINUTE = 60_000;
@@ -76,22 +76,6 @@ async function appContainer(stack: string): Promise<ReleaseContainer> {
 /** Which release answers at the stack's URL (its container's short id, from `/version`). */
 async function servingRelease(url: string): Promise<string> {
   return (JSON.parse((await httpRequest(`${url}/version`)).body) as { release: string }).release;
-}
-
-/** Runs `work` under a steady load on `url` (20 requests a second), and asserts that not one request failed. */
-async function underLoad<T>(url: string, work: () => Promise<T>): Promise<{ result: T; report: LoadReport }> {
-  const load = startLoad(`${url}/version`, { rps: 20, maxSeconds: 300 });
-  let result: T;
-  try {
-    result = await work();
-  } finally {
-    // A moment after the update, so the last requests on the old release are counted too.
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-  }
-  const report = await load.stop();
-  expect(report.failed, JSON.stringify(report.failed.slice(0, 5))).toEqual([]);
-  expect(report.sent).toBeGreaterThan(20);
-  return { result, report };
 }
 
 /** Fails when any secret value appears in the text. */

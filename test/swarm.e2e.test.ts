@@ -31,7 +31,6 @@ import { PROJECT_LABEL, stackImageRepository, stackImageTag } from "../component
 import { JOB_LABEL, type NodeImages } from "../components/swarm/nodeImages";
 import { LOCAL_PROXY_IMAGE, LOCAL_PYTHON_BASE, docker, requireDockerEngine, type DockerOptions, type DockerResult } from "../support/docker";
 import { requirePulumiCli, run, scratchProject, type ScratchProject } from "../support/engine";
-import { startLoad } from "../support/load";
 import { startPostgres, type PostgresCluster } from "../support/postgres";
 import { LOCAL_REGISTRY_IMAGE, startRegistry, type Registry } from "../support/registry";
 import { HSTS } from "../support/securityHeaders";
@@ -39,6 +38,7 @@ import { makeCosignKeys, type CosignKeys } from "../support/signingKeys";
 import { initRegistryStacks, registryStackFile } from "../support/stacks";
 import { firstFailedTask, runningTasks as tasksOf, startSwarm, type RunningTask, type TestSwarm } from "../support/swarm";
 import { makeCa, privateKeyLines, signServerCertificate, type TestCa } from "../support/throwawayCa";
+import { underLoad as underLoadAt } from "../support/underLoad";
 import { freePort, httpRequest, httpsRequest, waitFor } from "../support/wait";
 
 const MINUTE = 60_000;
@@ -110,16 +110,7 @@ async function retentionRecord(stack: Stack): Promise<NodeImages[]> {
 /** Runs `work` under a steady load through the proxy (20 requests a second) and asserts that not one failed. */
 async function underLoad<T>(stack: Stack, work: () => Promise<T>): Promise<{ result: T; releases: string[] }> {
   const url = String((await outputsOf(stack)).url);
-  const load = startLoad(`${url}/version`, { rps: 20, maxSeconds: 300 });
-  let result: T;
-  try {
-    result = await work();
-  } finally {
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-  }
-  const report = await load.stop();
-  expect(report.failed, JSON.stringify(report.failed.slice(0, 5))).toEqual([]);
-  expect(report.sent).toBeGreaterThan(20);
+  const { result, report } = await underLoadAt(url, work);
   return { result, releases: [...new Set(report.samples.map((s) => s.release ?? ""))] };
 }
 
@@ -462,15 +453,7 @@ describe("the Swarm target on a real two-node swarm", () => {
       await setFromStdin("staging", "proxy.tls.certificate", second.chain);
       await setFromStdin("staging", "tlsPrivateKey", second.key, true);
       // A client that resends a GET reset on a reused connection, as browsers do: Caddy's reload closes its idle connections.
-      const load = startLoad(`${s.url}/version`, { rps: 20, maxSeconds: 300, ca: caPem, connectTo: "127.0.0.1", resendReset: true });
-      try {
-        await staging.up({ onOutput: (out) => (text += out) });
-      } finally {
-        await new Promise((resolve) => setTimeout(resolve, 1000));
-      }
-      const report = await load.stop();
-      expect(report.failed, JSON.stringify(report.failed.slice(0, 5))).toEqual([]);
-      expect(report.sent).toBeGreaterThan(20);
+      const { report } = await underLoadAt(s.url, () => staging.up({ onOutput: (out) => (text += out) }), { ca: caPem, connectTo: "127.0.0.1", resendReset: true });
       console.log(`certificate replaced under load: ${report.sent} requests, ${report.failed.length} failed, ${report.resent} resent after a reset`);
       const renewed = await httpsRequest(`${s.url}/healthz`, { ca: caPem });
       expect(renewed.der).toBe(leafDer(second.chain));

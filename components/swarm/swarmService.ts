@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import type { SwarmSettings } from "../config/schema";
-import { proxyContainerName, type BackendServiceArgs } from "../backendService";
+import { PROBE_HOST, proxyContainerName, type BackendServiceArgs } from "../backendService";
 import type { Readiness, TlsRecord } from "../contract";
 import { endpointInputs } from "../docker/client";
 import { plainSettings } from "../envMapping";
@@ -45,9 +45,6 @@ export interface SwarmServiceArgs extends BackendServiceArgs {
 export function swarmNames(name: string): { service: string; network: string } {
   return { service: `${name}-app`, network: `${name}-network` };
 }
-
-/** The `Host` the probes name: the backend always accepts the loopback address (envMapping.ts). */
-const PROBE_HOST = "127.0.0.1";
 
 /**
  * The backend as a replicated Docker Swarm service behind the stack's front proxy, with Swarm doing
