@@ -134,6 +134,8 @@ class SecureHttpToolsProtocol(HttpToolsProtocol):
     _refusal: tuple[int, str] | None = None
     _head_timer: asyncio.TimerHandle | None = None
     _body_timer: asyncio.TimerHandle | None = None
+    # Set by shutdown(): every answer from now on closes its connection.
+    _draining = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -171,6 +173,8 @@ class SecureHttpToolsProtocol(HttpToolsProtocol):
         if type(self.cycle) is RequestResponseCycle:
             self.cycle.__class__ = SecureCycle
         self._body_pending = has_body
+        if self._draining and self.cycle is not None:
+            self.cycle.keep_alive = False
         # A pipelined request waits, with reading paused, until the one before it is answered: its
         # body's time starts with its turn (_start_asgi_task).
         if has_body and not self.pipeline:
@@ -187,6 +191,21 @@ class SecureHttpToolsProtocol(HttpToolsProtocol):
         self._body_began = None
         self._cancel_timers()
         super().on_message_complete()
+
+    def shutdown(self) -> None:
+        """The server's graceful stop, without closing a connection a request may be arriving on.
+
+        uvicorn closes an idle kept-alive connection at once. Its client cannot know: a request it
+        sends on the connection at that moment is lost, and the front proxy does not send a POST
+        again. Here every connection stays open until it has answered what it was sent: the answer
+        under way, and any request that arrives, carries ``Connection: close``; an idle connection
+        that gets no request is closed by its keep-alive timer, which the front proxy's own idle
+        timeout for its connections to the backend undercuts, so it is the proxy that closes it.
+        The listener closes at once (uvicorn), so new connections go elsewhere.
+        """
+        self._draining = True
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.keep_alive = False
 
     def _check_framing(self) -> bool:
         """Refuse what RFC 9112 refuses; whether a body follows the head."""

@@ -51,6 +51,21 @@ class GracefulServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
+class DrainingMultiprocess(Multiprocess):
+    """uvicorn's supervisor, which gives up its copy of the listening socket before it stops the workers.
+
+    Each worker closes its own copy when it begins to shut down; while the supervisor still held
+    one, the port went on accepting connections that no process would ever read, until the
+    supervisor exited and the kernel reset them. Closed here, new connections are refused at once
+    and a client (the front proxy) takes them elsewhere.
+    """
+
+    def terminate_all(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+        super().terminate_all()
+
+
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     return {
         "factory": True,
@@ -144,7 +159,7 @@ def _run(settings: Settings, factory: str, sock: socket.socket) -> int:
         # What uvicorn.run does for workers, with the socket bound above. The supervisor forwards
         # SIGTERM to its workers, waits for them and returns normally.
         log.info("listening on %s:%d with %d workers", LISTEN_HOST, settings.PORT, settings.WEB_CONCURRENCY)
-        Multiprocess(config, sockets=[sock]).run()
+        DrainingMultiprocess(config, sockets=[sock]).run()
         return 0
     server = GracefulServer(config)
     server.run(sockets=[sock])
