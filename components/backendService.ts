@@ -93,15 +93,21 @@ export function proxyContainerName(name: string): string {
   return `${name}-proxy`;
 }
 
+/** The name the front proxy forwards to on the stack's network: the release that serves answers to it (proxy/route.ts). */
+export function servingAlias(name: string): string {
+  return `${name}-serving`;
+}
+
 /** The `Host` the probes of both targets name: the backend always accepts the loopback address (envMapping.ts). */
 export const PROBE_HOST = "127.0.0.1";
 
 /**
- * The backend as a stack runs it, with no request lost to a deploy: a network, a data volume, the
+ * The backend as a stack runs it, with no request lost to a deploy: two networks, a data volume, the
  * front proxy that owns the host port, and one release container per release. One `pulumi up` of a
- * change: the new release starts beside the old one; the readiness check proves it directly; the
- * route switches the proxy to it and verifies that through the proxy; at the end of the update
- * Pulumi deletes the old release (SIGTERM; in-flight requests finish). A failure before the switch
+ * change: the new release starts beside the old one, on the egress network only; the readiness check
+ * proves it directly; the route joins it to the stack's network under the name the proxy forwards
+ * to, verifies through the proxy that it answers, and stops the old release (SIGTERM; in-flight
+ * requests finish), which Pulumi deletes at the end of the update. A failure before the switch
  * leaves the old release serving and the outputs describing it.
  */
 export class BackendService extends pulumi.ComponentResource {
@@ -124,6 +130,11 @@ export class BackendService extends pulumi.ComponentResource {
     const host = endpointInputs(args.docker);
 
     const network = new docker.Network(`${name}-network`, { name: `${name}-network` }, { parent: this });
+    // Where each release starts and is proven ready, out of the proxy's reach until the route joins
+    // it to the stack's network. Its name sorts before the stack network's: Docker routes a container
+    // through the first of its networks by name, so joining the stack's network later leaves the
+    // release's default route, and its connections to the database, as they are.
+    const egress = new docker.Network(`${name}-egress`, { name: `${name}-egress` }, { parent: this });
     const volume = new docker.Volume(`${name}-data`, { name: `${name}-data` }, { parent: this });
     const tls = args.tls;
     const atProxy = terminatedAtProxy(`BackendService ${name}`, tls);
@@ -154,10 +165,11 @@ export class BackendService extends pulumi.ComponentResource {
         labels: { ...labels, "backend-delivery.component": name, "backend-delivery.role": "release" },
         profile,
         dataVolume: volume.name,
-        network: network.name,
+        network: egress.name,
         ...(args.docker === undefined ? {} : { docker: args.docker }),
       },
-      { parent: this },
+      // Deleted before the stack's network, which the route joined it to.
+      { parent: this, dependsOn: [network] },
     );
     const check = new ReadinessCheck(
       `${name}-readiness`,
@@ -184,6 +196,8 @@ export class BackendService extends pulumi.ComponentResource {
         releaseName: release.name,
         releaseId: release.containerId,
         releasePort: args.containerPort,
+        network: network.name,
+        servingAlias: servingAlias(name),
         readyAt: check.readiness.apply((r) => r.checkedAt),
         hsts,
         hostHeader: PROBE_HOST,

@@ -1,7 +1,7 @@
 /**
- * A stack's release topology on the real engine, without Pulumi: a network, the front proxy as
- * FrontProxy runs it, release containers from the release provider and switches by the route
- * provider, the same code `pulumi up` runs. Everything is named after the prefix, and `remove()`
+ * A stack's release topology on the real engine, without Pulumi: the stack's network and the egress
+ * network releases start on, the front proxy as FrontProxy runs it, release containers from the
+ * release provider and switches by the route provider, the same code `pulumi up` runs. Everything is named after the prefix, and `remove()`
  * takes it all away again.
  */
 import { randomBytes } from "node:crypto";
@@ -12,7 +12,7 @@ import { releaseProvider, type ReleaseOutputs } from "../components/release/prov
 import { buildImage, docker, LOCAL_PROXY_IMAGE, LOCAL_PYTHON_BASE, removeContainers, removeImages, requireDockerEngine } from "./docker";
 import { freePort, httpRequest, waitFor } from "./wait";
 
-/** A release container, and its address on the stack's network (reachable from this host). */
+/** A release container, and its address on the egress network (reachable from this host). */
 export interface StackRelease extends ReleaseOutputs {
   address: string;
 }
@@ -36,9 +36,10 @@ export interface ReleaseStack {
 export async function startReleaseStack(prefix: string): Promise<ReleaseStack> {
   await requireDockerEngine(LOCAL_PYTHON_BASE);
   await requireDockerEngine(LOCAL_PROXY_IMAGE);
-  const [tag, network, volume, proxy, proxyVolume] = [`${prefix}-image:latest`, `${prefix}-net`, `${prefix}-data`, `${prefix}-proxy`, `${prefix}-proxy-config`];
+  const [tag, network, egress, volume, proxy, proxyVolume] = [`${prefix}-image:latest`, `${prefix}-net`, `${prefix}-egress`, `${prefix}-data`, `${prefix}-proxy`, `${prefix}-proxy-config`];
   const image = (await buildImage({ context: path.resolve(__dirname, "../backend"), tag, buildArgs: { PYTHON_BASE: LOCAL_PYTHON_BASE } })).imageId;
   await docker(["network", "create", network]);
+  await docker(["network", "create", egress]);
   await docker(["volume", "create", volume]);
   await docker(["volume", "create", proxyVolume]);
   const proxyPort = await freePort();
@@ -67,11 +68,11 @@ export async function startReleaseStack(prefix: string): Promise<ReleaseStack> {
         stopSignal: hardeningProfile.stopSignal,
         stopTimeoutSeconds: hardeningProfile.stopTimeoutSeconds,
         hostConfig: toHostConfig(hardeningProfile, volume),
-        network,
+        network: egress,
       });
       const release0 = outs as ReleaseOutputs;
       const inspected = JSON.parse((await docker(["container", "inspect", release0.name])).stdout)[0] as { NetworkSettings: { Networks: Record<string, { IPAddress: string }> } };
-      const release: StackRelease = { ...release0, address: inspected.NetworkSettings.Networks[network]!.IPAddress };
+      const release: StackRelease = { ...release0, address: inspected.NetworkSettings.Networks[egress]!.IPAddress };
       releases.push(release);
       await waitFor(async () => ((await httpRequest(`http://${release.address}:8000/readyz`, { timeoutMs: 2000, headers: { host: "localhost" } })).status === 200 ? true : undefined), {
         timeoutMs: 60_000,
@@ -86,6 +87,8 @@ export async function startReleaseStack(prefix: string): Promise<ReleaseStack> {
         releaseName: release.name,
         releaseId: release.containerId,
         releasePort: 8000,
+        network,
+        servingAlias: `${prefix}-serving`,
         readyAt: new Date().toISOString(),
         hsts: true,
         hostHeader: "127.0.0.1",
@@ -103,7 +106,7 @@ export async function startReleaseStack(prefix: string): Promise<ReleaseStack> {
     async remove() {
       await removeContainers(proxy, ...releases.map((r) => r.name));
       await docker(["volume", "rm", volume, proxyVolume], { allowFailure: true });
-      await docker(["network", "rm", network], { allowFailure: true });
+      await docker(["network", "rm", network, egress], { allowFailure: true });
       await removeImages(tag);
     },
   };

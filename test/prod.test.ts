@@ -76,6 +76,8 @@ const PROD_TYPES = [
   "backend-delivery:index:FrontProxy",
   "docker:index/remoteImage:RemoteImage",
   CONTAINER,
+  // The stack's network, and the egress network each release starts on.
+  "docker:index/network:Network",
   "docker:index/network:Network",
   "docker:index/volume:Volume",
   "docker:index/volume:Volume",

@@ -78,6 +78,7 @@ describe("staging program under mocks", () => {
       ["docker:index/image:Image", `${PREFIX}-image`],
       ["backend-delivery:index:BackendService", PREFIX],
       ["docker:index/network:Network", `${PREFIX}-network`],
+      ["docker:index/network:Network", `${PREFIX}-egress`],
       ["docker:index/volume:Volume", `${PREFIX}-data`],
       ["backend-delivery:index:FrontProxy", `${PREFIX}-proxy`],
       ["docker:index/remoteImage:RemoteImage", `${PREFIX}-proxy-image`],
@@ -93,7 +94,7 @@ describe("staging program under mocks", () => {
 
   it("parents every child to its component", () => {
     expect(parentTypeOf(`${PREFIX}-image`)).toBe("backend-delivery:index:BackendImage");
-    for (const child of ["network", "data", "release", "readiness", "route"]) {
+    for (const child of ["network", "egress", "data", "release", "readiness", "route"]) {
       expect(parentTypeOf(`${PREFIX}-${child}`)).toBe("backend-delivery:index:BackendService");
     }
     for (const child of ["proxy-image", "proxy-config", "proxy-data"]) expect(parentTypeOf(`${PREFIX}-${child}`)).toBe("backend-delivery:index:FrontProxy");
@@ -120,7 +121,7 @@ describe("staging program under mocks", () => {
     });
   });
 
-  it("runs the release container with every field of the hardening profile, on the stack's network and volume", () => {
+  it("runs the release container with every field of the hardening profile, on the stack's egress network and volume", () => {
     const r = mocks.byName(`${PREFIX}-release`, DYNAMIC).inputs;
     expect(r).toMatchObject({
       namePrefix: `${PREFIX}-app`,
@@ -128,7 +129,7 @@ describe("staging program under mocks", () => {
       user: hardeningProfile.user,
       stopSignal: "SIGTERM",
       stopTimeoutSeconds: 30,
-      network: `${PREFIX}-network`,
+      network: `${PREFIX}-egress`,
       hostConfig: toHostConfig(hardeningProfile, `${PREFIX}-data`),
       labels: {
         "backend-delivery.component": PREFIX,
@@ -163,9 +164,9 @@ describe("staging program under mocks", () => {
   it("reaches the release on its app port alone: no route forwards the backend's metrics port and no host port publishes it", () => {
     const metricsPort = backendMetricsPortDefault();
     const route = mocks.byName(`${PREFIX}-route`, DYNAMIC).inputs;
-    expect(route).toMatchObject({ releaseName: RELEASE, releasePort: 8000 });
+    expect(route).toMatchObject({ servingAlias: `${PREFIX}-serving`, releasePort: 8000 });
     // What the route loads into the proxy for those inputs: one upstream, the release's app port.
-    const forwarded = portsIn(caddyConfig({ upstream: `${String(route.releaseName)}:${String(route.releasePort)}`, hsts: true }));
+    const forwarded = portsIn(caddyConfig({ upstream: `${String(route.servingAlias)}:${String(route.releasePort)}`, hsts: true }));
     expect(forwarded.filter((p) => p.path.endsWith(".dial"))).toEqual([expect.objectContaining({ port: 8000 })]);
     // The release publishes nothing; the one published port of the stack is the proxy's, on loopback.
     const release = mocks.byName(`${PREFIX}-release`, DYNAMIC).inputs;
@@ -214,8 +215,11 @@ describe("staging program under mocks", () => {
     expect(mocks.byName(`${PREFIX}-proxy-image`).inputs).toEqual({ name: "caddy:2.10", keepLocally: true });
   });
 
-  it("names network and volumes after the component", () => {
+  it("names networks and volumes after the component, the egress network sorted before the stack's", () => {
     expect(mocks.byName(`${PREFIX}-network`).inputs).toEqual({ name: `${PREFIX}-network` });
+    expect(mocks.byName(`${PREFIX}-egress`).inputs).toEqual({ name: `${PREFIX}-egress` });
+    // Docker routes a container through the first of its networks by name: joining the stack's network keeps the egress route.
+    expect([`${PREFIX}-network`, `${PREFIX}-egress`].sort()[0]).toBe(`${PREFIX}-egress`);
     expect(mocks.byName(`${PREFIX}-data`).inputs).toEqual({ name: `${PREFIX}-data` });
     expect(mocks.byName(`${PREFIX}-proxy-config`).inputs).toEqual({ name: `${PREFIX}-proxy-config` });
     expect(mocks.byName(`${PREFIX}-proxy-data`).inputs).toEqual({ name: `${PREFIX}-proxy-data` });
@@ -241,6 +245,9 @@ describe("staging program under mocks", () => {
       releaseName: RELEASE,
       releaseId,
       releasePort: 8000,
+      // The release joins the stack's network under the name the proxy forwards to; it starts on the egress network.
+      network: `${PREFIX}-network`,
+      servingAlias: `${PREFIX}-serving`,
       readyAt: FAKE_CHECKED_AT,
       hsts: true,
       hostHeader: "127.0.0.1",
@@ -426,7 +433,7 @@ describe("staging variants", () => {
 
   it("evaluates the same graph in preview", async () => {
     const { mocks } = await runStaging(stagingSetup({ preview: true }));
-    expect(mocks.resources).toHaveLength(14);
+    expect(mocks.resources).toHaveLength(15);
   });
 });
 

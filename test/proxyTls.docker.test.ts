@@ -24,6 +24,8 @@ import { freePort, httpRequest, httpsRequest, waitFor } from "../support/wait";
 const TAG = `${uniqueName("bd-tls-test")}:latest`;
 const PREFIX = uniqueName("bd-tls");
 const NETWORK = `${PREFIX}-net`;
+/** Where releases start, before the route joins them to the proxy's network (sorted before it, as the program's). */
+const EGRESS = `${PREFIX}-egress`;
 const VOLUME = `${PREFIX}-data`;
 const PROXY = `${PREFIX}-proxy`;
 const CONFIG_VOLUME = `${PREFIX}-proxy-config`;
@@ -62,6 +64,8 @@ const routeInputs = (tls?: RouteTls): ProxyRouteInputs => ({
   releaseName: release.name,
   releaseId: release.containerId,
   releasePort: 8000,
+  network: NETWORK,
+  servingAlias: `${PREFIX}-serving`,
   readyAt: new Date().toISOString(),
   hsts: true,
   hostHeader: "127.0.0.1",
@@ -93,6 +97,7 @@ beforeAll(async () => {
   ca = await makeCa(dir, DOMAIN);
   imageId = (await buildImage({ context: path.resolve(__dirname, "../backend"), tag: TAG, buildArgs: { PYTHON_BASE: LOCAL_PYTHON_BASE } })).imageId;
   await docker(["network", "create", NETWORK]);
+  await docker(["network", "create", EGRESS]);
   for (const volume of [VOLUME, CONFIG_VOLUME, DATA_VOLUME]) await docker(["volume", "create", volume]);
   const { outs } = await releaseProvider.create!({
     namePrefix: `${PREFIX}-app`,
@@ -103,7 +108,7 @@ beforeAll(async () => {
     stopSignal: hardeningProfile.stopSignal,
     stopTimeoutSeconds: hardeningProfile.stopTimeoutSeconds,
     hostConfig: toHostConfig(hardeningProfile, VOLUME),
-    network: NETWORK,
+    network: EGRESS,
   });
   release = outs as ReleaseOutputs;
   releases.push(release);
@@ -113,7 +118,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await removeContainers(PROXY, ...releases.map((r) => r.name));
   await docker(["volume", "rm", VOLUME, CONFIG_VOLUME, DATA_VOLUME], { allowFailure: true });
-  await docker(["network", "rm", NETWORK], { allowFailure: true });
+  await docker(["network", "rm", NETWORK, EGRESS], { allowFailure: true });
   await removeImages(TAG);
   await pebble?.stop();
   fs.rmSync(dir, { recursive: true, force: true });

@@ -6,7 +6,9 @@ import { randomBytes } from "node:crypto";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hardeningProfile, proxyProfile, toDockerRunArgs, toHostConfig } from "../components/hardening";
-import { routeProvider, type ProxyRouteInputs } from "../components/proxy/route";
+import { dockerClient } from "../components/docker/client";
+import { reloadVerified } from "../components/proxy/reload";
+import { routeProvider, type ProxyRouteInputs, type ProxyRouteOutputs } from "../components/proxy/route";
 import { releaseProvider, type ReleaseInputs, type ReleaseOutputs } from "../components/release/provider";
 import { buildImage, docker, LOCAL_PROXY_IMAGE, LOCAL_PYTHON_BASE, removeContainers, removeImages, requireDockerEngine, uniqueName, waitForHealthy } from "../support/docker";
 import { SECURITY_HEADERS } from "../support/securityHeaders";
@@ -15,6 +17,8 @@ import { freePort, httpRequest } from "../support/wait";
 const TAG = `${uniqueName("bd-release-test")}:latest`;
 const PREFIX = uniqueName("bd-release");
 const NETWORK = `${PREFIX}-net`;
+/** Where releases start, before the route joins them to the proxy's network (sorted before it, as the program's). */
+const EGRESS = `${PREFIX}-egress`;
 const VOLUME = `${PREFIX}-data`;
 const PROXY = `${PREFIX}-proxy`;
 const PROXY_VOLUME = `${PREFIX}-proxy-config`;
@@ -34,7 +38,7 @@ function releaseInputs(overrides: Partial<ReleaseInputs> = {}): ReleaseInputs {
     stopSignal: hardeningProfile.stopSignal,
     stopTimeoutSeconds: hardeningProfile.stopTimeoutSeconds,
     hostConfig: toHostConfig(hardeningProfile, VOLUME),
-    network: NETWORK,
+    network: EGRESS,
     ...overrides,
   };
 }
@@ -62,6 +66,7 @@ beforeAll(async () => {
   await requireDockerEngine(LOCAL_PROXY_IMAGE);
   imageId = (await buildImage({ context: path.resolve(__dirname, "../backend"), tag: TAG, buildArgs: { PYTHON_BASE: LOCAL_PYTHON_BASE } })).imageId;
   await docker(["network", "create", NETWORK]);
+  await docker(["network", "create", EGRESS]);
   await docker(["volume", "create", VOLUME]);
   await docker(["volume", "create", PROXY_VOLUME]);
   proxyPort = await freePort();
@@ -77,7 +82,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await removeContainers(PROXY, ...released.map((r) => r.name));
   await docker(["volume", "rm", VOLUME, PROXY_VOLUME], { allowFailure: true });
-  await docker(["network", "rm", NETWORK], { allowFailure: true });
+  await docker(["network", "rm", NETWORK, EGRESS], { allowFailure: true });
   await removeImages(TAG);
 }, 120_000);
 
@@ -106,7 +111,7 @@ describe("the release provider", () => {
       await removeContainers(cli);
     }
     expect(api.HostConfig.PidsLimit).toBe(hardeningProfile.resources.pids);
-    expect(Object.keys(api.NetworkSettings.Networks)).toEqual([NETWORK]);
+    expect(Object.keys(api.NetworkSettings.Networks)).toEqual([EGRESS]);
     expect(api.Config.Labels).toMatchObject({ "backend-delivery.role": "release" });
   });
 
@@ -147,6 +152,18 @@ describe("the release provider", () => {
   }, 90_000);
 });
 
+/** The gateway of the container's default route, read from its /proc/net/route (little-endian hex). */
+async function defaultGateway(name: string): Promise<string> {
+  const table = (await docker(["exec", name, "cat", "/proc/net/route"])).stdout;
+  const row = table.split("\n").map((line) => line.trim().split(/\s+/)).find((fields) => fields[1] === "00000000");
+  if (row === undefined) throw new Error(`no default route in ${name}:\n${table}`);
+  return Buffer.from(row[2]!, "hex").reverse().join(".");
+}
+
+async function networkGateway(network: string): Promise<string> {
+  return (await docker(["network", "inspect", "-f", "{{(index .IPAM.Config 0).Gateway}}", network])).stdout.trim();
+}
+
 describe("the route of the front proxy", () => {
   const route = (release: ReleaseOutputs): ProxyRouteInputs => ({
     proxyContainer: PROXY,
@@ -154,6 +171,8 @@ describe("the route of the front proxy", () => {
     releaseName: release.name,
     releaseId: release.containerId,
     releasePort: 8000,
+    network: NETWORK,
+    servingAlias: `${PREFIX}-serving`,
     readyAt: new Date().toISOString(),
     hsts: true,
     hostHeader: "127.0.0.1",
@@ -172,11 +191,38 @@ describe("the route of the front proxy", () => {
     expect(await servedBy()).toBe(a.containerId.slice(0, 12));
     await routeProvider.update!(first.id, first.outs!, route(b));
     expect(await servedBy()).toBe(b.containerId.slice(0, 12));
+    // The switch stopped the release that served; it joined b to the proxy's network under the serving name only.
+    expect((await inspect(a.name)).State.Status).toBe("exited");
+    const joined = (await inspect(b.name)).NetworkSettings.Networks as Record<string, { Aliases: string[] | null }>;
+    expect(Object.keys(joined).sort()).toEqual([EGRESS, NETWORK].sort());
+    expect(joined[NETWORK]!.Aliases).toContain(`${PREFIX}-serving`);
+    expect(joined[EGRESS]!.Aliases ?? []).not.toContain(`${PREFIX}-serving`);
+    // Its default route is still the egress network's, as before it joined: connections out are undisturbed.
+    expect(await defaultGateway(b.name)).toBe(await networkGateway(EGRESS));
 
     await docker(["restart", PROXY]);
     await new Promise((resolve) => setTimeout(resolve, 1500));
     expect(await servedBy()).toBe(b.containerId.slice(0, 12));
   });
+
+  it("takes over from a route an earlier version recorded: the proxy pointed at the release's own name on the stack's network", async () => {
+    // What that version left: the release on the stack's network, the proxy forwarding to its container name.
+    await docker(["stop", "-t", "1", ...released.map((r) => r.name)], { allowFailure: true });
+    const legacy = await createRelease({ network: NETWORK });
+    const next = await createRelease();
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    const recorded: Partial<ProxyRouteInputs> = route(legacy);
+    delete recorded.network;
+    delete recorded.servingAlias;
+    await reloadVerified(dockerClient(), { ...(recorded as ProxyRouteInputs), upstream: `${legacy.name}:8000`, what: `release ${legacy.name}` }, async () => undefined);
+    expect(await servedBy()).toBe(legacy.containerId.slice(0, 12));
+    const olds = { ...recorded, switchedAt: new Date().toISOString() } as ProxyRouteOutputs;
+    const { outs } = await routeProvider.update!("route", olds, route(next));
+    // The configuration is loaded once, for the serving name; the earlier release is stopped.
+    expect(outs).toMatchObject({ upstream: `${PREFIX}-serving:8000`, releaseName: next.name });
+    expect(await servedBy()).toBe(next.containerId.slice(0, 12));
+    expect((await inspect(legacy.name)).State.Status).toBe("exited");
+  }, 120_000);
 
   it("forwards the backend's answers without a Server header, and writes its own with the security headers", async () => {
     const ok = await httpRequest(`http://127.0.0.1:${proxyPort}/healthz`);
@@ -184,8 +230,7 @@ describe("the route of the front proxy", () => {
     expect(ok.headers.server).toBeUndefined();
     expect(ok.headers["x-request-id"]).toMatch(/^[0-9a-f]{32}$/);
     // No release answers: the proxy writes the 502 itself, after retrying for its try duration.
-    const serving = released.find((r) => r.name === (released.at(-1)?.name ?? ""))!;
-    await docker(["stop", "-t", "1", serving.name]);
+    await docker(["stop", "-t", "1", ...released.map((r) => r.name)], { allowFailure: true });
     const bad = await httpRequest(`http://127.0.0.1:${proxyPort}/healthz`, { timeoutMs: 15_000 });
     expect(bad.status).toBe(502);
     expect(JSON.parse(bad.body)).toEqual({ detail: "the release did not answer" });

@@ -186,6 +186,8 @@ describe("the route's diff", () => {
     releaseName: "r",
     releaseId: "rid",
     releasePort: 8000,
+    network: "n",
+    servingAlias: "n-serving",
     readyAt: "2030-01-01T00:00:00.000Z",
     hsts: true,
     hostHeader: "127.0.0.1",
@@ -205,6 +207,15 @@ describe("the route's diff", () => {
     delete plain.tls;
     expect(await routeProvider.diff!("id", { ...plain, switchedAt: base.readyAt }, plain)).toEqual({ changes: false, replaces: [] });
     expect(await routeProvider.diff!("id", { ...plain, switchedAt: base.readyAt }, base)).toEqual({ changes: true, replaces: [] });
+  });
+
+  it("switches again for a new serving name or network, and for a route an earlier version recorded without them", async () => {
+    expect(await diff({ servingAlias: "other-serving" })).toEqual({ changes: true, replaces: [] });
+    expect(await diff({ network: "other" })).toEqual({ changes: true, replaces: [] });
+    const earlier: Partial<ProxyRouteInputs> = { ...base };
+    delete earlier.network;
+    delete earlier.servingAlias;
+    expect(await routeProvider.diff!("id", { ...(earlier as ProxyRouteInputs), switchedAt: base.readyAt }, base)).toEqual({ changes: true, replaces: [] });
   });
 });
 

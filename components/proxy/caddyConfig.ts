@@ -107,7 +107,7 @@ export interface DynamicUpstream {
 
 /** What the proxy forwards to, and how it behaves. */
 export interface ProxySettings {
-  /** `<container name>:<port>` of the release that serves, on the stack's network; or every task of a service. */
+  /** `<serving name>:<port>` on the stack's network, which the release that serves answers to; or every task of a service. */
   upstream: string | DynamicUpstream;
   /** Send `Strict-Transport-Security` too (staging and production, as the backend does). */
   hsts: boolean;

@@ -43,7 +43,7 @@ export interface ProxyInputs {
 
 /** What a proxy is given to serve. */
 export interface ProxyLoad extends ProxyInputs {
-  /** What it forwards to: a release's `<name>:<port>`, or every task of a service. */
+  /** What it forwards to: the serving name's `<name>:<port>`, or every task of a service. */
   upstream: ProxySettings["upstream"];
   /** The TLS files the configuration that served until now reads; those this one does not are removed. */
   previousFiles?: string[] | undefined;

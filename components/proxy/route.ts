@@ -1,16 +1,32 @@
 /**
- * `ProxyRoute`: switches the front proxy to the release that was just proven ready, atomically, and
- * verifies the switch through the proxy before the update goes on (and, at its end, deletes the old
- * release). A Pulumi dynamic resource: create and update switch; delete leaves the proxy as it is.
+ * `ProxyRoute`: switches the front proxy to the release that was just proven ready, stops the
+ * release that served before, and verifies through the proxy that the new one answers. A Pulumi
+ * dynamic resource: create and update switch; delete leaves the proxy as it is.
  *
- * The switch is reload.ts's, as for every target: the TLS files into the proxy's data volume, the
- * configuration loaded with `caddy reload`, kept only once verified, else the previous one back. The
- * verification: `/version` asked through the proxy (over HTTPS, naming `proxy.domain`, when the proxy
- * terminates TLS), from inside the new release, must name that release, and, for a certificate of
- * the user's, the proxy must serve that certificate; in `acme` mode it waits for the issuance and
- * fails as soon as Caddy logs why it could not get one.
+ * The switch moves a name, not the proxy's configuration. The proxy forwards to
+ * `<servingAlias>:<port>` on the stack's network, and resolves that name for every connection it
+ * opens. A release starts on a network of its own (the release provider's `network`), where it is
+ * proven ready, so the name does not reach it until the switch joins it to the stack's network
+ * under that alias. The proxy goes on using its open connections to the release that served; that
+ * one is then stopped: SIGTERM, its listener closes (a connection refused there is dialed to the
+ * name's next address, the new release), it answers what it is sent on its open connections, each
+ * answer closing its connection (the backend's shutdown, app/http_protocol.py), and it exits once
+ * the proxy has closed the idle ones. Caddy itself is not touched, so none of its client
+ * connections is closed: a reload, which Caddy 2.6 does by closing every idle client connection,
+ * would reset a request sent on one at that instant.
+ *
+ * The configuration is loaded (reload.ts's, as for every target: TLS files into the proxy's data
+ * volume, `caddy reload`, kept only once verified, else the previous one back) only when what it
+ * says changes: a new proxy container, HSTS, TLS, or the upstream. The verification, after the old
+ * release has stopped: `/version` asked through the proxy (over HTTPS, naming `proxy.domain`, when
+ * the proxy terminates TLS), from inside the new release, must name that release, and, for a
+ * certificate of the user's, the proxy must serve that certificate; in `acme` mode it waits for the
+ * issuance and fails as soon as Caddy logs why it could not get one. When it fails, the old release
+ * is started again and serves.
  */
+import type Docker from "dockerode";
 import * as pulumi from "@pulumi/pulumi";
+import { canonicalJson } from "../canonicalJson";
 import { dockerClient } from "../docker/client";
 import { answeringRelease, awaitProxyAnswer, reloadVerified, type ProxyInputs } from "./reload";
 import type { RouteTls } from "./tlsProbe";
@@ -26,6 +42,10 @@ export interface ProxyRouteArgs {
   releaseId: pulumi.Input<string>;
   /** The port the release listens on. */
   releasePort: pulumi.Input<number>;
+  /** The stack's network, which the proxy is on; the switch joins the release to it. */
+  network: pulumi.Input<string>;
+  /** The name the proxy forwards to on that network: the switch gives it to the release. */
+  servingAlias: pulumi.Input<string>;
   /** When the release was proven ready; the route waits for it, and a new proof means a new switch. */
   readyAt: pulumi.Input<string>;
   /** Send `Strict-Transport-Security` from the proxy's own answers. */
@@ -49,33 +69,122 @@ export interface ProxyRouteInputs extends ProxyInputs {
   releaseName: string;
   releaseId: string;
   releasePort: number;
+  network: string;
+  servingAlias: string;
   readyAt: string;
 }
 
 /** What the provider records: its inputs, when the switch was verified, and what the proxy served then. */
 export interface ProxyRouteOutputs extends ProxyRouteInputs {
   switchedAt: string;
+  /** What the configuration the proxy was last given forwards to (`<servingAlias>:<port>`). */
+  upstream?: string;
   /** With TLS at the proxy: the certificate it served to the verification (DER, base64). */
   servedCertificate?: string;
   /** The files of the proxy's TLS folder (caddyConfig.ts `PROXY_TLS_FILES`) this configuration reads. */
   tlsFiles?: string[];
 }
 
-/** Loads the configuration for the release into the proxy and proves through it, from inside the release, that traffic reaches it. */
+/** Whether Docker answered "no such container" (or "not modified" to a stop). */
+function isGoneOr304(error: unknown): boolean {
+  const status = (error as { statusCode?: number }).statusCode;
+  return status === 404 || status === 304;
+}
+
+/**
+ * Joins the release to the stack's network under the serving alias, once: a release that already
+ * answers to it (an update that switches again, say for a new certificate) is left as it is.
+ */
+async function joinServing(docker: Docker, inputs: ProxyRouteInputs): Promise<void> {
+  const inspected = (await docker.getContainer(inputs.releaseId).inspect()) as { NetworkSettings?: { Networks?: Record<string, { Aliases?: string[] | null }> } };
+  const joined = inspected.NetworkSettings?.Networks?.[inputs.network];
+  if (joined === undefined) {
+    await docker.getNetwork(inputs.network).connect({ Container: inputs.releaseId, EndpointConfig: { Aliases: [inputs.servingAlias] } });
+    return;
+  }
+  if (!(joined.Aliases ?? []).includes(inputs.servingAlias)) {
+    // Docker sets an endpoint's aliases only when it joins; this release joined without the name.
+    throw new Error(
+      `release ${inputs.releaseName} is on ${inputs.network} without the name ${inputs.servingAlias}, so the proxy cannot reach it; ` +
+        "it was made by an earlier version of this program: run `pulumi up --replace` with its URN (`pulumi stack --show-urns`) to start a release that can be switched to",
+    );
+  }
+}
+
+/**
+ * SIGTERM to the release that served until now; waits, up to its stop timeout, while it answers
+ * what it was sent (the backend closes each connection after its answer, the proxy its idle ones)
+ * and exits. Its listener closes at once, and a connection refused there is dialed to the next
+ * address of the name. One already stopped or gone is no error.
+ */
+async function retire(docker: Docker, releaseId: string): Promise<void> {
+  await docker
+    .getContainer(releaseId)
+    .stop()
+    .catch((error: unknown) => {
+      if (!isGoneOr304(error)) throw error;
+    });
+}
+
+/**
+ * Switches the proxy to the release: the name, and the configuration only when it changed; stops
+ * the previous release; proves through the proxy, from inside the release, that traffic reaches it.
+ */
 async function switchTo(inputs: ProxyRouteInputs, olds?: ProxyRouteOutputs): Promise<ProxyRouteOutputs> {
   const docker = dockerClient(inputs.dockerHost, inputs.dockerSshOpts);
   const what = `release ${inputs.releaseName}`;
   const expected = inputs.releaseId.slice(0, 12);
+  const look = { ...inputs, from: inputs.releaseId, answerer: "the release", what };
   // `/version` names the container that answered: the release, and no other.
   const judge = async (status: number, body: string) => {
     const answer = answeringRelease(status, body);
     return "refused" in answer ? answer.refused : answer.release === expected ? undefined : `HTTP ${status}, release ${JSON.stringify(answer.release)}`;
   };
-  const look = { ...inputs, from: inputs.releaseId, answerer: "the release", what };
-  const upstream = `${inputs.releaseName}:${inputs.releasePort}`;
-  const loaded = await reloadVerified(docker, { ...inputs, upstream, previousFiles: olds?.tlsFiles, what }, (loadedAt) => awaitProxyAnswer(look, loadedAt, judge));
+  const upstream = `${inputs.servingAlias}:${inputs.releasePort}`;
+  await joinServing(docker, inputs);
+  const previous = olds !== undefined && olds.releaseId !== inputs.releaseId ? olds.releaseId : undefined;
+  const reload =
+    olds === undefined ||
+    olds.upstream !== upstream ||
+    olds.proxyContainerId !== inputs.proxyContainerId ||
+    olds.hsts !== inputs.hsts ||
+    canonicalJson(olds.tls ?? null) !== canonicalJson(inputs.tls ?? null);
+  let loaded: { served?: string | undefined; tlsFiles?: string[] | undefined };
+  if (reload) {
+    // A new configuration: the previous release (if it serves under the name) may answer the look too.
+    const either = async (status: number, body: string) => {
+      const answer = answeringRelease(status, body);
+      return "refused" in answer ? answer.refused : undefined;
+    };
+    loaded = await reloadVerified(docker, { ...inputs, upstream, previousFiles: olds?.tlsFiles, what }, (loadedAt) => awaitProxyAnswer(look, loadedAt, previous === undefined ? judge : either));
+  } else {
+    // The proxy keeps its connections to the release that served, so it is that one which answers,
+    // until it stops. This look is made from the new release's own address on the proxy's network,
+    // so the proxy learns that address from it (ARP) before it first dials it.
+    await awaitProxyAnswer(look, Math.floor(Date.now() / 1000) - 1, async () => undefined);
+    loaded = { tlsFiles: olds.tlsFiles };
+  }
+  if (previous !== undefined) {
+    await retire(docker, previous);
+    try {
+      const served = await awaitProxyAnswer(look, Math.floor(Date.now() / 1000) - 1, judge);
+      loaded = { ...loaded, ...(served === undefined ? {} : { served }) };
+    } catch (error) {
+      // The name reaches no release that answers: the one that served until now serves again.
+      const back = await docker
+        .getContainer(previous)
+        .start()
+        .then(() => true)
+        .catch(() => false);
+      const outcome = back ? `release ${olds?.releaseName ?? previous} was started again and serves` : `release ${olds?.releaseName ?? previous} could not be started again`;
+      throw new Error(`${(error as Error).message}; ${outcome}`, { cause: error });
+    }
+  } else if (!reload) {
+    loaded = { ...loaded, served: await awaitProxyAnswer(look, Math.floor(Date.now() / 1000) - 1, judge) };
+  }
   return {
     ...inputs,
+    upstream,
     switchedAt: new Date().toISOString(),
     ...(loaded.served === undefined ? {} : { servedCertificate: loaded.served }),
     ...(loaded.tlsFiles === undefined ? {} : { tlsFiles: loaded.tlsFiles }),
@@ -85,16 +194,9 @@ async function switchTo(inputs: ProxyRouteInputs, olds?: ProxyRouteOutputs): Pro
 /** The dynamic provider: create and update switch; delete leaves the proxy serving what it serves. */
 export const routeProvider: pulumi.dynamic.ResourceProvider<ProxyRouteInputs, ProxyRouteOutputs> = {
   async diff(_id, olds, news) {
-    const keys = ["proxyContainer", "proxyContainerId", "releaseName", "releaseId", "releasePort", "readyAt", "hsts", "hostHeader", "dockerHost"] as const;
+    const keys = ["proxyContainer", "proxyContainerId", "releaseName", "releaseId", "releasePort", "network", "servingAlias", "readyAt", "hsts", "hostHeader", "dockerHost"] as const;
     // Canonical JSON (keys sorted): state need not keep the order the program wrote them in.
-    const canonical = (value: unknown): string =>
-      value !== null && typeof value === "object"
-        ? `{${Object.keys(value)
-            .sort()
-            .map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`)
-            .join(",")}}`
-        : JSON.stringify(value ?? null);
-    const changed = keys.some((key) => olds[key] !== news[key]) || canonical(olds.tls) !== canonical(news.tls);
+    const changed = keys.some((key) => olds[key] !== news[key]) || canonicalJson(olds.tls ?? null) !== canonicalJson(news.tls ?? null);
     return { changes: changed, replaces: [] };
   },
   async create(inputs) {
@@ -118,6 +220,6 @@ export class ProxyRoute extends pulumi.dynamic.Resource {
 
   constructor(name: string, args: ProxyRouteArgs, opts: pulumi.CustomResourceOptions = {}) {
     // The recorded inputs hold `certificate` mode's private key: encrypted in state.
-    super(routeProvider, name, { ...args, switchedAt: undefined, servedCertificate: undefined }, { ...opts, additionalSecretOutputs: ["tls"] });
+    super(routeProvider, name, { ...args, switchedAt: undefined, servedCertificate: undefined, upstream: undefined }, { ...opts, additionalSecretOutputs: ["tls"] });
   }
 }

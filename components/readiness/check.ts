@@ -3,7 +3,7 @@
  * traffic, and records the `readiness` stack output (see DESIGN.md). The logic is the plain
  * {@link probeReadiness} function; this file only adapts it to Pulumi's resource lifecycle. The
  * probe asks its questions through the Docker API, from inside the release, at the release's address
- * on the stack's network: nothing assumes the service is reachable from the machine running `pulumi`.
+ * on its egress network: nothing assumes the service is reachable from the machine running `pulumi`.
  *
  * Pulumi serializes the provider object below together with everything it references and runs it
  * in its dynamic-provider process
@@ -19,7 +19,7 @@ import { probeReadiness } from "./probe";
 
 /** Inputs of a readiness check. */
 export interface ReadinessCheckArgs {
-  /** The release's container name: its host name on the stack's network. */
+  /** The release's container name: its host name on its networks. */
   containerName: pulumi.Input<string>;
   /** The release's container id; a new container means a new check. */
   containerId: pulumi.Input<string>;

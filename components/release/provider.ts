@@ -29,7 +29,7 @@ export interface ReleaseInputs {
   stopSignal: string;
   stopTimeoutSeconds: number;
   hostConfig: EngineHostConfig;
-  /** The stack's network; the proxy reaches the release there by its container name. */
+  /** The network the release starts on, where it is proven ready; the route joins it to the proxy's (proxy/route.ts). */
   network: string;
   /** Docker host of the engine (`docker:host`); the local one when unset. */
   dockerHost?: string;

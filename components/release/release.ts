@@ -17,7 +17,7 @@ export interface AppReleaseArgs {
   profile: HardeningProfile;
   /** The named volume mounted at the profile's data path, shared by the releases of a stack. */
   dataVolume: pulumi.Input<string>;
-  /** The stack's network. */
+  /** The network the release starts on (the stack's egress network); the route joins it to the proxy's. */
   network: pulumi.Input<string>;
   /** The engine to run on (`docker:host`, `docker:sshOpts`); the local one when unset. */
   docker?: DockerEndpoint;
@@ -31,7 +31,7 @@ export interface AppReleaseArgs {
  */
 export class AppRelease extends pulumi.dynamic.Resource {
   // `declare`, not class fields: a field would be re-initialised after `super()` (see readiness/check.ts).
-  /** The container's name: its host name on the stack's network. */
+  /** The container's name: its host name on its networks. */
   declare public readonly name: pulumi.Output<string>;
   /** The container's full id. */
   declare public readonly containerId: pulumi.Output<string>;
