@@ -77,15 +77,18 @@ def test_an_idle_connection_is_closed_by_its_keep_alive_timer_after_sigterm(tmp_
     server = Server({"APP_ENV": "staging", "DATABASE_URL": f"sqlite:///{db}", "SECRET_KEY": TEST_SECRET_KEY})
     try:
         server.wait_healthy()
-        idle = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-        idle.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        assert idle.recv(65536).startswith(b"HTTP/1.1 200")
+        idle = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        idle.request("GET", "/healthz", headers={"Host": "localhost"})
+        first = idle.getresponse()
+        first.read()
+        assert first.status == 200
+        assert idle.sock is not None
         started = time.monotonic()
         server.proc.send_signal(15)
         time.sleep(0.5)
         assert server.proc.poll() is None, "the server waits for the connection it may still be sent a request on"
         # Nothing arrives: the keep-alive timer closes it (the proxy's shorter idle timeout would have first).
-        assert idle.recv(1) == b""
+        assert idle.sock.recv(1) == b""
         server.terminate(timeout=15)
         assert server.proc.returncode == 0
         assert time.monotonic() - started < 8
