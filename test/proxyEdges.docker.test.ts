@@ -35,7 +35,7 @@ afterAll(async () => {
   await stack?.remove();
 }, 120_000);
 
-/** Ten slow heads, ten slow bodies and one silent connection against `host:port`, trickling for 15 s. */
+/** Ten slow heads, ten slow bodies and one silent connection against `host:port`, trickling past the longest bound (TRICKLE_MS). */
 function slowClients(host: string, port: number): Promise<{ heads: SlowClientResult[]; bodies: SlowClientResult[]; idle: SlowClientResult }> {
   const body = JSON.stringify({ name: "slow", description: "d".repeat(60) });
   const bodyHead = `POST /api/v1/items HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`;
