@@ -219,7 +219,8 @@ describe("staging program under mocks", () => {
     expect(mocks.byName(`${PREFIX}-network`).inputs).toEqual({ name: `${PREFIX}-network` });
     expect(mocks.byName(`${PREFIX}-egress`).inputs).toEqual({ name: `${PREFIX}-egress` });
     // Docker routes a container through the first of its networks by name: joining the stack's network keeps the egress route.
-    expect([`${PREFIX}-network`, `${PREFIX}-egress`].sort()[0]).toBe(`${PREFIX}-egress`);
+    const names = [mocks.byName(`${PREFIX}-network`).inputs.name, mocks.byName(`${PREFIX}-egress`).inputs.name] as string[];
+    expect(names.sort()[0]).toBe(mocks.byName(`${PREFIX}-release`, DYNAMIC).inputs.network);
     expect(mocks.byName(`${PREFIX}-data`).inputs).toEqual({ name: `${PREFIX}-data` });
     expect(mocks.byName(`${PREFIX}-proxy-config`).inputs).toEqual({ name: `${PREFIX}-proxy-config` });
     expect(mocks.byName(`${PREFIX}-proxy-data`).inputs).toEqual({ name: `${PREFIX}-proxy-data` });

@@ -26,6 +26,19 @@ def _connect_refused(port: int) -> bool:
         return True
 
 
+def _kept_alive(server: Server) -> http.client.HTTPConnection:
+    """A connection to ``server`` that has been answered once and is kept alive, now idle."""
+    server.wait_healthy()
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("GET", "/healthz", headers={"Host": "localhost"})
+    first = conn.getresponse()
+    first.read()
+    assert first.status == 200
+    assert (first.getheader("connection") or "").lower() != "close"
+    assert conn.sock is not None
+    return conn
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_kept_alive_connection_is_answered_then_closed_after_sigterm(tmp_path: object, workers: str) -> None:
     db = f"{tmp_path}/app.db"
@@ -38,13 +51,7 @@ def test_a_kept_alive_connection_is_answered_then_closed_after_sigterm(tmp_path:
         }
     )
     try:
-        server.wait_healthy()
-        idle = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
-        idle.request("GET", "/healthz", headers={"Host": "localhost"})
-        first = idle.getresponse()
-        first.read()
-        assert first.status == 200
-        assert (first.getheader("connection") or "").lower() != "close"
+        idle = _kept_alive(server)
 
         server.proc.send_signal(15)
         # The listener closes at once: a new connection is refused, so a client goes elsewhere.
@@ -76,18 +83,13 @@ def test_an_idle_connection_is_closed_by_its_keep_alive_timer_after_sigterm(tmp_
     db = f"{tmp_path}/app.db"
     server = Server({"APP_ENV": "staging", "DATABASE_URL": f"sqlite:///{db}", "SECRET_KEY": TEST_SECRET_KEY})
     try:
-        server.wait_healthy()
-        idle = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-        idle.request("GET", "/healthz", headers={"Host": "localhost"})
-        first = idle.getresponse()
-        first.read()
-        assert first.status == 200
-        assert idle.sock is not None
+        idle = _kept_alive(server)
         started = time.monotonic()
         server.proc.send_signal(15)
         time.sleep(0.5)
         assert server.proc.poll() is None, "the server waits for the connection it may still be sent a request on"
         # Nothing arrives: the keep-alive timer closes it (the proxy's shorter idle timeout would have first).
+        assert idle.sock is not None
         assert idle.sock.recv(1) == b""
         server.terminate(timeout=15)
         assert server.proc.returncode == 0

@@ -28,6 +28,7 @@ import type Docker from "dockerode";
 import * as pulumi from "@pulumi/pulumi";
 import { canonicalJson } from "../canonicalJson";
 import { dockerClient } from "../docker/client";
+import { stopRelease } from "../release/provider";
 import { answeringRelease, awaitProxyAnswer, reloadVerified, type ProxyInputs } from "./reload";
 import type { RouteTls } from "./tlsProbe";
 
@@ -85,12 +86,6 @@ export interface ProxyRouteOutputs extends ProxyRouteInputs {
   tlsFiles?: string[];
 }
 
-/** Whether Docker answered "no such container" (or "not modified" to a stop). */
-function isGoneOr304(error: unknown): boolean {
-  const status = (error as { statusCode?: number }).statusCode;
-  return status === 404 || status === 304;
-}
-
 /**
  * Joins the release to the stack's network under the serving alias, once: a release that already
  * answers to it (an update that switches again, say for a new certificate) is left as it is.
@@ -112,21 +107,6 @@ async function joinServing(docker: Docker, inputs: ProxyRouteInputs): Promise<vo
 }
 
 /**
- * SIGTERM to the release that served until now; waits, up to its stop timeout, while it answers
- * what it was sent (the backend closes each connection after its answer, the proxy its idle ones)
- * and exits. Its listener closes at once, and a connection refused there is dialed to the next
- * address of the name. One already stopped or gone is no error.
- */
-async function retire(docker: Docker, releaseId: string): Promise<void> {
-  await docker
-    .getContainer(releaseId)
-    .stop()
-    .catch((error: unknown) => {
-      if (!isGoneOr304(error)) throw error;
-    });
-}
-
-/**
  * Switches the proxy to the release: the name, and the configuration only when it changed; stops
  * the previous release; proves through the proxy, from inside the release, that traffic reaches it.
  */
@@ -135,59 +115,49 @@ async function switchTo(inputs: ProxyRouteInputs, olds?: ProxyRouteOutputs): Pro
   const what = `release ${inputs.releaseName}`;
   const expected = inputs.releaseId.slice(0, 12);
   const look = { ...inputs, from: inputs.releaseId, answerer: "the release", what };
-  // `/version` names the container that answered: the release, and no other.
-  const judge = async (status: number, body: string) => {
+  // `/version` names the container that answered. Until the release that served stops, the proxy's
+  // open connections reach it, so the first look takes any release; the last one only the new.
+  const judge = (only?: string) => async (status: number, body: string) => {
     const answer = answeringRelease(status, body);
-    return "refused" in answer ? answer.refused : answer.release === expected ? undefined : `HTTP ${status}, release ${JSON.stringify(answer.release)}`;
+    if ("refused" in answer) return answer.refused;
+    return only === undefined || answer.release === only ? undefined : `HTTP ${status}, release ${JSON.stringify(answer.release)}`;
   };
   const upstream = `${inputs.servingAlias}:${inputs.releasePort}`;
   await joinServing(docker, inputs);
-  const previous = olds !== undefined && olds.releaseId !== inputs.releaseId ? olds.releaseId : undefined;
   const reload =
     olds === undefined ||
     olds.upstream !== upstream ||
     olds.proxyContainerId !== inputs.proxyContainerId ||
     olds.hsts !== inputs.hsts ||
     canonicalJson(olds.tls ?? null) !== canonicalJson(inputs.tls ?? null);
-  let loaded: { served?: string | undefined; tlsFiles?: string[] | undefined };
-  if (reload) {
-    // A new configuration: the previous release (if it serves under the name) may answer the look too.
-    const either = async (status: number, body: string) => {
-      const answer = answeringRelease(status, body);
-      return "refused" in answer ? answer.refused : undefined;
-    };
-    loaded = await reloadVerified(docker, { ...inputs, upstream, previousFiles: olds?.tlsFiles, what }, (loadedAt) => awaitProxyAnswer(look, loadedAt, previous === undefined ? judge : either));
-  } else {
-    // The proxy keeps its connections to the release that served, so it is that one which answers,
-    // until it stops. This look is made from the new release's own address on the proxy's network,
-    // so the proxy learns that address from it (ARP) before it first dials it.
-    await awaitProxyAnswer(look, Math.floor(Date.now() / 1000) - 1, async () => undefined);
-    loaded = { tlsFiles: olds.tlsFiles };
-  }
-  if (previous !== undefined) {
-    await retire(docker, previous);
-    try {
-      const served = await awaitProxyAnswer(look, Math.floor(Date.now() / 1000) - 1, judge);
-      loaded = { ...loaded, ...(served === undefined ? {} : { served }) };
-    } catch (error) {
-      // The name reaches no release that answers: the one that served until now serves again.
-      const back = await docker
-        .getContainer(previous)
-        .start()
-        .then(() => true)
-        .catch(() => false);
-      const outcome = back ? `release ${olds?.releaseName ?? previous} was started again and serves` : `release ${olds?.releaseName ?? previous} could not be started again`;
-      throw new Error(`${(error as Error).message}; ${outcome}`, { cause: error });
-    }
-  } else if (!reload) {
-    loaded = { ...loaded, served: await awaitProxyAnswer(look, Math.floor(Date.now() / 1000) - 1, judge) };
+  const now = () => Math.floor(Date.now() / 1000) - 1;
+  // The first look is made from the new release's own address on the proxy's network, so the proxy
+  // learns that address from it (ARP) before it dials it; with a new configuration, it is the one
+  // whose failure puts the proxy back on the previous configuration.
+  const tlsFiles = reload
+    ? (await reloadVerified(docker, { ...inputs, upstream, previousFiles: olds?.tlsFiles, what }, (loadedAt) => awaitProxyAnswer(look, loadedAt, judge()))).tlsFiles
+    : (await awaitProxyAnswer(look, now(), judge()), olds.tlsFiles);
+  const previous = olds !== undefined && olds.releaseId !== inputs.releaseId ? olds : undefined;
+  if (previous !== undefined) await stopRelease(docker, previous.releaseId);
+  let served: string | undefined;
+  try {
+    served = await awaitProxyAnswer(look, now(), judge(expected));
+  } catch (error) {
+    if (previous === undefined) throw error;
+    // The name reaches no release that answers: the one that served until now serves again.
+    const back = await docker
+      .getContainer(previous.releaseId)
+      .start()
+      .then(() => true)
+      .catch(() => false);
+    throw new Error(`${(error as Error).message}; release ${previous.releaseName} ${back ? "was started again and serves" : "could not be started again"}`, { cause: error });
   }
   return {
     ...inputs,
     upstream,
     switchedAt: new Date().toISOString(),
-    ...(loaded.served === undefined ? {} : { servedCertificate: loaded.served }),
-    ...(loaded.tlsFiles === undefined ? {} : { tlsFiles: loaded.tlsFiles }),
+    ...(served === undefined ? {} : { servedCertificate: served }),
+    ...(tlsFiles === undefined ? {} : { tlsFiles }),
   };
 }
 

@@ -11,6 +11,7 @@
  *
  * Pulumi serializes this provider into its own process: plain functions and `require`d packages only.
  */
+import type Docker from "dockerode";
 import type * as pulumi from "@pulumi/pulumi";
 import { canonicalJson } from "../canonicalJson";
 import { dockerClient } from "../docker/client";
@@ -60,6 +61,21 @@ function changedInputs(olds: ReleaseInputs, news: ReleaseInputs): string[] {
   return keys.filter((key) => canonicalJson(olds[key] ?? null) !== canonicalJson(news[key] ?? null));
 }
 
+/**
+ * Stops a release: SIGTERM, then up to its stop timeout (the one it was created with) while it
+ * answers what it was sent and exits. One already stopped or gone is no error. The route stops the
+ * release that served this way once it has switched; deleting it does the same before it removes it.
+ */
+export async function stopRelease(docker: Docker, id: string): Promise<void> {
+  await docker
+    .getContainer(id)
+    .stop()
+    .catch((error: unknown) => {
+      const status = (error as { statusCode?: number }).statusCode;
+      if (status !== 304 && status !== 404) throw error;
+    });
+}
+
 /** Creates and starts the container; a container that cannot start is removed again. */
 async function createRelease(inputs: ReleaseInputs): Promise<ReleaseOutputs> {
   const docker = dockerClient(inputs.dockerHost, inputs.dockerSshOpts);
@@ -107,13 +123,9 @@ export const releaseProvider: pulumi.dynamic.ResourceProvider<ReleaseInputs, Rel
     }
   },
   async delete(id, props) {
-    const container = dockerClient(props.dockerHost, props.dockerSshOpts).getContainer(id);
-    // SIGTERM, then up to the stop timeout for in-flight requests to finish.
-    await container.stop({ t: props.stopTimeoutSeconds }).catch((error: unknown) => {
-      const status = (error as { statusCode?: number }).statusCode;
-      if (status !== 304 && status !== 404) throw error;
-    });
-    await container.remove({ force: true }).catch((error: unknown) => {
+    const docker = dockerClient(props.dockerHost, props.dockerSshOpts);
+    await stopRelease(docker, id);
+    await docker.getContainer(id).remove({ force: true }).catch((error: unknown) => {
       if (!isMissing(error)) throw error;
     });
   },
